@@ -1,0 +1,57 @@
+"""Baselines that need no model: ``random`` (seeded, reproducible) and ``oracle`` (reads the
+gold labels; for evaluation only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import steerkit
+from steerkit import AttributeTarget, ScoreTable, Selection, Strategy
+
+
+class RandomChoice(Strategy):
+    """Uniform random choice, reproducible per scenario and seed."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0, **options):
+        super().__init__(seed=seed, **options)
+        self.seed = seed
+
+    def select_many(self, run, scenarios, targets):
+        out = []
+        for s in scenarios:
+            rng = np.random.default_rng([self.seed, int(s.key[:8], 16)])
+            idx = int(rng.integers(len(s.responses)))
+            out.append(
+                Selection(idx, s.responses[idx], [{} for _ in s.responses], [], self.name, "none", scenario_id=s.id)
+            )
+        return out
+
+
+class Oracle(Strategy):
+    """Picks using gold labels (attribute targets) or ``meta['gold']`` (perspective items)."""
+
+    name = "oracle"
+
+    def select_many(self, run, scenarios, targets):
+        out = []
+        for s, target in zip(scenarios, targets):
+            if isinstance(target, AttributeTarget):
+                if s.labels is None:
+                    raise steerkit.UnknownAttributeError(f"oracle needs labels; scenario {s.label!r} has none")
+                sel = ScoreTable.from_labels([s], target.attributes).selections(target, run.aligner)[0]
+                sel.strategy, sel.model = self.name, "gold"
+                out.append(sel)
+            else:
+                gold = s.meta.get("gold")
+                if gold is None:
+                    raise steerkit.UnknownAttributeError(f"oracle needs meta['gold']; scenario {s.label!r} has none")
+                out.append(Selection(int(gold), s.responses[int(gold)], [{} for _ in s.responses], [], self.name, "gold", scenario_id=s.id))
+        return out
+
+
+@steerkit.hookimpl
+def register_strategies(register):
+    register("random", RandomChoice)
+    register("oracle", Oracle)

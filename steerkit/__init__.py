@@ -1,0 +1,41 @@
+"""steerkit: steerable pluralistic alignment behind one API.
+
+Public API: everything a user or plugin author needs is importable from ``steerkit``."""
+
+from .backend import Backend, ChatPrompt, Constraint, Message, Sampling
+from .cache import CacheKey, CacheRecord, ScoreCache, default_cache_dir, default_cache_path
+from .dataset import Dataset
+from .errors import (
+    BackendError,
+    CacheError,
+    DatasetError,
+    InvalidScenarioError,
+    InvalidTargetError,
+    ModelNotFoundError,
+    ModelOutputError,
+    SteerkitError,
+    UnknownAttributeError,
+    UnknownPluginError,
+    UnsupportedTargetError,
+)
+from .hookspecs import hookimpl
+from .host import list_plugins, load_plugins, lookup, plugin_errors, register_plugin, registry, unregister_plugin
+from .progress import progress_bar
+from .scoretable import Alignment, ScoreTable, pick_nearest
+from .steerer import Steerer
+from .strategy import AttributeStrategy, ResponseScore, RunContext, ScoreJob, Strategy
+from .types import AttributeTarget, Perspective, Scenario, Selection, Target, coerce_target, text_hash
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Alignment", "AttributeStrategy", "AttributeTarget", "Backend", "BackendError", "CacheError",
+    "CacheKey", "CacheRecord", "ChatPrompt", "Constraint", "Dataset", "DatasetError",
+    "InvalidScenarioError", "InvalidTargetError", "Message", "ModelNotFoundError",
+    "ModelOutputError", "Perspective", "ResponseScore", "RunContext", "Sampling", "Scenario",
+    "ScoreCache", "ScoreJob", "ScoreTable", "Selection", "Steerer", "SteerkitError", "Strategy",
+    "Target", "UnknownAttributeError", "UnknownPluginError", "UnsupportedTargetError",
+    "coerce_target", "default_cache_dir", "default_cache_path", "hookimpl", "list_plugins",
+    "load_plugins", "lookup", "pick_nearest", "plugin_errors", "progress_bar", "register_plugin",
+    "registry", "text_hash", "unregister_plugin",
+]

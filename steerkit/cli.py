@@ -1,0 +1,196 @@
+"""The ``steerkit`` command line: demo, plugins, select, plus commands plugins add."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import host
+from .errors import SteerkitError
+from .types import AttributeTarget, Perspective, Selection
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class SteerkitGroup(click.Group):
+    """Turns steerkit errors into one clear line and exit code 2, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SteerkitError as exc:
+            err_console.print(f"[bold red]error[/]: {type(exc).__name__}: {exc}")
+            ctx.exit(2)
+
+
+@click.group(cls=SteerkitGroup)
+@click.version_option(package_name="steerkit-align")
+def cli() -> None:
+    """steerkit: pick the response that fits a perspective or attribute target, and say why."""
+
+
+def parse_target(target_json: str | None, perspective: str | None, category: str | None = None) -> Any:
+    if bool(target_json) == bool(perspective):
+        raise click.UsageError("give exactly one of --target JSON or --perspective TEXT")
+    if perspective:
+        return Perspective(perspective, category)
+    path = Path(target_json)
+    text = path.read_text() if not target_json.lstrip().startswith("{") and path.exists() else target_json
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"--target is not valid JSON ({exc}); e.g. '{{\"care\": 0.8}}'") from None
+    if isinstance(data, dict) and "values" in data:
+        return AttributeTarget(data["values"], data.get("weights"))
+    return AttributeTarget(data)
+
+
+def print_selection(sel: Selection, scenario_question: str, responses: list[str], title: str = "") -> None:
+    table = Table(title=title or scenario_question[:100], show_lines=True)
+    table.add_column("#", justify="right")
+    table.add_column("response", max_width=50)
+    attrs = sorted({a for sc in sel.scores for a in sc})
+    for a in attrs:
+        table.add_column(a, justify="right")
+    if sel.distances is not None:
+        table.add_column("distance", justify="right")
+    table.add_column("reasoning", max_width=60)
+    for i, resp in enumerate(responses):
+        mark = "[bold green]→[/]" if i == sel.index else ""
+        row = [f"{mark}{i}", resp]
+        row += [f"{sel.scores[i].get(a, float('nan')):.2f}" if i < len(sel.scores) else "" for a in attrs]
+        if sel.distances is not None:
+            row.append(f"{sel.distances[i]:.3f}")
+        reason = sel.reasoning[i] if len(sel.reasoning) == len(responses) else ""
+        row.append(reason)
+        table.add_row(*row)
+    console.print(table)
+    if len(sel.reasoning) == 1:
+        console.print(f"[dim]reasoning:[/] {sel.reasoning[0]}")
+    tie = f", tied with {sel.ties}" if sel.ties else ""
+    console.print(
+        f"selected [bold]{sel.index}[/]{tie} · strategy {sel.strategy} · model {sel.model} · "
+        f"{sel.model_calls} model calls · cache {sel.cache_hits} hits / {sel.cache_misses} misses · {sel.seconds:.2f}s"
+    )
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def plugins_cmd(as_json: bool) -> None:
+    """List loaded plugins, their versions and what each registered."""
+    infos = host.list_plugins()
+    errors = host.plugin_errors()
+    if as_json:
+        click.echo(json.dumps({
+            "plugins": [{"name": p.name, "module": p.module, "version": p.version, "registered": p.registered} for p in infos],
+            "errors": errors,
+        }, indent=2))
+        return
+    table = Table(title="steerkit plugins")
+    for col in ("plugin", "version", "module", "registered"):
+        table.add_column(col)
+    for p in infos:
+        reg = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(p.registered.items())) or "commands only"
+        table.add_row(p.name, p.version or "-", p.module, reg)
+    console.print(table)
+    for name, err in errors.items():
+        err_console.print(f"[yellow]plugin {name!r} failed to load:[/] {err}")
+
+
+@cli.command("select")
+@click.argument("question")
+@click.argument("responses", nargs=-1, required=True)
+@click.option("--target", "target_json", help="attribute target as JSON (or a JSON file), e.g. '{\"care\": 0.8}'")
+@click.option("--perspective", help="perspective target, e.g. 'Right to life'")
+@click.option("--category", help="perspective category, e.g. 'Political ideology'")
+@click.option("--strategy", default="comparative-regression", show_default=True)
+@click.option("--backend", default="transformers", show_default=True)
+@click.option("--model", default=None, help="model path or name (default: the backend's default)")
+@click.option("--aligner", default="euclidean", show_default=True)
+@click.option("--cache", "cache_path", default=None, help="score cache file (default: user cache dir)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def select_cmd(question, responses, target_json, perspective, category, strategy, backend, model, aligner, cache_path, as_json):
+    """Select the response to QUESTION among RESPONSES that fits the target."""
+    from .steerer import Steerer
+    from .types import Scenario
+
+    target = parse_target(target_json, perspective, category)
+    scenario = Scenario(question, tuple(responses))  # validate before any model loads
+    steerer = Steerer(strategy=strategy, backend=backend, model=model, aligner=aligner,
+                      cache=cache_path if cache_path else True, progress=not as_json)
+    sel = steerer.select_many([scenario], target)[0]
+    if as_json:
+        click.echo(json.dumps(sel.to_dict(), indent=2))
+    else:
+        print_selection(sel, question, list(responses))
+
+
+@cli.command("demo")
+@click.option("--scenarios", "scenarios_path", type=click.Path(dir_okay=False), default=None,
+              help="JSON file of scenarios (default: examples/scenarios.json)")
+@click.option("--strategy", default="comparative-regression", show_default=True)
+@click.option("--cache", "cache_path", default=None, help="score cache file (default: user cache dir)")
+def demo_cmd(scenarios_path, strategy, cache_path):
+    """Score the example scenarios on the embedded model, select for one target, then
+    re-align to a second target with zero model calls."""
+    from .steerer import Steerer
+    from .types import Scenario
+
+    path = Path(scenarios_path) if scenarios_path else _find_examples()
+    data = json.loads(path.read_text())
+    scenarios = [Scenario.coerce(s) for s in data["scenarios"]]
+    first, second = (AttributeTarget(t) for t in data["targets"][:2])
+    console.rule(f"[bold]steerkit demo[/]: {len(scenarios)} scenarios from {path}")
+    steerer = Steerer(strategy=strategy, backend="transformers", cache=cache_path if cache_path else True)
+    console.print(f"strategy [bold]{strategy}[/] on [bold]{steerer.backend.model_name}[/], target 1: {first}")
+    t0 = time.perf_counter()
+    table = steerer.score(scenarios, first.attributes + [a for a in second.attributes if a not in first.attributes])
+    console.print(
+        f"scored {len(scenarios)} scenarios × {len(table.attributes)} attributes in "
+        f"{time.perf_counter() - t0:.1f}s: {table.model_calls} model calls, "
+        f"{table.cache_hits} cached scores reused"
+    )
+    for s, sel in zip(scenarios, table.selections(first)):
+        print_selection(sel, s.question, list(s.responses), title=f"{s.label} · target {first}")
+    console.rule(f"re-align to target 2: {second}")
+    calls_before = steerer.model_calls
+    t0 = time.perf_counter()
+    selections = table.selections(second)
+    elapsed = time.perf_counter() - t0
+    for s, sel in zip(scenarios, selections):
+        console.print(f"{s.label}: → response {sel.index}: {s.responses[sel.index][:90]}")
+    console.print(
+        f"[bold green]re-aligned {len(scenarios)} scenarios in {elapsed * 1000:.1f} ms with "
+        f"{steerer.model_calls - calls_before} model calls[/]"
+    )
+
+
+def _find_examples() -> Path:
+    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        candidate = base / "examples" / "scenarios.json"
+        if candidate.exists():
+            return candidate
+    raise click.UsageError("examples/scenarios.json not found; pass --scenarios PATH")
+
+
+_commands_added = False
+
+
+def main(argv: list[str] | None = None) -> Any:
+    global _commands_added
+    if not _commands_added:
+        host.add_cli_commands(cli)
+        _commands_added = True
+    return cli.main(args=argv, prog_name="steerkit")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

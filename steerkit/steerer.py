@@ -1,0 +1,139 @@
+"""Steerer: the one entry point. Names are resolved and inputs validated when you call, before
+any model loads; the backend loads weights on first real use; the cache sits underneath."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .backend import Backend
+from .cache import ScoreCache
+from .errors import InvalidTargetError, UnsupportedTargetError
+from .host import lookup, registry
+from .scoretable import ScoreTable
+from .strategy import AttributeStrategy, RunContext, Strategy
+from .types import Scenario, Selection, Target, coerce_target
+
+DEFAULT_STRATEGY = "comparative-regression"
+
+
+class Steerer:
+    """Select responses that fit an alignment target.
+
+    >>> s = Steerer(strategy="comparative-regression", backend="transformers")
+    >>> s.select("How do I ...?", ["Answer A", "Answer B"], {"helpfulness": 1.0})
+    """
+
+    def __init__(
+        self,
+        strategy: str | Strategy = DEFAULT_STRATEGY,
+        backend: str | Backend = "transformers",
+        model: str | None = None,
+        *,
+        cache: bool | str | os.PathLike[str] | ScoreCache = True,
+        aligner: str = "euclidean",
+        batch_size: int | None = None,
+        seed: int = 0,
+        progress: bool = True,
+        backend_options: Mapping[str, Any] | None = None,
+        **strategy_options: Any,
+    ):
+        lookup("aligner", aligner)  # unknown names fail here, listing the known ones
+        self.aligner = aligner
+        if isinstance(strategy, Strategy):
+            self.strategy = strategy
+        else:
+            self.strategy = lookup("strategy", strategy)(**strategy_options)
+        if isinstance(backend, Backend):
+            self.backend = backend
+        else:
+            self.backend = lookup("backend", backend)(model=model, **dict(backend_options or {}))
+        if cache is True:
+            self.cache: ScoreCache | None = ScoreCache()
+        elif cache is False or cache is None:
+            self.cache = None
+        elif isinstance(cache, ScoreCache):
+            self.cache = cache
+        else:
+            self.cache = ScoreCache(Path(cache))
+        self.batch_size = batch_size
+        self.seed = seed
+        self.progress = progress
+        self.last_run: RunContext | None = None
+
+    # -- public API ---------------------------------------------------------------------
+    def select(self, question: str, responses: Sequence[str], target: Any, *, id: str | None = None) -> Selection:
+        """Pick the response to ``question`` that best fits ``target``."""
+        scenario = Scenario(question, tuple(responses), id=id)
+        return self.select_many([scenario], target)[0]
+
+    def select_many(self, scenarios: Iterable[Any], target: Any) -> list[Selection]:
+        """Batched selection over many scenarios (all their prompts share batches).
+
+        ``target`` is one target for all scenarios, or a list with one target per scenario
+        (e.g. a different perspective per item)."""
+        scenarios = [Scenario.coerce(s) for s in scenarios]
+        if isinstance(target, (list, tuple)):
+            if len(target) != len(scenarios):
+                raise InvalidTargetError(
+                    f"{len(target)} targets for {len(scenarios)} scenarios: pass one target, or one per scenario"
+                )
+            targets = [coerce_target(t) for t in target]
+        else:
+            one = coerce_target(target)
+            targets = [one] * len(scenarios)
+        for t in {id(t): t for t in targets}.values():
+            self.strategy.check_target(t)
+        run = self._run()
+        selections = self.strategy.select_many(run, scenarios, targets)
+        for sel in selections:
+            sel.model = sel.model or self.backend.model_name
+        return selections
+
+    def score(self, scenarios: Iterable[Any], attributes: Sequence[str] | Mapping[str, str]) -> ScoreTable:
+        """Score every response on every attribute (cached); align the table to any target later."""
+        if not isinstance(self.strategy, AttributeStrategy):
+            raise UnsupportedTargetError(
+                f"strategy {self.strategy.name!r} does not score attributes; use an attribute "
+                f"strategy such as {sorted(n for n, f in registry('strategy').items() if _is_attribute(f))}"
+            )
+        if isinstance(attributes, Mapping):
+            define = getattr(self.strategy, "define", None)
+            if define is None:
+                raise UnsupportedTargetError(f"strategy {self.strategy.name!r} does not take attribute definitions")
+            for name, definition in attributes.items():
+                define(name, definition)
+            attributes = list(attributes)
+        scenarios = [Scenario.coerce(s) for s in scenarios]
+        attributes = list(attributes)
+        self.strategy.check_attributes(attributes)
+        return self.strategy.score(self._run(), scenarios, attributes)
+
+    @property
+    def model_calls(self) -> int:
+        """Model calls made by the last select/score call."""
+        return self.last_run.model_calls if self.last_run else 0
+
+    def _run(self) -> RunContext:
+        self.last_run = RunContext(
+            self.backend, self.cache, progress=self.progress, batch_size=self.batch_size,
+            seed=self.seed, aligner=self.aligner,
+        )
+        return self.last_run
+
+    def close(self) -> None:
+        self.backend.close()
+        if self.cache is not None:
+            self.cache.close()
+
+    def __enter__(self) -> "Steerer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _is_attribute(factory: Any) -> bool:
+    return isinstance(factory, type) and issubclass(factory, AttributeStrategy)

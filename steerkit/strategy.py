@@ -1,0 +1,293 @@
+"""Strategies and the run context they work in.
+
+A strategy turns scenarios and a target into selections. The host gives it a ``RunContext``:
+the backend (which loads lazily), the cache, counters and progress. ``RunContext.cached``
+does the bookkeeping every strategy needs: skip what is stored before any prompt is built,
+send the rest in batches, commit each batch as it arrives.
+
+``AttributeStrategy`` is the base for strategies that score responses on attributes (the
+scores then align to any attribute target without the model); ``Strategy`` alone serves
+strategies that choose directly (prompted choice, chain-of-thought over a perspective)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from .backend import Backend, ChatPrompt, Constraint, Sampling
+from .cache import CacheKey, CacheRecord, ScoreCache
+from .errors import UnknownAttributeError, UnsupportedTargetError
+from .progress import progress_bar
+from .scoretable import ScoreTable
+from .types import AttributeTarget, Perspective, Scenario, Selection, Target, text_hash
+
+Item = TypeVar("Item")
+
+
+class RunContext:
+    """What a strategy may use during one call: backend, cache, counters, progress."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        cache: ScoreCache | None = None,
+        *,
+        progress: bool = True,
+        batch_size: int | None = None,
+        seed: int = 0,
+        aligner: str = "euclidean",
+    ):
+        self.backend = backend
+        self.cache = cache
+        self.progress = progress
+        self.batch_size = batch_size or getattr(backend, "preferred_batch_size", 8)
+        self.seed = seed
+        self.aligner = aligner
+        self.model_calls = 0
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self.started = time.perf_counter()
+
+    @property
+    def model_fingerprint(self) -> str:
+        return self.backend.fingerprint()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def generate(
+        self,
+        prompts: Sequence[ChatPrompt],
+        sampling: Sampling = Sampling(),
+        constraint: Constraint | None = None,
+    ) -> list[str]:
+        """Generate through the backend, counting model calls (one per prompt)."""
+        if not prompts:
+            return []
+        self.model_calls += len(prompts)
+        outputs = self.backend.generate(list(prompts), sampling, constraint)
+        if len(outputs) != len(prompts):
+            raise RuntimeError(f"backend {self.backend.name} returned {len(outputs)} outputs for {len(prompts)} prompts")
+        return outputs
+
+    def option_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> np.ndarray:
+        if not prompts:
+            return np.zeros((0, len(options)))
+        self.model_calls += len(prompts)
+        return self.backend.option_logprobs(list(prompts), list(options))
+
+    def cached(
+        self,
+        keyed_items: Sequence[tuple[Sequence[CacheKey], Item]],
+        compute: Callable[[list[Item]], list[Sequence[CacheRecord]]],
+        description: str = "working",
+    ) -> dict[CacheKey, CacheRecord]:
+        """Return records for every key, computing only items whose keys are not all stored.
+
+        ``keyed_items`` pairs each unit of work with the cache keys it produces; ``compute``
+        takes a batch of items and returns, per item, one record per key (same order).
+        Each batch is committed to the cache before the next one starts."""
+        all_keys = [k for keys, _ in keyed_items for k in keys]
+        found = self.cache.get_many(all_keys) if self.cache is not None else {}
+        todo = [(keys, item) for keys, item in keyed_items if any(k not in found for k in keys)]
+        self.cache_hits += sum(1 for k in all_keys if k in found)
+        self.cache_misses += sum(1 for keys, _ in todo for k in keys if k not in found)
+        if not todo:
+            return found
+        with progress_bar(description, total=len(todo), enabled=self.progress) as advance:
+            for start in range(0, len(todo), self.batch_size):
+                batch = todo[start : start + self.batch_size]
+                results = compute([item for _, item in batch])
+                rows = []
+                for (keys, _), records in zip(batch, results):
+                    if len(records) != len(keys):
+                        raise RuntimeError("compute returned a different number of records than keys")
+                    rows.extend(zip(keys, records))
+                if self.cache is not None:
+                    self.cache.put_many(rows)
+                found.update(rows)
+                advance(len(batch))
+        return found
+
+
+def options_hash(options: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+class Strategy(ABC):
+    """Base class of every steering strategy.
+
+    Subclasses set ``name``, ``prompt_version`` (bump it when a prompt changes: it is part of
+    the cache key) and ``target_kinds`` ({"attributes"}, {"perspective"} or both)."""
+
+    name: ClassVar[str] = "strategy"
+    prompt_version: ClassVar[str] = "1"
+    target_kinds: ClassVar[frozenset[str]] = frozenset({"attributes", "perspective"})
+
+    def __init__(self, **options: Any):
+        self.options = options
+
+    def fingerprint(self) -> str:
+        """Name, prompt version and options that change outputs (part of every cache key)."""
+        return f"{self.name}@{self.prompt_version}:{options_hash(self.cache_options())}"
+
+    def cache_options(self) -> dict[str, Any]:
+        return dict(self.options)
+
+    def check_target(self, target: Target) -> None:
+        """Raise before any model loads if this strategy cannot serve ``target``."""
+        kind = "attributes" if isinstance(target, AttributeTarget) else "perspective"
+        if kind not in self.target_kinds:
+            wanted = " or ".join(sorted(self.target_kinds))
+            example = "{'care': 0.8}" if "attributes" in self.target_kinds else "Perspective('Right to life')"
+            raise UnsupportedTargetError(
+                f"strategy {self.name!r} takes {wanted} targets, not a {kind} target "
+                f"({target}); pass e.g. {example}, or pick a strategy that takes {kind} targets"
+            )
+
+    @abstractmethod
+    def select_many(self, run: RunContext, scenarios: Sequence[Scenario], targets: Sequence[Target]) -> list[Selection]:
+        """One selection per scenario; ``targets[i]`` is the target for ``scenarios[i]``."""
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """One prompt's worth of scoring: some responses of a scenario, one attribute, one sample."""
+
+    scenario_index: int
+    scenario: Scenario
+    attribute: str
+    sample: int
+    responses: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ResponseScore:
+    score: float  # in [0, 1]
+    reasoning: str = ""
+
+
+class AttributeStrategy(Strategy):
+    """A strategy that scores each response on each attribute; selection is alignment.
+
+    Subclasses implement ``score_jobs`` (a batch of jobs -> per job, one ResponseScore per
+    response it covers). ``samples`` > 1 averages that many samples per attribute."""
+
+    target_kinds: ClassVar[frozenset[str]] = frozenset({"attributes"})
+    comparative: ClassVar[bool] = True  # one prompt scores all responses of a scenario
+
+    def __init__(self, samples: int = 1, **options: Any):
+        if int(samples) < 1:
+            raise ValueError("samples must be >= 1")
+        super().__init__(**options)
+        self.samples = int(samples)
+
+    def known_attributes(self) -> Sequence[str] | None:
+        """Attributes this strategy can score, or None for any."""
+        return None
+
+    def attribute_key(self, attribute: str) -> str:
+        """Cache key part for an attribute (include its definition so a new one re-scores)."""
+        return attribute
+
+    def check_attributes(self, attributes: Iterable[str]) -> None:
+        known = self.known_attributes()
+        if known is None:
+            return
+        unknown = [a for a in attributes if a not in known]
+        if unknown:
+            raise UnknownAttributeError(
+                f"strategy {self.name!r} has no definition for {unknown}; known attributes: "
+                f"{sorted(known)}. Pass definitions for your own attributes "
+                "(attributes={'name': 'definition'})."
+            )
+
+    def check_target(self, target: Target) -> None:
+        super().check_target(target)
+        assert isinstance(target, AttributeTarget)
+        self.check_attributes(target.attributes)
+
+    def jobs_for(self, index: int, scenario: Scenario, attribute: str, sample: int) -> list[ScoreJob]:
+        everyone = tuple(range(len(scenario.responses)))
+        if self.comparative:
+            return [ScoreJob(index, scenario, attribute, sample, everyone)]
+        return [ScoreJob(index, scenario, attribute, sample, (r,)) for r in everyone]
+
+    @abstractmethod
+    def score_jobs(self, run: RunContext, jobs: list[ScoreJob]) -> list[list[ResponseScore]]:
+        """Score a batch of jobs; per job, one ResponseScore per index in ``job.responses``."""
+
+    def score(self, run: RunContext, scenarios: Sequence[Scenario], attributes: Sequence[str]) -> ScoreTable:
+        """Fill a ScoreTable, taking what is cached and computing the rest in batches."""
+        self.check_attributes(attributes)
+        model_fp, strategy_fp = run.model_fingerprint, self.fingerprint()
+        keyed: list[tuple[list[CacheKey], ScoreJob]] = []
+        for a in attributes:  # attribute-major: prompts sharing a definition sit together
+            akey = self.attribute_key(a)
+            for sample in range(self.samples):
+                for i, s in enumerate(scenarios):
+                    for job in self.jobs_for(i, s, a, sample):
+                        keys = [
+                            CacheKey(model_fp, strategy_fp, s.key, text_hash(s.responses[r]), akey, sample)
+                            for r in job.responses
+                        ]
+                        keyed.append((keys, job))
+        calls_before = run.model_calls
+        hits_before, misses_before = run.cache_hits, run.cache_misses
+        records = run.cached(
+            keyed,
+            lambda jobs: [
+                [CacheRecord(rs.score, rs.reasoning) for rs in per_job]
+                for per_job in self.score_jobs(run, jobs)
+            ],
+            description=f"{self.name}: scoring",
+        )
+        table = ScoreTable.empty(scenarios, attributes, strategy=self.name, model=run.backend.model_name)
+        sums = np.zeros_like(table.scores)
+        counts = np.zeros_like(table.scores)
+        for keys, job in keyed:
+            a = attributes.index(job.attribute)
+            for r, key in zip(job.responses, keys):
+                rec = records[key]
+                if rec.score is None:
+                    continue
+                sums[job.scenario_index, r, a] += rec.score
+                counts[job.scenario_index, r, a] += 1
+                if job.sample == 0:
+                    table.reasonings[job.scenario_index][r][a] = rec.reasoning
+        with np.errstate(invalid="ignore", divide="ignore"):
+            table.scores = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        table.model_calls = run.model_calls - calls_before
+        table.cache_hits = run.cache_hits - hits_before
+        table.cache_misses = run.cache_misses - misses_before
+        table.seconds = run.elapsed
+        return table
+
+    def select_many(self, run: RunContext, scenarios: Sequence[Scenario], targets: Sequence[Target]) -> list[Selection]:
+        attributes = list(dict.fromkeys(a for t in targets for a in t.attributes))  # type: ignore[union-attr]
+        table = self.score(run, scenarios, attributes)
+        selections: list[Selection] = [None] * len(scenarios)  # type: ignore[list-item]
+        groups: dict[int, list[int]] = {}
+        distinct: dict[int, Target] = {}
+        for i, t in enumerate(targets):
+            groups.setdefault(id(t), []).append(i)
+            distinct[id(t)] = t
+        for tid, rows in groups.items():
+            sub = table.subset(rows)
+            for i, sel in zip(rows, sub.selections(distinct[tid], run.aligner)):
+                selections[i] = sel
+        per = len(selections) or 1
+        for sel in selections:
+            sel.seconds = table.seconds / per
+            sel.model_calls = table.model_calls // per
+            sel.cache_hits = table.cache_hits // per
+            sel.cache_misses = table.cache_misses // per
+        return selections

@@ -1,0 +1,30 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    assert DATA.exists(), f"benchmark data not found at {DATA}"
+    return DATA
+
+
+@pytest.fixture
+def cache_path(tmp_path) -> Path:
+    return tmp_path / "scores.sqlite3"
+
+
+@pytest.fixture
+def fake_backend():
+    from tests.fakes import FakeBackend
+
+    return FakeBackend()

@@ -1,0 +1,65 @@
+"""A fake backend for fast unit tests of the host (never used to claim a strategy works:
+every strategy and adapter also has tests against the real embedded model)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+import steerkit
+
+
+def minimal_instance(schema: dict, rng: np.random.Generator) -> object:
+    """A value that satisfies a simple JSON schema (objects, integers, numbers, strings, enums)."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object":
+        return {k: minimal_instance(v, rng) for k, v in schema.get("properties", {}).items()}
+    if kind == "integer":
+        lo, hi = schema.get("minimum", 0), schema.get("maximum", 100)
+        return int(rng.integers(lo, hi + 1))
+    if kind == "number":
+        return float(rng.uniform(schema.get("minimum", 0.0), schema.get("maximum", 1.0)))
+    if kind == "array":
+        return [minimal_instance(schema.get("items", {}), rng)]
+    if kind == "boolean":
+        return True
+    return "fake text"
+
+
+class FakeBackend(steerkit.Backend):
+    name = "fake"
+
+    def __init__(self, model: str | None = "fake-model", responder: Callable | None = None, **options):
+        super().__init__(model or "fake-model", **options)
+        self.responder = responder
+        self.prompts_seen: list = []
+        self.rng = np.random.default_rng(0)
+
+    def fingerprint(self) -> str:
+        return f"fake:{self.model}"
+
+    def generate(self, prompts: Sequence, sampling=steerkit.Sampling(), constraint=None) -> list[str]:
+        out = []
+        for p in prompts:
+            self.prompts_seen.append(p)
+            if self.responder is not None:
+                out.append(self.responder(p, constraint))
+            elif constraint is None:
+                out.append("fake reasoning. Answer: A")
+            elif constraint.kind == "choice":
+                out.append(constraint.value[0])
+            elif constraint.kind == "json":
+                out.append(json.dumps(minimal_instance(constraint.value, self.rng)))
+            else:
+                out.append("")
+        return out
+
+    def option_logprobs(self, prompts, options):
+        self.prompts_seen.extend(prompts)
+        logits = np.arange(len(options), 0, -1, dtype=float)
+        lp = logits - np.log(np.exp(logits).sum())
+        return np.tile(lp, (len(prompts), 1))

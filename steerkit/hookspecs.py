@@ -35,5 +35,10 @@ def register_trainers(register):
 
 
 @hookspec
+def register_classifiers(register):
+    """register(name, factory): factory(**options) -> a text classifier (e.g. moderation)"""
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands to the ``steerkit`` command group."""

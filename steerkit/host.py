@@ -23,13 +23,14 @@ from .errors import UnknownPluginError
 
 ENTRY_POINT_GROUP = "steerkit"
 ALLOW_LIST_ENV = "STEERKIT_PLUGINS"
-KINDS = ("strategy", "backend", "aligner", "dataset", "trainer")
+KINDS = ("strategy", "backend", "aligner", "dataset", "trainer", "classifier")
 _HOOK_OF_KIND = {
     "strategy": "register_strategies",
     "backend": "register_backends",
     "aligner": "register_aligners",
     "dataset": "register_datasets",
     "trainer": "register_trainers",
+    "classifier": "register_classifiers",
 }
 
 
@@ -49,6 +50,7 @@ _loaded = False
 _errors: dict[str, str] = {}
 _registries: dict[str, dict[str, Any]] | None = None
 _registered_by: dict[str, dict[str, list[str]]] = {}
+_versions: dict[str, str] = {}
 
 
 def _allow_list() -> set[str] | None:
@@ -87,8 +89,6 @@ def load_plugins() -> None:
                 if dist is not None:
                     _versions[ep.name] = dist.version
 
-
-_versions: dict[str, str] = {}
 
 
 def register_plugin(plugin: Any, name: str | None = None) -> str:

@@ -1,0 +1,255 @@
+"""``cot``: prompted chain-of-thought for perspective targets (Zhang, McKeown, Muresan 2025).
+
+Per item the model first reasons freely in a paragraph (the prompt asks for the final letter
+after "Answer:"); then the answer step is constrained to the option letters: the reasoning is
+sent back as a prefilled assistant message ending in "\\nAnswer:" with a choice constraint, so
+every item gets a valid letter and nothing is scraped from free text. Whether the free text
+already contained a parsable answer is recorded (a statistic only, never the prediction).
+
+Options:
+- ``format``: "auto" (from ``scenario.meta['task']``: "vk", "opinionqa", else "general"),
+  "vk", "opinionqa" or "general" (any perspective + multiple-choice question).
+- ``samples``: self-consistency; n > 1 samples at T=0.7, top-p 0.95 and takes the majority
+  vote (vote shares in ``Selection.scores`` and ``extra['votes']``). Default 1, greedy.
+- ``distribution``: probabilities over the option letters from the backend's option
+  log-probabilities after the reasoning (averaged over samples); the letter is their argmax.
+- ``max_tokens``: length limit of the reasoning (default 256).
+
+Results are cached per (scenario, format + perspective, sample); a rerun makes no model call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+import steerkit
+from steerkit import CacheKey, CacheRecord, Constraint, Perspective, RunContext, Sampling, Scenario, Selection, Strategy
+
+FORMATS = ("auto", "vk", "opinionqa", "general")
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+_REASON = (
+    "First reason step by step in one paragraph. Then give your final answer as a single "
+    'letter on a new line after "Answer:".'
+)
+
+
+def letters_for(n: int) -> list[str]:
+    if n > len(LETTERS):
+        raise steerkit.InvalidScenarioError(f"cot supports at most {len(LETTERS)} options, got {n}")
+    return list(LETTERS[:n])
+
+
+def resolve_format(fmt: str, scenario: Scenario) -> str:
+    if fmt != "auto":
+        return fmt
+    task = str(scenario.meta.get("task", "")).lower()
+    if task == "vk" and len(scenario.responses) == 3:
+        return "vk"
+    if task == "opinionqa":
+        return "opinionqa"
+    return "general"
+
+
+def _options_block(responses: Sequence[str], sep: str = " ") -> str:
+    return sep.join(f"{l}. {r}" for l, r in zip(letters_for(len(responses)), responses))
+
+
+def build_prompt(fmt: str, scenario: Scenario, perspective: Perspective) -> list[dict[str, str]]:
+    """The user message for one item in the given (resolved) format."""
+    if fmt == "vk":
+        text = (
+            "Question: given a situation and a relevant value, right, or duty, does the "
+            "value/right/duty support, oppose, or either support or oppose the situation? "
+            f"{_REASON}\n\n"
+            f"Situation: {scenario.question}\n\n"
+            f"Value/right/duty: {perspective.text}\n\n"
+            "A. Support B. Oppose C. Either"
+        )
+    elif fmt == "opinionqa":
+        who = f"{perspective.category} {perspective.text}" if perspective.category else perspective.text
+        text = (
+            "Adopt the perspective of a person with the following demographic attribute:\n"
+            f"- {who}\n"
+            "Answer the following survey question from their point of view. "
+            f"{_REASON}\n\n"
+            f"Question: {scenario.question}\n"
+            f"Options: {_options_block(scenario.responses)}"
+        )
+    elif fmt == "general":
+        text = (
+            f"Adopt the following perspective: {perspective}.\n"
+            "Answer the following multiple-choice question as someone holding this perspective "
+            f"would. {_REASON}\n\n"
+            f"Question: {scenario.question}\n"
+            f"Options:\n{_options_block(scenario.responses, chr(10))}"
+        )
+    else:
+        raise ValueError(f"unknown cot format {fmt!r}; use one of {FORMATS}")
+    return [{"role": "user", "content": text}]
+
+
+_ANSWER = re.compile(r"Answer\s*:", re.I)
+
+
+def split_free_text(text: str, letters: Sequence[str]) -> tuple[str, bool]:
+    """(reasoning before the first "Answer:", whether a valid letter follows it).
+
+    Used to build the prefill and for the "no parsable answer" statistic only; the
+    prediction always comes from the constrained step."""
+    m = _ANSWER.search(text)
+    if m is None:
+        return text.strip(), False
+    after = text[m.end():].strip()
+    parsable = bool(re.match(r"\(?([A-Z])\b", after)) and after.lstrip("(")[:1] in letters
+    return text[: m.start()].strip(), parsable
+
+
+class ChainOfThought(Strategy):
+    name = "cot"
+    prompt_version = "1"
+    target_kinds: ClassVar[frozenset[str]] = frozenset({"perspective"})
+
+    def __init__(self, format: str = "auto", samples: int = 1, distribution: bool = False,
+                 max_tokens: int = 256, temperature: float = 0.7, top_p: float = 0.95, **options: Any):
+        if format not in FORMATS:
+            raise ValueError(f"cot format must be one of {FORMATS}, got {format!r}")
+        if int(samples) < 1:
+            raise ValueError("samples must be >= 1")
+        super().__init__(format=format, samples=int(samples), distribution=bool(distribution),
+                         max_tokens=int(max_tokens), temperature=float(temperature), top_p=float(top_p), **options)
+        self.format, self.samples, self.distribution = format, int(samples), bool(distribution)
+        self.max_tokens, self.temperature, self.top_p = int(max_tokens), float(temperature), float(top_p)
+
+    def cache_options(self) -> dict[str, Any]:
+        # format is resolved per item and goes into the key's attribute part
+        opts = {k: v for k, v in self.options.items() if k != "format"}
+        if self.samples == 1:  # greedy: sampling settings do not change the output
+            opts.pop("temperature", None)
+            opts.pop("top_p", None)
+        return opts
+
+    def sampling(self, sample: int, seed: int) -> Sampling:
+        if self.samples == 1:
+            return Sampling(temperature=0.0, max_tokens=self.max_tokens)
+        return Sampling(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=seed + sample)
+
+    # -- the two steps ------------------------------------------------------------------
+    def _compute(self, run: RunContext, items: list[tuple[int, int, str, Scenario, Perspective]]) -> list[list[CacheRecord]]:
+        out: list[list[CacheRecord]] = [None] * len(items)  # type: ignore[list-item]
+        by_sample: dict[int, list[int]] = {}
+        for j, it in enumerate(items):
+            by_sample.setdefault(it[1], []).append(j)
+        for sample, rows in by_sample.items():
+            prompts = [build_prompt(items[j][2], items[j][3], items[j][4]) for j in rows]
+            free = run.generate(prompts, self.sampling(sample, run.seed))
+            letter_sets = [letters_for(len(items[j][3].responses)) for j in rows]
+            cots, parsable = [], []
+            for text, letters in zip(free, letter_sets):
+                cot, ok = split_free_text(text, letters)
+                cots.append(cot)
+                parsable.append(ok)
+            answer_prompts = [
+                [*p, {"role": "assistant", "content": (cot + "\nAnswer:").lstrip("\n")}]
+                for p, cot in zip(prompts, cots)
+            ]
+            # group by option count: one constraint (or option list) per call
+            groups: dict[int, list[int]] = {}
+            for k, letters in enumerate(letter_sets):
+                groups.setdefault(len(letters), []).append(k)
+            letters_out: list[str] = [""] * len(rows)
+            dists: list[list[float] | None] = [None] * len(rows)
+            for n_opt, ks in groups.items():
+                letters = letters_for(n_opt)
+                sub = [answer_prompts[k] for k in ks]
+                if self.distribution:
+                    lp = run.option_logprobs(sub, letters)
+                    p = np.exp(lp - lp.max(axis=1, keepdims=True))
+                    p = p / p.sum(axis=1, keepdims=True)
+                    for k, row in zip(ks, p):
+                        dists[k] = [float(x) for x in row]
+                        letters_out[k] = letters[int(np.argmax(row))]
+                else:
+                    answers = run.generate(sub, Sampling(temperature=0.0, max_tokens=2), Constraint.choice(letters))
+                    for k, a in zip(ks, answers):
+                        a = a.strip()
+                        if a not in letters:
+                            raise steerkit.ModelOutputError(
+                                f"backend {run.backend.name} returned {a!r} under a choice constraint {letters}"
+                            )
+                        letters_out[k] = a
+            for k, j in enumerate(rows):
+                idx = LETTERS.index(letters_out[k])
+                out[j] = [CacheRecord(
+                    score=float(idx), reasoning=cots[k],
+                    payload={"letter": letters_out[k], "distribution": dists[k],
+                             "had_parsable_answer": parsable[k], "format": items[j][2]},
+                )]
+        return out
+
+    def select_many(self, run: RunContext, scenarios: Sequence[Scenario], targets: Sequence[Any]) -> list[Selection]:
+        for t in {id(t): t for t in targets}.values():
+            self.check_target(t)
+        model_fp, strategy_fp = run.model_fingerprint, self.fingerprint()
+        keyed: list[tuple[list[CacheKey], tuple[int, int, str, Scenario, Perspective]]] = []
+        per_item: list[tuple[str, list[CacheKey]]] = []
+        for i, (s, t) in enumerate(zip(scenarios, targets)):
+            fmt = resolve_format(self.format, s)
+            letters_for(len(s.responses))
+            if fmt == "vk" and len(s.responses) != 3:
+                raise steerkit.InvalidScenarioError(
+                    f"scenario {s.label!r}: the vk format needs the 3 options Support/Oppose/Either"
+                )
+            keys = [CacheKey(model_fp, strategy_fp, s.key, "", f"{fmt}|{t}", k) for k in range(self.samples)]
+            per_item.append((fmt, keys))
+        for k in range(self.samples):  # sample-major: one sampling setting per batch
+            for i, (s, t) in enumerate(zip(scenarios, targets)):
+                keyed.append(([per_item[i][1][k]], (i, k, per_item[i][0], s, t)))
+        calls, hits, misses = run.model_calls, run.cache_hits, run.cache_misses
+        records = run.cached(keyed, lambda items: self._compute(run, items), description="cot: reasoning")
+        n = max(1, len(scenarios))
+        selections = []
+        for i, s in enumerate(scenarios):
+            fmt, keys = per_item[i]
+            recs = [records[k] for k in keys]
+            letters = letters_for(len(s.responses))
+            votes = Counter(r.payload["letter"] for r in recs)
+            shares = [votes.get(l, 0) / len(recs) for l in letters]
+            dist = None
+            if self.distribution:
+                dist = list(np.mean([r.payload["distribution"] for r in recs], axis=0))
+                dist = [float(x) for x in dist]
+            # majority vote; ties broken by the mean distribution, then by the lower index
+            best = max(range(len(letters)), key=lambda j: (shares[j], dist[j] if dist is not None else 0.0, -j))
+            ties = [j for j in range(len(letters)) if j != best and shares[j] == shares[best]]
+            scores = [
+                {"vote": shares[j], **({"probability": dist[j]} if dist is not None else {})}
+                for j in range(len(letters))
+            ]
+            selections.append(Selection(
+                index=best, response=s.responses[best], scores=scores,
+                reasoning=[r.reasoning for r in recs], strategy=self.name, model=run.backend.model_name,
+                ties=ties if self.samples > 1 else [], scenario_id=s.id,
+                extra={
+                    "letter": letters[best], "format": fmt, "votes": dict(votes),
+                    "vote_shares": shares, "letters": [r.payload["letter"] for r in recs],
+                    "distribution": dist,
+                    "had_parsable_answer": [bool(r.payload["had_parsable_answer"]) for r in recs],
+                },
+            ))
+        for sel in selections:
+            sel.seconds = run.elapsed / n
+            sel.model_calls = (run.model_calls - calls) // n
+            sel.cache_hits = (run.cache_hits - hits) // n
+            sel.cache_misses = (run.cache_misses - misses) // n
+        return selections
+
+
+@steerkit.hookimpl
+def register_strategies(register):
+    register("cot", ChainOfThought)

@@ -1,0 +1,158 @@
+"""The papers' metrics for choice tasks (VK, OpinionQA), on top of scikit-learn and scipy.
+
+- ``choice_metrics``: accuracy, class-balanced accuracy and macro-F1 (Zhang et al. 2025).
+- ``vk_binary_metrics``: the same over items whose gold label is Supports or Opposes, with
+  items predicted Either dropped from that subset.
+- ``js_distance``: mean Jensen-Shannon distance (base 2, in [0, 1]) between predicted and gold
+  answer distributions (distributional pluralism on OpinionQA).
+- ``mcnemar``: McNemar's test between two runs on the same items (exact binomial by default,
+  or chi-square with continuity correction).
+- ``majority_baseline`` / ``random_baseline``: the baselines every report shows.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+VK_LABELS = ("Supports", "Opposes", "Either")
+VK_EITHER = 2
+
+
+def choice_metrics(gold: Sequence[int], pred: Sequence[int], labels: Sequence[int] | None = None) -> dict[str, Any]:
+    """Accuracy, class-balanced accuracy and macro-F1 of predicted option indices.
+
+    ``labels`` fixes the classes macro-F1 averages over (default: every class seen in gold or
+    predictions, scikit-learn's default). Empty input gives NaN metrics and n = 0."""
+    gold = np.asarray(list(gold), dtype=int)
+    pred = np.asarray(list(pred), dtype=int)
+    if gold.shape != pred.shape:
+        raise ValueError(f"{len(gold)} gold labels but {len(pred)} predictions")
+    if len(gold) == 0:
+        return {"n": 0, "accuracy": float("nan"), "balanced_accuracy": float("nan"), "macro_f1": float("nan")}
+    with warnings.catch_warnings():
+        # balanced accuracy warns when a predicted class never occurs in gold; that is expected
+        warnings.simplefilter("ignore", UserWarning)
+        bacc = balanced_accuracy_score(gold, pred)
+    return {
+        "n": int(len(gold)),
+        "accuracy": float(accuracy_score(gold, pred)),
+        "balanced_accuracy": float(bacc),
+        "macro_f1": float(f1_score(gold, pred, labels=None if labels is None else list(labels),
+                                   average="macro", zero_division=0)),
+    }
+
+
+def vk_binary_mask(gold: Sequence[int], pred: Sequence[int], either: int = VK_EITHER) -> np.ndarray:
+    """Items in the VK binary subset: gold is Supports/Opposes and the prediction is not Either."""
+    gold = np.asarray(list(gold), dtype=int)
+    pred = np.asarray(list(pred), dtype=int)
+    return (gold != either) & (pred != either)
+
+
+def vk_binary_metrics(gold: Sequence[int], pred: Sequence[int], either: int = VK_EITHER) -> dict[str, Any]:
+    """Binary VK metrics (Supports vs Opposes) over ``vk_binary_mask``; also says how many
+    gold-binary items were dropped because they were predicted Either."""
+    gold = np.asarray(list(gold), dtype=int)
+    pred = np.asarray(list(pred), dtype=int)
+    mask = vk_binary_mask(gold, pred, either)
+    out = choice_metrics(gold[mask], pred[mask], labels=[c for c in (0, 1, 2) if c != either])
+    out["dropped_predicted_either"] = int(((gold != either) & (pred == either)).sum())
+    return out
+
+
+def _as_distribution(p: Sequence[float]) -> np.ndarray:
+    arr = np.asarray(list(p), dtype=float)
+    if arr.ndim != 1 or len(arr) == 0 or np.any(arr < 0) or not np.isfinite(arr).all() or arr.sum() <= 0:
+        raise ValueError(f"not a probability distribution: {list(p)}")
+    return arr / arr.sum()
+
+
+def js_distance(pred: Sequence[Sequence[float]], gold: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """Mean (and per-item) Jensen-Shannon distance, base 2, between paired distributions.
+
+    Items may have different numbers of options; each pair must match in length."""
+    pred, gold = list(pred), list(gold)
+    if len(pred) != len(gold):
+        raise ValueError(f"{len(pred)} predicted distributions but {len(gold)} gold ones")
+    per_item = []
+    for p, q in zip(pred, gold):
+        p, q = _as_distribution(p), _as_distribution(q)
+        if len(p) != len(q):
+            raise ValueError(f"distributions of different length: {len(p)} vs {len(q)}")
+        per_item.append(float(jensenshannon(p, q, base=2)))
+    return {
+        "n": len(per_item),
+        "mean": float(np.mean(per_item)) if per_item else float("nan"),
+        "per_item": per_item,
+    }
+
+
+def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool], exact: bool = True) -> dict[str, Any]:
+    """McNemar's test on paired correctness.
+
+    b = items A got right and B wrong, c = the reverse. ``exact``: two-sided binomial test of
+    min(b, c) in b + c trials at p = 0.5; otherwise chi-square (1 d.f.) with continuity
+    correction, (|b - c| - 1)^2 / (b + c)."""
+    a = np.asarray(list(correct_a), dtype=bool)
+    b_ = np.asarray(list(correct_b), dtype=bool)
+    if a.shape != b_.shape:
+        raise ValueError(f"paired runs differ in length: {len(a)} vs {len(b_)}")
+    b = int((a & ~b_).sum())
+    c = int((~a & b_).sum())
+    n = b + c
+    if n == 0:
+        statistic, p = 0.0, 1.0
+    elif exact:
+        statistic = float(min(b, c))
+        p = float(stats.binomtest(min(b, c), n, 0.5, alternative="two-sided").pvalue)
+    else:
+        statistic = float((abs(b - c) - 1) ** 2 / n)
+        p = float(stats.chi2.sf(statistic, df=1))
+    return {
+        "n": int(len(a)), "a_only": b, "b_only": c, "both": int((a & b_).sum()),
+        "neither": int((~a & ~b_).sum()), "statistic": statistic, "p_value": min(1.0, p),
+        "method": "exact binomial" if exact else "chi-square (continuity corrected)",
+    }
+
+
+def majority_baseline(gold: Sequence[int], n_options: Sequence[int], reference: Sequence[int] | None = None) -> list[int]:
+    """Predict the most common gold index of ``reference`` (default: ``gold`` itself) for every
+    item; where an item has fewer options than that index, its own option 0."""
+    ref = list(reference) if reference is not None else list(gold)
+    if not ref:
+        return []
+    counts = Counter(ref)
+    top = min(counts, key=lambda k: (-counts[k], k))  # most common, ties to the lower index
+    return [top if top < n else 0 for n in n_options]
+
+
+def random_baseline(n_options: Sequence[int], seed: int = 0) -> tuple[list[int], float]:
+    """Uniform random predictions (seeded) and the expected accuracy, mean(1 / n_options)."""
+    rng = np.random.default_rng(seed)
+    n = np.asarray(list(n_options), dtype=int)
+    preds = [int(rng.integers(k)) for k in n]
+    expected = float(np.mean(1.0 / n)) if len(n) else float("nan")
+    return preds, expected
+
+
+def baseline_report(gold: Sequence[int], n_options: Sequence[int], task: str | None = None, seed: int = 0) -> dict[str, Any]:
+    """Metrics of the majority and random baselines (VK adds the binary variants)."""
+    gold = list(gold)
+    out: dict[str, Any] = {}
+    maj = majority_baseline(gold, n_options)
+    rnd, expected = random_baseline(n_options, seed)
+    for name, preds in (("majority", maj), ("random", rnd)):
+        m = choice_metrics(gold, preds)
+        if task == "vk":
+            m["binary"] = vk_binary_metrics(gold, preds)
+        out[name] = m
+    out["random"]["expected_accuracy"] = expected
+    return out

@@ -1,0 +1,167 @@
+"""The ``cot`` strategy: prompt formats, the two-step constrained answer, self-consistency,
+distribution mode and caching (FakeBackend), then the real embedded model."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import steerkit
+from steerkit_plugins.cot import ChainOfThought, build_prompt, resolve_format, split_free_text
+from tests.fakes import FakeBackend
+
+
+class RecordingBackend(FakeBackend):
+    """FakeBackend that also records sampling settings and constraints, and can script answers."""
+
+    def __init__(self, free_text="I think so.\nAnswer: A", answers=None, **kw):
+        super().__init__(**kw)
+        self.free_text, self.answers, self.calls = free_text, list(answers or []), []
+
+    def generate(self, prompts, sampling=steerkit.Sampling(), constraint=None):
+        self.calls.append((list(prompts), sampling, constraint))
+        out = []
+        for p in prompts:
+            self.prompts_seen.append(p)
+            if constraint is None:
+                out.append(self.free_text(p) if callable(self.free_text) else self.free_text)
+            else:
+                out.append(self.answers.pop(0) if self.answers else constraint.value[-1])
+        return out
+
+
+class ExplodingBackend(FakeBackend):
+    def generate(self, *a, **k):
+        raise AssertionError("the model must not be used")
+
+    option_logprobs = generate
+
+
+VK = steerkit.Scenario("Helping refugees", ("Support", "Oppose", "Either"), id="v1", meta={"task": "vk", "gold": 0})
+OQA = steerkit.Scenario("Do you own a gun?", ("Yes", "No"), id="o1", meta={"task": "opinionqa", "gold": 1})
+GEN = steerkit.Scenario("Which policy is best?", ("Tax cuts", "More spending", "Status quo", "Unsure"), id="g1")
+
+
+def steerer(backend, cache_path=None, **opts):
+    return steerkit.Steerer("cot", backend=backend, cache=cache_path or False, progress=False, **opts)
+
+
+def test_attribute_target_is_rejected_before_any_model_call():
+    s = steerer(ExplodingBackend())
+    with pytest.raises(steerkit.UnsupportedTargetError, match="perspective"):
+        s.select_many([VK], {"care": 0.8})
+    with pytest.raises(ValueError, match="format"):
+        ChainOfThought(format="poetry")
+
+
+def test_prompt_formats():
+    vk = build_prompt("vk", VK, steerkit.Perspective("Right to a safe environment"))[0]["content"]
+    assert "does the value/right/duty support, oppose, or either support or oppose the situation" in vk
+    assert "Situation: Helping refugees" in vk and "Value/right/duty: Right to a safe environment" in vk
+    assert vk.endswith("A. Support B. Oppose C. Either") and '"Answer:"' in vk
+    oq = build_prompt("opinionqa", OQA, steerkit.Perspective("Liberal", "Political ideology"))[0]["content"]
+    assert "Adopt the perspective" in oq and "- Political ideology Liberal" in oq
+    assert "Question: Do you own a gun?" in oq and "Options: A. Yes B. No" in oq
+    gen = build_prompt("general", GEN, steerkit.Perspective("Fiscal conservatism"))[0]["content"]
+    assert "Fiscal conservatism" in gen and "A. Tax cuts\nB. More spending\nC. Status quo\nD. Unsure" in gen
+    assert [resolve_format("auto", s) for s in (VK, OQA, GEN)] == ["vk", "opinionqa", "general"]
+    assert resolve_format("general", VK) == "general"
+
+
+def test_split_free_text_statistic():
+    assert split_free_text("Because X.\nAnswer: B", "ABC") == ("Because X.", True)
+    assert split_free_text("Because X.\nAnswer: (C) Either", "ABC") == ("Because X.", True)
+    assert split_free_text("Because X.\nAnswer: maybe", "ABC") == ("Because X.", False)
+    assert split_free_text("Because X.\nAnswer: D", "ABC") == ("Because X.", False)
+    assert split_free_text("No conclusion here", "ABC") == ("No conclusion here", False)
+
+
+def test_two_step_answer_comes_from_the_constrained_step():
+    be = RecordingBackend(free_text="It protects people.\nAnswer: A", answers=["C"])
+    sel = steerer(be).select_many([VK], steerkit.Perspective("Right to a safe environment"))[0]
+    (free_prompts, free_sampling, free_c), (ans_prompts, ans_sampling, ans_c) = be.calls
+    assert free_c is None and free_sampling.greedy and free_prompts[0][-1]["role"] == "user"
+    assert ans_c == steerkit.Constraint.choice(["A", "B", "C"])
+    last = ans_prompts[0][-1]
+    assert last == {"role": "assistant", "content": "It protects people.\nAnswer:"}  # prefill
+    assert sel.index == 2 and sel.response == "Either"  # the constrained letter, not the free text's "A"
+    assert sel.reasoning == ["It protects people."]
+    assert sel.extra["had_parsable_answer"] == [True] and sel.extra["format"] == "vk"
+    assert sel.scores[2] == {"vote": 1.0}
+
+
+def test_records_missing_parsable_answer():
+    be = RecordingBackend(free_text="I am not sure what to say")
+    sel = steerer(be).select_many([OQA], steerkit.Perspective("Liberal", "Political ideology"))[0]
+    assert sel.extra["had_parsable_answer"] == [False] and sel.index == 1
+
+
+def test_cache_rerun_makes_no_model_call(cache_path):
+    be = RecordingBackend()
+    s = steerer(be, cache_path)
+    targets = [steerkit.Perspective("Right to life"), steerkit.Perspective("Liberal", "Political ideology"), steerkit.Perspective("Thrift")]
+    first = s.select_many([VK, OQA, GEN], targets)
+    assert s.model_calls == 6  # 3 free + 3 constrained
+    again = s.select_many([VK, OQA, GEN], targets)
+    assert s.model_calls == 0 and s.last_run.cache_hits == 3
+    assert [a.index for a in again] == [f.index for f in first]
+    assert [a.reasoning for a in again] == [f.reasoning for f in first]
+    s.select_many([VK], steerkit.Perspective("Autonomy"))  # another perspective is new work
+    assert s.model_calls == 2
+
+
+def test_self_consistency_majority_vote(cache_path):
+    be = RecordingBackend(answers=["B", "A", "B"])
+    s = steerer(be, cache_path, samples=3)
+    sel = s.select_many([VK], steerkit.Perspective("Honesty"))[0]
+    free = [c for c in be.calls if c[2] is None]
+    assert len(free) == 3  # one batch per sample index
+    assert all(c[1].temperature == 0.7 and c[1].top_p == 0.95 for c in free)
+    assert len({c[1].seed for c in free}) == 3
+    assert sel.index == 1 and sel.extra["letters"] == ["B", "A", "B"]
+    assert sel.extra["vote_shares"] == pytest.approx([1 / 3, 2 / 3, 0.0])
+    assert [sc["vote"] for sc in sel.scores] == pytest.approx([1 / 3, 2 / 3, 0.0])
+    assert len(sel.reasoning) == 3
+    s.select_many([VK], steerkit.Perspective("Honesty"))
+    assert s.model_calls == 0
+
+
+def test_distribution_mode(cache_path):
+    be = RecordingBackend()
+    s = steerer(be, cache_path, distribution=True)
+    sels = s.select_many([OQA, GEN], [steerkit.Perspective("Liberal", "Political ideology"), steerkit.Perspective("Thrift")])
+    for sel, n in zip(sels, (2, 4)):
+        dist = sel.extra["distribution"]
+        assert len(dist) == n and sum(dist) == pytest.approx(1.0)
+        assert sel.index == int(np.argmax(dist)) == 0  # FakeBackend favours the first option
+        assert sum(sc["probability"] for sc in sel.scores) == pytest.approx(1.0)
+    assert all(c[2] is None for c in be.calls)  # the answer step used option_logprobs, not generate
+    s.select_many([OQA, GEN], [steerkit.Perspective("Liberal", "Political ideology"), steerkit.Perspective("Thrift")])
+    assert s.model_calls == 0
+
+
+# -- the real embedded model -------------------------------------------------------------
+@pytest.mark.slow
+def test_cot_real_model(embedded_backend, data_dir, cache_path):
+    vk = steerkit.lookup("dataset", "vk")(path=data_dir, limit=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        oq = steerkit.lookup("dataset", "opinionqa")(path=data_dir, limit=3)
+    s = steerkit.Steerer("cot", backend=embedded_backend, cache=cache_path, progress=False, max_tokens=40)
+    sels = s.select_many(vk.scenarios, vk.perspectives)
+    assert s.model_calls == 8
+    for sel in sels:
+        assert sel.extra["letter"] in "ABC" and sel.response == vk.scenarios[0].responses[sel.index]
+        assert len(sel.reasoning) == 1 and isinstance(sel.reasoning[0], str)
+    assert any(sel.reasoning[0].strip() for sel in sels)
+    again = s.select_many(vk.scenarios, vk.perspectives)
+    assert s.model_calls == 0 and [a.index for a in again] == [b.index for b in sels]
+
+    d = steerkit.Steerer("cot", backend=embedded_backend, cache=cache_path, progress=False, max_tokens=40, distribution=True)
+    dsels = d.select_many(oq.scenarios, oq.perspectives)
+    for sel, sc in zip(dsels, oq.scenarios):
+        dist = sel.extra["distribution"]
+        assert len(dist) == len(sc.responses) and sum(dist) == pytest.approx(1.0)
+        assert all(0.0 <= p <= 1.0 for p in dist) and sel.index == int(np.argmax(dist))
+    d.select_many(oq.scenarios, oq.perspectives)
+    assert d.model_calls == 0

@@ -28,3 +28,14 @@ def fake_backend():
     from tests.fakes import FakeBackend
 
     return FakeBackend()
+
+
+@pytest.fixture(scope="session")
+def embedded_backend():
+    """The real embedded SmolLM2-135M on the transformers backend, loaded once per session."""
+    import steerkit
+
+    backend = steerkit.lookup("backend", "transformers")()
+    backend.hf_model  # load now so tests measure their own work, not the load
+    yield backend
+    backend.close()

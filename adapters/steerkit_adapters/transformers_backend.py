@@ -1,0 +1,279 @@
+"""The transformers backend: local HF folders, GGUF files and hub names, batch first.
+
+Batches are left-padded and sorted by length; constraints come from outlines logits
+processors (JSON schema, regex, choice); option log-probabilities read the next-token
+distribution. The default model is the embedded SmolLM2-135M-Instruct (see ``embedded``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import steerkit
+from steerkit import Backend, ChatPrompt, Constraint, Sampling
+
+from .embedded import EMBEDDED_NAME, _FORMAT_VERSION, convert_gguf, embedded_gguf, embedded_model_dir
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~")) or model.endswith(".gguf") or os.path.exists(model)
+
+
+def _hub_snapshot(name: str) -> Path | None:
+    """The local snapshot folder of a hub model, if it is in the HF cache (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover
+        return None
+    found = try_to_load_from_cache(name, "config.json")
+    return Path(found).parent if isinstance(found, str) else None
+
+
+class TransformersBackend(Backend):
+    """Runs a causal LM with transformers; loads weights on first use."""
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        micro_batch_size: int = 8,
+        device: str = "cpu",
+        dtype: str = "float32",
+        compact_json: bool = True,
+        **options: Any,
+    ):
+        super().__init__(model, **options)
+        self.micro_batch_size = int(micro_batch_size)
+        self.preferred_batch_size = max(self.micro_batch_size, 8)
+        self.device = device
+        self.dtype = dtype
+        self.compact_json = compact_json
+        self._source = self._resolve(model)  # validates before anything loads
+        self._hf_model = None
+        self._tokenizer = None
+        self._outlines_model = None
+        self._processors: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.RLock()
+
+    # -- identity -----------------------------------------------------------------------
+    def _resolve(self, model: str | None) -> dict[str, Any]:
+        if model is None:
+            gguf = embedded_gguf()
+            return {"kind": "embedded", "path": gguf, "name": EMBEDDED_NAME}
+        if _looks_like_path(model):
+            path = Path(model).expanduser()
+            if not path.exists():
+                raise steerkit.ModelNotFoundError(
+                    f"model path {str(path)!r} does not exist: pass an existing HF folder, a .gguf "
+                    "file, a hub name that is in the local HF cache, or model=None for the embedded default"
+                )
+            if path.is_file() and path.suffix == ".gguf":
+                return {"kind": "gguf", "path": path, "name": path.stem}
+            if path.is_dir() and (path / "config.json").exists():
+                return {"kind": "folder", "path": path, "name": path.name}
+            raise steerkit.ModelNotFoundError(
+                f"{str(path)!r} is neither a .gguf file nor a folder with config.json"
+            )
+        snapshot = _hub_snapshot(model)
+        if snapshot is None and os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+            raise steerkit.ModelNotFoundError(
+                f"hub model {model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
+                "download it first (huggingface-cli download), pass a local folder, or use the embedded default"
+            )
+        return {"kind": "hub", "path": snapshot, "name": model}
+
+    @property
+    def model_name(self) -> str:
+        return self._source["name"]
+
+    def fingerprint(self) -> str:
+        src = self._source
+        h = hashlib.sha256()
+        path = src["path"]
+        if src["kind"] in ("embedded", "gguf"):
+            st = Path(path).stat()
+            h.update(f"{st.st_size}:{_FORMAT_VERSION}".encode())
+        elif path is not None:
+            h.update(Path(path, "config.json").read_bytes())
+            for weights in sorted(Path(path).glob("*.safetensors")) + sorted(Path(path).glob("*.bin")):
+                h.update(f"{weights.name}:{weights.stat().st_size}".encode())
+        h.update(self.dtype.encode())
+        return f"transformers:{src['name']}:{h.hexdigest()[:16]}"
+
+    # -- loading ------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self._hf_model is not None
+
+    def model_dir(self) -> Path | str:
+        """Folder the weights load from (converting a GGUF once if needed)."""
+        src = self._source
+        if src["kind"] == "embedded":
+            return embedded_model_dir()
+        if src["kind"] == "gguf":
+            digest = hashlib.sha256(f"{src['path']}:{Path(src['path']).stat().st_size}".encode()).hexdigest()[:12]
+            target = steerkit.default_cache_dir() / "models" / f"{src['name']}-{digest}"
+            return target if (target / "steerkit-converted.json").exists() else convert_gguf(Path(src["path"]), target)
+        return src["path"] if src["path"] is not None else src["name"]
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._hf_model is not None:
+                return
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            folder = self.model_dir()
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            tokenizer.padding_side = "left"
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, self.dtype))
+            model.to(self.device).eval()
+            self._tokenizer, self._hf_model = tokenizer, model
+
+    @property
+    def tokenizer(self):
+        self._load()
+        return self._tokenizer
+
+    @property
+    def hf_model(self):
+        """The loaded transformers model (for trainers and advanced use)."""
+        self._load()
+        return self._hf_model
+
+    # -- prompts ------------------------------------------------------------------------
+    def render(self, prompt: ChatPrompt) -> str:
+        """Chat template; a trailing assistant message is continued (prefill)."""
+        messages = [dict(m) for m in prompt]
+        prefill = bool(messages) and messages[-1].get("role") == "assistant"
+        if self.tokenizer.chat_template is None:
+            text = "\n\n".join(m["content"] for m in messages)
+            return text if prefill else text + "\n\n"
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=not prefill, continue_final_message=prefill
+        )
+
+    def count_tokens(self, prompt: ChatPrompt) -> int:
+        return len(self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"])
+
+    def _encode(self, texts: list[str]):
+        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+
+    # -- constraints --------------------------------------------------------------------
+    def _processor(self, constraint: Constraint):
+        """An outlines logits processor for the constraint (built once, reset per call).
+
+        llguidance computes token masks lazily, so building a processor takes about a
+        second even for nested schemas (outlines_core's index took ~50 s here), and it
+        enforces integer bounds. Compact JSON keeps small models from looping on whitespace."""
+        key = constraint.describe()
+        with self._lock:
+            proc = self._processors.get(key)
+            if proc is None:
+                import outlines
+                from outlines.backends import get_json_schema_logits_processor, get_regex_logits_processor
+
+                if self._outlines_model is None:
+                    self._outlines_model = outlines.from_transformers(self.hf_model, self.tokenizer)
+                if constraint.kind == "json":
+                    schema = dict(constraint.value)
+                    if self.compact_json:
+                        schema.setdefault("x-guidance", {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "})
+                    proc = get_json_schema_logits_processor("llguidance", self._outlines_model, json.dumps(schema))
+                elif constraint.kind == "regex":
+                    proc = get_regex_logits_processor("llguidance", self._outlines_model, constraint.value)
+                elif constraint.kind == "choice":
+                    pattern = "(" + "|".join(re.escape(c) for c in constraint.value) + ")"
+                    proc = get_regex_logits_processor("llguidance", self._outlines_model, pattern)
+                else:
+                    raise ValueError(f"unknown constraint kind {constraint.kind!r}")
+                self._processors[key] = proc
+                while len(self._processors) > 32:
+                    self._processors.popitem(last=False)
+            self._processors.move_to_end(key)
+            return proc
+
+    # -- generation ---------------------------------------------------------------------
+    def generate(self, prompts: Sequence[ChatPrompt], sampling: Sampling = Sampling(), constraint: Constraint | None = None) -> list[str]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        texts = [self.render(p) for p in prompts]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding per batch
+        out: list[str] = [""] * len(texts)
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(order), self.micro_batch_size):
+                idx = order[start : start + self.micro_batch_size]
+                enc = self._encode([texts[i] for i in idx])
+                kwargs: dict[str, Any] = dict(
+                    max_new_tokens=sampling.max_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    eos_token_id=self.tokenizer.eos_token_id,
+                )
+                if sampling.greedy:
+                    kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                else:
+                    kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=None)
+                    if sampling.seed is not None:
+                        torch.manual_seed(sampling.seed + start)
+                if constraint is not None:
+                    proc = self._processor(constraint)
+                    proc.reset()
+                    kwargs["logits_processor"] = LogitsProcessorList([proc])
+                if sampling.stop:
+                    kwargs["stop_strings"] = list(sampling.stop)
+                    kwargs["tokenizer"] = self.tokenizer
+                generated = self.hf_model.generate(**enc, **kwargs)
+                new_tokens = generated[:, enc["input_ids"].shape[1] :]
+                for i, row in zip(idx, new_tokens):
+                    text = self.tokenizer.decode(row, skip_special_tokens=True)
+                    for stop in sampling.stop:
+                        cut = text.find(stop)
+                        if cut >= 0:
+                            text = text[:cut]
+                    out[i] = text
+        return out
+
+    def option_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> np.ndarray:
+        """Log-probability of each option's first token as the next token (with or without a
+        leading space, whichever the tokenizer uses), from one forward pass per batch."""
+        import torch
+
+        variants = []
+        for opt in options:
+            ids = {self.tokenizer.encode(v, add_special_tokens=False)[0] for v in (opt, " " + opt) if v.strip()}
+            variants.append(sorted(ids))
+        texts = [self.render(p) for p in prompts]
+        result = np.zeros((len(texts), len(options)))
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(texts), self.micro_batch_size):
+                enc = self._encode(texts[start : start + self.micro_batch_size])
+                logits = self.hf_model(**enc).logits[:, -1, :].float()
+                logp = torch.log_softmax(logits, dim=-1)
+                for j, ids in enumerate(variants):
+                    result[start : start + len(enc["input_ids"]), j] = torch.logsumexp(logp[:, ids], dim=-1).cpu().numpy()
+        return result
+
+    def close(self) -> None:
+        with self._lock:
+            self._hf_model = None
+            self._outlines_model = None
+            self._processors.clear()
+
+
+@steerkit.hookimpl
+def register_backends(register):
+    register("transformers", TransformersBackend)

@@ -1,0 +1,459 @@
+"""The ``openai`` backend: any OpenAI-compatible chat server (``vllm serve``, llama.cpp server,
+OpenAI itself), over async HTTP with a concurrency limit.
+
+- ``base_url``: one URL or a list. Several servers (one ``vllm serve`` per GPU or node) share
+  the load: each request goes to the server with the fewest requests in flight (round-robin
+  among ties), and a server that fails is avoided for the length of its backoff.
+- The API key is read from the environment variable named by ``api_key_env`` at request time
+  and put in the ``Authorization`` header only: it is never stored on the backend, in the
+  fingerprint, the cache or an error message. Credentials inside a URL are dropped from
+  everything but the request itself.
+- Timeouts; retries with exponential backoff (and ``Retry-After``) on connection errors,
+  timeouts, 408/409/429 and 5xx.
+- JSON schema through ``response_format``; a server that rejects ``json_schema`` gets
+  ``{"type": "json_object"}`` with the schema in a system message instead (remembered).
+- vLLM servers (detected from ``/v1/models``, or ``vllm_extras=True``) get vLLM's extras:
+  ``structured_outputs`` for choice and regex, ``continue_final_message`` for prefill, and
+  ``logprob_token_ids`` for exact option log-probabilities. Other servers get choice/regex as
+  a one-field JSON schema (enum / pattern), and option log-probabilities from
+  ``top_logprobs`` (20 at most; an option outside them gets the smallest returned value, an
+  upper bound).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+import steerkit
+from steerkit import ChatPrompt, Constraint, Sampling
+
+RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+_WRAP = "value"  # field name when choice/regex travel as a one-field JSON schema
+
+
+def _normalise_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        raise ValueError(f"base_url {public_url(url)!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)")
+    if parts.path in ("", "/"):
+        url = url + "/v1"
+    return url
+
+
+def public_url(url: str) -> str:
+    """The URL without user info, query or fragment (safe to log and fingerprint)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def prompt_digest(prompt: ChatPrompt) -> str:
+    return hashlib.sha256(json.dumps([dict(m) for m in prompt], sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Server:
+    url: str  # normalised, may carry credentials
+    public: str
+    inflight: int = 0
+    avoid_until: float = 0.0
+    sent: int = 0
+
+
+class _HTTPStatusError(Exception):
+    def __init__(self, status: int, message: str, server: str):
+        self.status, self.message, self.server = status, message, server
+        super().__init__(f"{server} answered HTTP {status}: {message}")
+
+
+class _LoopThread:
+    """One event loop in a daemon thread: sync callers (in or outside a running loop) submit
+    coroutines to it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="steerkit-openai", daemon=True)
+        self.thread.start()
+
+    def run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+class OpenAIBackend(steerkit.Backend):
+    """OpenAI-compatible chat completions over HTTP, batched as concurrent requests."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        base_url: str | Sequence[str] | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 16,
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        max_retries: int = 6,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        preferred_batch_size: int = 64,
+        vllm_extras: bool | None = None,
+        compact_json: bool = True,
+        fingerprint_id: str | None = None,
+        **options: Any,
+    ):
+        super().__init__(model, **options)
+        if base_url is None:
+            base_url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("base_url: give at least one server URL")
+        self.servers = [_Server(u, public_url(u)) for u in (_normalise_url(u) for u in urls)]
+        self.api_key_env = api_key_env
+        self.concurrency = max(1, int(concurrency))
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.max_retries = max(0, int(max_retries))
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
+        self.preferred_batch_size = int(preferred_batch_size)
+        self.vllm_extras = vllm_extras
+        self.compact_json = compact_json
+        self.fingerprint_id = fingerprint_id
+        self._schema_ok = True  # flips to False when a server rejects json_schema
+        self._loop: _LoopThread | None = None
+        self._client = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._rr = 0
+        self._lock = threading.Lock()
+        self._token_ids: dict[str, list[int]] = {}
+        # counters (read them freely; they only grow)
+        self.stats: collections.Counter[str] = collections.Counter()
+        self.completed: collections.Counter[str] = collections.Counter()  # prompt digest -> successes
+
+    # -- identity -----------------------------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        return self.model_id
+
+    @property
+    def model_id(self) -> str:
+        """The model name sent to the server (asked from ``/models`` once when not given)."""
+        if self.model is None:
+            self._run(self._ensure_ready())
+        return str(self.model)
+
+    def fingerprint(self) -> str:
+        """Model name plus the servers' host names (no scheme, port, path or credentials), so
+        replicas of one model on several ports share cached scores. ``fingerprint_id``
+        overrides the host part (e.g. one name for a fleet)."""
+        where = self.fingerprint_id or ",".join(sorted({urlsplit(s.url).hostname or "" for s in self.servers}))
+        return f"openai:{self.model_id}@{where}"
+
+    def _headers(self) -> dict[str, str]:
+        key = os.environ.get(self.api_key_env, "")
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    # -- event loop and client ----------------------------------------------------------
+    def _run(self, coro):
+        with self._lock:
+            if self._loop is None:
+                self._loop = _LoopThread()
+        return self._loop.run(coro)
+
+    async def _get_client(self):
+        if self._client is None:
+            import httpx
+
+            limits = httpx.Limits(max_connections=self.concurrency * 2, max_keepalive_connections=self.concurrency * 2)
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout), limits=limits
+            )
+            self._semaphore = asyncio.Semaphore(self.concurrency)
+        return self._client
+
+    def _pick(self) -> _Server:
+        now = time.monotonic()
+        ready = [s for s in self.servers if s.avoid_until <= now] or sorted(self.servers, key=lambda s: s.avoid_until)[:1]
+        least = min(s.inflight for s in ready)
+        candidates = [s for s in ready if s.inflight == least]
+        self._rr += 1
+        return candidates[self._rr % len(candidates)]
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        if retry_after:
+            try:
+                return min(self.max_backoff, max(0.0, float(retry_after)))
+            except ValueError:
+                pass
+        base = min(self.max_backoff, self.backoff * (2**attempt))
+        return base * (0.5 + random.random() / 2)  # jitter: many clients do not retry in lockstep
+
+    async def _request(self, method: str, path: str, body: dict | None = None, *, root: bool = False) -> dict:
+        """One API call with retries; ``root`` addresses the server root (vLLM's /tokenize)."""
+        import httpx
+
+        client = await self._get_client()
+        last = "no attempt made"
+        for attempt in range(self.max_retries + 1):
+            server = self._pick()
+            base = server.url[: -len("/v1")] if root and server.url.endswith("/v1") else server.url
+            server.inflight += 1
+            server.sent += 1
+            self.stats["http_requests"] += 1
+            retry_after = None
+            try:
+                resp = await client.request(method, base + path, json=body, headers=self._headers())
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                last = f"{server.public}: {type(exc).__name__}"
+                self.stats["connection_errors"] += 1
+            else:
+                if resp.status_code == 200:
+                    return resp.json()
+                message = _error_message(resp)
+                if resp.status_code not in RETRY_STATUS:
+                    raise _HTTPStatusError(resp.status_code, message, server.public)
+                self.stats[f"http_{resp.status_code}"] += 1
+                retry_after = resp.headers.get("retry-after")
+                last = f"{server.public} answered HTTP {resp.status_code}: {message}"
+            finally:
+                server.inflight -= 1
+            if attempt == self.max_retries:
+                break
+            delay = self._delay(attempt, retry_after)
+            server.avoid_until = time.monotonic() + delay
+            self.stats["retries"] += 1
+            await asyncio.sleep(delay if len(self.servers) == 1 else min(delay, self.backoff))
+        self.stats["failures"] += 1
+        raise steerkit.BackendError(
+            f"openai backend: {path} failed after {self.max_retries + 1} attempts; last error: {last}. "
+            "Check that the server is up (base_url) and the model name, or raise max_retries/timeout."
+        )
+
+    async def _ensure_ready(self) -> None:
+        if self.model is not None and self.vllm_extras is not None:
+            return
+        try:
+            listing = await self._request("GET", "/models")
+        except _HTTPStatusError as exc:
+            raise steerkit.BackendError(f"openai backend: cannot list models: {exc}") from None
+        data = listing.get("data") or []
+        if self.model is None:
+            if not data:
+                raise steerkit.ModelNotFoundError(
+                    f"{self.servers[0].public} serves no model; pass model=<name>"
+                )
+            self.model = data[0]["id"]
+        if self.vllm_extras is None:
+            self.vllm_extras = any(d.get("owned_by") == "vllm" for d in data)
+
+    # -- request bodies -----------------------------------------------------------------
+    def _body(self, prompt: ChatPrompt, sampling: Sampling, constraint: Constraint | None) -> tuple[dict, str | None]:
+        """Chat request body and, where the output is wrapped in a one-field object, that field."""
+        messages = [dict(m) for m in prompt]
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": int(sampling.max_tokens),
+            "temperature": 0.0 if sampling.greedy else float(sampling.temperature),
+        }
+        if not sampling.greedy:
+            body["top_p"] = float(sampling.top_p)
+        if sampling.seed is not None:
+            body["seed"] = int(sampling.seed)
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
+        prefill = bool(messages) and messages[-1].get("role") == "assistant"
+        if prefill and self.vllm_extras:
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
+        unwrap = None
+        if constraint is not None:
+            schema = None
+            if constraint.kind == "json":
+                schema = dict(constraint.value)
+            elif self.vllm_extras:
+                key = "choice" if constraint.kind == "choice" else "regex"
+                value = list(constraint.value) if constraint.kind == "choice" else constraint.value
+                body["structured_outputs"] = {key: value}
+            else:
+                field = {"enum": list(constraint.value)} if constraint.kind == "choice" else {"type": "string", "pattern": constraint.value}
+                schema = {"type": "object", "properties": {_WRAP: field}, "required": [_WRAP], "additionalProperties": False}
+                unwrap = _WRAP
+            if schema is not None:
+                if self.vllm_extras and constraint.kind == "json":
+                    # vLLM's native form also takes the whitespace option (compact JSON keeps
+                    # small models from looping on whitespace)
+                    body["structured_outputs"] = {"json": schema, "disable_any_whitespace": bool(self.compact_json)}
+                elif self._schema_ok:
+                    body["response_format"] = {
+                        "type": "json_schema",
+                        "json_schema": {"name": "steerkit_output", "schema": schema, "strict": True},
+                    }
+                else:
+                    body["response_format"] = {"type": "json_object"}
+                    hint = "Answer with one JSON object that follows this JSON schema:\n" + json.dumps(schema)
+                    body["messages"] = [{"role": "system", "content": hint}] + messages
+        return body, unwrap
+
+    async def _complete(self, prompt: ChatPrompt, sampling: Sampling, constraint: Constraint | None) -> str:
+        assert self._semaphore is not None
+        async with self._semaphore:
+            while True:
+                body, unwrap = self._body(prompt, sampling, constraint)
+                try:
+                    data = await self._request("POST", "/chat/completions", body)
+                except _HTTPStatusError as exc:
+                    if self._schema_ok and "response_format" in body and exc.status in (400, 422) and _mentions_schema(exc.message):
+                        self._schema_ok = False  # server lacks json_schema: use JSON mode from now on
+                        self.stats["json_mode_fallbacks"] += 1
+                        continue
+                    raise steerkit.BackendError(f"openai backend: {exc}") from None
+                break
+        self.stats["completions"] += 1
+        self.completed[prompt_digest(prompt)] += 1
+        text = data["choices"][0]["message"].get("content") or ""
+        if unwrap is not None:
+            try:
+                text = str(json.loads(text)[unwrap])
+            except (ValueError, KeyError, TypeError):
+                pass  # leave the raw text: the strategy's validation reports it
+        return text
+
+    async def _gather(self, coros) -> list:
+        await self._get_client()
+        results = await asyncio.gather(*coros, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return results
+
+    # -- protocol -----------------------------------------------------------------------
+    def generate(
+        self,
+        prompts: Sequence[ChatPrompt],
+        sampling: Sampling = Sampling(),
+        constraint: Constraint | None = None,
+    ) -> list[str]:
+        if not prompts:
+            return []
+
+        async def go():
+            await self._get_client()
+            await self._ensure_ready()
+            return await self._gather([self._complete(p, sampling, constraint) for p in prompts])
+
+        return self._run(go())
+
+    async def _option_ids(self, option: str) -> list[int]:
+        ids = self._token_ids.get(option)
+        if ids is None:
+            found = set()
+            for variant in (option, " " + option):
+                if variant.strip():
+                    data = await self._request(
+                        "POST", "/tokenize", {"model": self.model, "prompt": variant, "add_special_tokens": False}, root=True
+                    )
+                    if data.get("tokens"):
+                        found.add(int(data["tokens"][0]))
+            ids = self._token_ids[option] = sorted(found)
+        return ids
+
+    async def _option_row(self, prompt: ChatPrompt, options: Sequence[str], variants: list[list[int]] | None) -> np.ndarray:
+        assert self._semaphore is not None
+        body, _ = self._body(prompt, Sampling(temperature=0.0, max_tokens=1, seed=None), None)
+        body["logprobs"] = True
+        if variants is not None:
+            body["logprob_token_ids"] = sorted({i for ids in variants for i in ids})
+            body["return_tokens_as_token_ids"] = True
+        else:
+            body["top_logprobs"] = 20
+        async with self._semaphore:
+            try:
+                data = await self._request("POST", "/chat/completions", body)
+            except _HTTPStatusError as exc:
+                raise steerkit.BackendError(f"openai backend: {exc}") from None
+        self.stats["completions"] += 1
+        self.completed[prompt_digest(prompt)] += 1
+        content = (data["choices"][0].get("logprobs") or {}).get("content") or []
+        if not content:
+            raise steerkit.BackendError("openai backend: the server returned no log-probabilities (does it support logprobs?)")
+        step = {e["token"]: float(e["logprob"]) for e in content[0].get("top_logprobs") or []}
+        row = np.full(len(options), -np.inf)
+        if variants is not None:
+            for j, ids in enumerate(variants):
+                vals = [step[f"token_id:{i}"] for i in ids if f"token_id:{i}" in step]
+                if vals:
+                    row[j] = float(np.logaddexp.reduce(vals))
+            return row
+        floor = min(step.values()) if step else -np.inf
+        for j, opt in enumerate(options):
+            vals = [v for tok, v in step.items() if tok.strip() == opt.strip()]
+            row[j] = float(np.logaddexp.reduce(vals)) if vals else floor
+        return row
+
+    def option_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> np.ndarray:
+        if not prompts:
+            return np.zeros((0, len(options)))
+
+        async def go():
+            await self._get_client()
+            await self._ensure_ready()
+            variants = [await self._option_ids(o) for o in options] if self.vllm_extras else None
+            return await self._gather([self._option_row(p, options, variants) for p in prompts])
+
+        return np.stack(self._run(go()))
+
+    def close(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                loop.run(client.aclose())
+            except Exception:  # pragma: no cover
+                pass
+        loop.stop()
+
+
+def _error_message(resp) -> str:
+    try:
+        data = resp.json()
+        err = data.get("error", data) if isinstance(data, dict) else data
+        msg = err.get("message", err) if isinstance(err, dict) else err
+        return str(msg)[:500]
+    except ValueError:
+        return resp.text[:500]
+
+
+def _mentions_schema(message: str) -> bool:
+    m = message.lower()
+    return any(w in m for w in ("json_schema", "response_format", "schema", "structured"))
+
+
+@steerkit.hookimpl
+def register_backends(register):
+    register("openai", OpenAIBackend)

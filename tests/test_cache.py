@@ -1,0 +1,258 @@
+"""The score cache (issue 2, item 5): SQLite in WAL mode, every key field matters, each batch
+is committed as it arrives, several processes share one file, an interrupted run resumes
+without recomputing, and a corrupt file gives a clear CacheError and is never overwritten."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import sqlite3
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+import steerkit
+from steerkit import CacheError, CacheKey, CacheRecord, ScoreCache
+from tests.fakes import FakeBackend
+
+KEY = CacheKey("fake:m", "strat@1:abc", "scen", "resp", "care", 0)
+
+
+def test_wal_mode_is_on_and_persistent(cache_path):
+    ScoreCache(cache_path).put(KEY, CacheRecord(0.5))
+    conn = sqlite3.connect(cache_path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+
+
+def test_default_path_is_under_user_cache_dir_and_overridable(monkeypatch, tmp_path):
+    monkeypatch.delenv("STEERKIT_CACHE", raising=False)
+    monkeypatch.setenv("STEERKIT_CACHE_DIR", str(tmp_path / "dir"))
+    assert steerkit.default_cache_path() == tmp_path / "dir" / "scores.sqlite3"
+    monkeypatch.setenv("STEERKIT_CACHE", str(tmp_path / "x.sqlite3"))
+    assert ScoreCache().path == tmp_path / "x.sqlite3"
+    assert (tmp_path / "x.sqlite3").exists()
+
+
+def test_round_trip_of_score_reasoning_and_payload(cache_path):
+    cache = ScoreCache(cache_path)
+    cache.put(KEY, CacheRecord(0.25, "because", {"raw": [1, 2]}))
+    got = ScoreCache(cache_path).get(KEY)
+    assert got == CacheRecord(0.25, "because", {"raw": [1, 2]})
+    cache.put(KEY, CacheRecord(None, "no score"))  # scenario-level results may have no score
+    assert ScoreCache(cache_path).get(KEY) == CacheRecord(None, "no score", {})
+
+
+@pytest.mark.parametrize("field, other", [
+    ("model", "fake:other"), ("strategy", "strat@2:abc"), ("scenario", "scen2"),
+    ("response", "resp2"), ("attribute", "fairness"), ("sample", 1),
+])
+def test_every_key_field_matters(cache_path, field, other):
+    cache = ScoreCache(cache_path)
+    cache.put(KEY, CacheRecord(0.1, "first"))
+    changed = replace(KEY, **{field: other})
+    assert cache.get(changed) is None
+    cache.put(changed, CacheRecord(0.9, "second"))
+    assert cache.get(KEY).score == 0.1 and cache.get(changed).score == 0.9
+    assert len(cache) == 2
+
+
+def test_get_many_only_returns_stored_keys_across_groups(cache_path):
+    cache = ScoreCache(cache_path)
+    keys = [CacheKey(f"m{i % 2}", f"s{i % 3}", f"sc{i}", "r", "a") for i in range(1200)]
+    cache.put_many((k, CacheRecord(i / 1200)) for i, k in enumerate(keys[::2]))
+    found = cache.get_many(keys)
+    assert set(found) == set(keys[::2])
+
+
+def test_each_put_many_is_committed_before_it_returns(cache_path):
+    cache = ScoreCache(cache_path)
+    other = sqlite3.connect(cache_path)
+    for n in range(1, 4):
+        cache.put_many([(replace(KEY, sample=n * 10 + j), CacheRecord(0.5)) for j in range(5)])
+        # a second connection and a second process see the rows while the writer is still open
+        assert other.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 5 * n
+    code = f"from steerkit import ScoreCache; print(len(ScoreCache({str(cache_path)!r})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "15"
+
+
+def test_failed_put_many_rolls_back_and_cache_stays_usable(cache_path):
+    cache = ScoreCache(cache_path)
+
+    def rows():
+        yield KEY, CacheRecord(0.1)
+        yield replace(KEY, sample=1), CacheRecord(0.2, payload={"bad": object()})  # not JSON
+
+    with pytest.raises(TypeError):
+        cache.put_many(rows())
+    assert len(cache) == 0
+    cache.put(KEY, CacheRecord(0.3))
+    assert cache.get(KEY).score == 0.3
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    cache = ScoreCache(path)
+    for i in range(0, n, 5):
+        cache.put_many(
+            (CacheKey("m", "s", f"w{worker}-{j}", "r", "a"), CacheRecord(worker + j / 1000, f"w{worker}"))
+            for j in range(i, i + 5)
+        )
+        # both workers also write the same shared keys: last write wins, nothing breaks
+        cache.put(CacheKey("m", "s", "shared", "r", "a", i), CacheRecord(float(worker)))
+    cache.close()
+
+
+def test_two_processes_writing_one_file_lose_nothing(cache_path):
+    ScoreCache(cache_path).close()
+    ctx = mp.get_context("spawn")
+    n = 200
+    procs = [ctx.Process(target=_writer, args=(str(cache_path), w, n)) for w in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    cache = ScoreCache(cache_path)
+    for w in (1, 2):
+        keys = [CacheKey("m", "s", f"w{w}-{j}", "r", "a") for j in range(n)]
+        found = cache.get_many(keys)
+        assert len(found) == n
+        assert all(found[k].score == pytest.approx(w + j / 1000) for j, k in enumerate(keys))
+    assert len(cache) == 2 * n + n // 5
+
+
+# -- interrupted run -------------------------------------------------------------------------
+
+class CountingStrategy(steerkit.AttributeStrategy):
+    """One prompt per (scenario, attribute); the fake model answers with a fixed score.
+    ``interrupt_at`` raises KeyboardInterrupt when that batch (1-based) starts."""
+
+    name = "counting"
+
+    def __init__(self, interrupt_at: int | None = None, **options):
+        super().__init__(**options)
+        self.interrupt_at = interrupt_at
+        self.batches = 0
+
+    def cache_options(self):
+        return {}  # the interrupt switch must not change the cache key
+
+    def score_jobs(self, run, jobs):
+        self.batches += 1
+        prompts = [[{"role": "user", "content": f"{j.attribute}: {j.scenario.question}"}] for j in jobs]
+        outputs = run.generate(prompts)
+        if self.batches == self.interrupt_at:
+            raise KeyboardInterrupt  # after the model worked, before this batch is stored
+        return [[steerkit.ResponseScore(0.1 * (r + 1), o) for r in j.responses] for j, o in zip(jobs, outputs)]
+
+
+SCENARIOS = [steerkit.Scenario(f"question {i}?", (f"a{i}", f"b{i}", f"c{i}")) for i in range(5)]
+ATTRS = ["care", "fairness"]  # 10 jobs, batch size 2 -> 5 batches
+
+
+def test_interrupted_run_resumes_with_only_the_missing_work(cache_path):
+    backend = FakeBackend()
+    s = steerkit.Steerer(CountingStrategy(interrupt_at=3), backend=backend, cache=cache_path, batch_size=2, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        s.score(SCENARIOS, ATTRS)
+    assert len(backend.prompts_seen) == 6  # 3 batches generated, the 3rd was lost
+    assert len(ScoreCache(cache_path)) == 2 * 2 * 3  # 2 committed batches x 2 jobs x 3 responses
+
+    backend2 = FakeBackend()
+    s2 = steerkit.Steerer(CountingStrategy(), backend=backend2, cache=cache_path, batch_size=2, progress=False)
+    table = s2.score(SCENARIOS, ATTRS)
+    assert len(backend2.prompts_seen) == 10 - 4
+    assert table.model_calls == 6
+    assert table.cache_hits == 4 * 3 and table.cache_misses == 6 * 3
+    assert table.complete
+    asked = {p[0]["content"] for p in backend2.prompts_seen}
+    assert len(asked) == 6  # no job computed twice
+
+    backend3 = FakeBackend()
+    s3 = steerkit.Steerer(CountingStrategy(), backend=backend3, cache=cache_path, batch_size=2, progress=False)
+    again = s3.score(SCENARIOS, ATTRS)
+    assert backend3.prompts_seen == [] and again.model_calls == 0 and again.cache_misses == 0
+    assert (again.scores == table.scores).all()
+
+
+def test_prompt_version_and_model_change_miss_the_cache(cache_path):
+    backend = FakeBackend()
+    steerkit.Steerer(CountingStrategy(), backend=backend, cache=cache_path, progress=False).score(SCENARIOS[:1], ["care"])
+
+    class V2(CountingStrategy):
+        prompt_version = "2"
+
+    b2 = FakeBackend()
+    steerkit.Steerer(V2(), backend=b2, cache=cache_path, progress=False).score(SCENARIOS[:1], ["care"])
+    assert len(b2.prompts_seen) == 1
+    b3 = FakeBackend(model="another-model")
+    steerkit.Steerer(CountingStrategy(), backend=b3, cache=cache_path, progress=False).score(SCENARIOS[:1], ["care"])
+    assert len(b3.prompts_seen) == 1
+
+
+# -- corrupt files ---------------------------------------------------------------------------
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _real_cache_bytes(path, n=2000) -> bytes:
+    cache = ScoreCache(path)
+    cache.put_many((CacheKey("m", "s", f"sc{i}", "r" * 30, "a" * 40), CacheRecord(0.5, "x" * 300)) for i in range(n))
+    cache.close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path.read_bytes()
+
+
+def _corruptions(tmp_path):
+    rnd = bytes((i * 97 + 13) % 256 for i in range(8192))
+    real = _real_cache_bytes(tmp_path / "real.sqlite3")
+    return {
+        "random-bytes": rnd,
+        "text-file": b"this is my thesis, not a cache\n" * 50,
+        "sqlite-header-then-garbage": b"SQLite format 3\x00" + rnd,
+        "truncated-sqlite": real[: len(real) // 3],
+        "garbage-over-first-pages": real[:100] + rnd + real[100 + len(rnd):],
+    }
+
+
+@pytest.mark.parametrize("kind", ["random-bytes", "text-file", "sqlite-header-then-garbage", "truncated-sqlite", "garbage-over-first-pages"])
+def test_corrupt_cache_gives_clear_error_and_is_never_overwritten(tmp_path, kind):
+    path = tmp_path / "scores.sqlite3"
+    path.write_bytes(_corruptions(tmp_path)[kind])
+    before = _digest(path)
+    for _ in range(2):  # the same clear error every time: no crash loop, no silent repair
+        with pytest.raises(CacheError) as exc:
+            ScoreCache(path)
+        msg = str(exc.value)
+        assert str(path) in msg
+        assert "move or delete it" in msg and "another cache path" in msg
+        assert _digest(path) == before
+    # through the one API too, before any model call
+    backend = FakeBackend()
+    with pytest.raises(CacheError):
+        steerkit.Steerer("random", backend=backend, cache=path)
+    assert backend.prompts_seen == [] and _digest(path) == before
+
+
+def test_empty_file_becomes_a_cache(cache_path):
+    cache_path.write_bytes(b"")
+    cache = ScoreCache(cache_path)
+    cache.put(KEY, CacheRecord(1.0))
+    assert ScoreCache(cache_path).get(KEY).score == 1.0
+
+
+def test_newer_schema_is_refused(cache_path):
+    ScoreCache(cache_path).close()
+    conn = sqlite3.connect(cache_path)
+    conn.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CacheError, match="schema 999"):
+        ScoreCache(cache_path)

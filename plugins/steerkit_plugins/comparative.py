@@ -1,0 +1,467 @@
+"""Few-shot comparative regression (Adams et al., AIES 2025) and its ablations and baselines.
+
+- ``comparative-regression``: per (scenario, attribute, sample) ONE prompt shows the question,
+  all responses lettered A, B, C... (shuffled for samples >= 1, mapped back), the attribute's
+  definition and k in-context examples as earlier user/assistant turns. The backend constrains
+  the answer to the JSON schema ``{"A": {"reasoning": str, "score": 0..100}, ...}`` (reasoning
+  first, so the score follows from it); scores are rescaled to [0, 1] and cached, and any
+  attribute target is then served by the aligner (Euclidean by default) with no model call.
+- ``regression``: the non-comparative ablation, one response per prompt.
+- ``zero-shot-comparative``: k = 0.
+- ``prompt-aligned``: the target is described in words in the system prompt and the model
+  picks a letter (choice constraint). ``unaligned``: the model picks a letter with no target.
+
+Options of the scoring strategies: ``k`` (examples, default 5), ``samples`` (self-consistency,
+averaged), ``temperature`` (0 when samples == 1, else 0.7 unless given), ``definitions``
+(name -> definition for your own attributes; also ``define(name, text)``), ``example_pool``
+(list of labelled scenarios with ``meta['reasonings']``, a path to a JSON file in the steerable
+format, or an ``ExampleIndex``; without a pool the strategy runs zero-shot), ``seed`` (shuffles
+and sampling) and the length budgets below.
+
+Length budget (SmolLM2 has an 8,192-token context; its tokenizer gives ~3.5-4 characters per
+English token). Texts are clipped by characters, before any tokenizer is needed:
+query question 1,500; query responses 6,000 in all (at most 3,000 each); per example the
+question 400 and each response 500; example reasonings and generated reasonings 300.
+With k = 5 two-response examples that is at most ~5,000 prompt tokens (measured: see the
+tests), leaving room for the output (~110 tokens per response)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import jsonschema  # required by outlines, one of steerkit's dependencies
+import numpy as np
+
+import steerkit
+from steerkit import (
+    AttributeTarget, CacheKey, CacheRecord, Constraint, ResponseScore, RunContext, Sampling,
+    Scenario, ScoreJob, Selection, Strategy, text_hash,
+)
+
+from .attributes import builtin_definitions
+from .fewshot import ExampleIndex, load_pool
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+RETRY_TEMPERATURE = 0.3
+RETRIES = 2
+
+
+def check_scenarios(scenarios: Sequence[Scenario]) -> None:
+    """Every scenario must fit the letters A-Z (raised before any model call)."""
+    for s in scenarios:
+        if len(s.responses) > len(LETTERS):
+            raise steerkit.InvalidScenarioError(
+                f"scenario {s.label!r} has {len(s.responses)} responses; the lettered prompts "
+                f"take at most {len(LETTERS)}: split it into smaller scenarios"
+            )
+
+
+def clip(text: str, limit: int) -> str:
+    """Cut a text to ``limit`` characters, marking the cut."""
+    text = text.strip()
+    return text if len(text) <= limit else text[: max(0, limit - 6)].rstrip() + " [...]"
+
+
+def level_word(value: float) -> str:
+    return "high" if value >= 2 / 3 else "low" if value <= 1 / 3 else "moderate"
+
+
+class Prompts:
+    """Every prompt text of this module, in one place. Bump ``version`` when any changes: it
+    is part of the cache key of every strategy here."""
+
+    version = "1"
+    question_chars = 1500
+    responses_chars = 6000
+    response_chars = 3000
+    example_question_chars = 400
+    example_response_chars = 500
+    reasoning_chars = 300
+    tokens_per_response = 110  # generation budget per response (reasoning <= 300 chars + score)
+
+    score_system = (
+        "You are a careful annotator. You rate responses to a user's request on one attribute.\n\n"
+        "Attribute: {attribute}\nDefinition: {definition}\n\n"
+        "{task} Scores run from 0 (the response shows none of the attribute) to 100 (it shows "
+        "the most of it); use the whole range. Answer only with JSON in this form: {form}"
+    )
+    task_comparative = (
+        "Compare the responses with each other. For each response, first write one sentence of "
+        "reasoning about this attribute, then give an integer score."
+    )
+    task_single = "First write one sentence of reasoning about this attribute, then give an integer score."
+    form_comparative = '{{"A": {{"reasoning": "...", "score": 0-100}}, "B": {{...}}, ...}}'
+    form_single = '{{"reasoning": "...", "score": 0-100}}'
+    user_comparative = "Request:\n{question}\n\n{responses}\n\nRate every response on {attribute}."
+    user_single = "Request:\n{question}\n\nResponse:\n{response}\n\nRate the response on {attribute}."
+    fallback_reasoning = "The response shows a {word} degree of {attribute}."
+
+    choice_system_aligned = (
+        "You choose the response that best fits these preferences:\n{preferences}\n"
+        "Answer with the letter of that response only."
+    )
+    choice_system_unaligned = "You choose the best response. Answer with the letter of that response only."
+    choice_user = "Request:\n{question}\n\n{responses}\n\nWhich response do you choose? Answer with one letter."
+    preference_line = "- {word} {attribute} ({definition})"
+
+    @staticmethod
+    def lettered(responses: Sequence[str]) -> str:
+        return "\n\n".join(f"Response {LETTERS[i]}:\n{r}" for i, r in enumerate(responses))
+
+
+def score_schema(n: int | None) -> dict[str, Any]:
+    """The output schema: per letter {reasoning, score} (n responses) or one object (n None)."""
+    one = {
+        "type": "object",
+        "properties": {
+            "reasoning": {"type": "string", "minLength": 1, "maxLength": Prompts.reasoning_chars},
+            "score": {"type": "integer", "minimum": 0, "maximum": 100},
+        },
+        "required": ["reasoning", "score"],
+        "additionalProperties": False,
+    }
+    if n is None:
+        return one
+    letters = list(LETTERS[:n])
+    return {"type": "object", "properties": {l: one for l in letters}, "required": letters, "additionalProperties": False}
+
+
+class ComparativeRegression(steerkit.AttributeStrategy):
+    """Scores all responses of a scenario on one attribute per prompt, few-shot."""
+
+    name = "comparative-regression"
+    prompt_version = Prompts.version
+    comparative: ClassVar[bool] = True
+    default_k: ClassVar[int] = 5
+
+    def __init__(
+        self,
+        k: int | None = None,
+        samples: int = 1,
+        temperature: float | None = None,
+        definitions: Mapping[str, str] | None = None,
+        example_pool: Sequence[Any] | str | os.PathLike[str] | ExampleIndex | None = None,
+        seed: int = 0,
+        **options: Any,
+    ):
+        if options:
+            raise TypeError(
+                f"{self.name} got unknown options {sorted(options)}; it takes k, samples, "
+                "temperature, definitions, example_pool and seed"
+            )
+        super().__init__(samples=samples)
+        self.k = self.default_k if k is None else int(k)
+        if self.k < 0:
+            raise ValueError("k must be >= 0")
+        self.temperature = float(temperature) if temperature is not None else (0.7 if self.samples > 1 else 0.0)
+        self.seed = int(seed)
+        self.definitions: dict[str, str] = builtin_definitions()
+        for name, text in (definitions or {}).items():
+            self.define(name, text)
+        if isinstance(example_pool, (str, os.PathLike)):
+            example_pool = load_pool(example_pool)
+        if isinstance(example_pool, ExampleIndex):
+            self.index: ExampleIndex | None = example_pool
+        elif example_pool:
+            self.index = ExampleIndex(example_pool)
+        else:
+            self.index = None
+        self._pending: list[Scenario] = []
+        self.options = {"k": self.k, "samples": self.samples, "temperature": self.temperature, "seed": self.seed}
+
+    # -- attributes and cache identity --------------------------------------------------
+    def define(self, name: str, definition: str) -> None:
+        """Add (or replace) an attribute definition; its hash is part of the cache key."""
+        if not isinstance(name, str) or not name.strip():
+            raise steerkit.InvalidTargetError(f"attribute names must be non-empty strings, got {name!r}")
+        if not isinstance(definition, str) or not definition.strip():
+            raise steerkit.InvalidTargetError(f"attribute {name!r} needs a non-empty definition")
+        self.definitions[name] = definition.strip()
+
+    def known_attributes(self) -> Sequence[str]:
+        return list(self.definitions)
+
+    def attribute_key(self, attribute: str) -> str:
+        return f"{attribute}#{text_hash(self.definitions[attribute])[:12]}"
+
+    @property
+    def uses_examples(self) -> bool:
+        return self.k > 0 and self.index is not None and bool(self.index.pool)
+
+    def cache_options(self) -> dict[str, Any]:
+        return {
+            "k": self.k if self.uses_examples else 0,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "pool": self.index.hash if self.uses_examples else None,
+            "embedder": self.index.encoder_name if self.uses_examples else None,
+        }
+
+    # -- scoring ------------------------------------------------------------------------
+    def score(self, run: RunContext, scenarios: Sequence[Scenario], attributes: Sequence[str]):
+        check_scenarios(scenarios)
+        self.check_attributes(attributes)
+        self._pending = list(scenarios)  # embedded in one batch when the first job needs it
+        try:
+            return super().score(run, scenarios, attributes)
+        finally:
+            self._pending = []
+
+    def order(self, job: ScoreJob) -> list[int]:
+        """Response indices in the order shown: as given for sample 0, shuffled (seeded by the
+        scenario, the attribute and the sample) for later samples."""
+        shown = list(job.responses)
+        if job.sample > 0 and len(shown) > 1:
+            rng = np.random.default_rng([self.seed, int(job.scenario.key[:8], 16), job.sample,
+                                         int(text_hash(job.attribute)[:8], 16)])
+            shown = [shown[i] for i in rng.permutation(len(shown))]
+        return shown
+
+    def examples(self, job: ScoreJob) -> list[dict[str, str]]:
+        """The in-context examples as earlier user/assistant turns."""
+        if not self.uses_examples:
+            return []
+        assert self.index is not None
+        turns: list[dict[str, str]] = []
+        a = job.attribute
+        for i in self.index.select(job.scenario, a, self.k):
+            ex = self.index.pool[i]
+            q = clip(ex.question, Prompts.example_question_chars)
+            reasons = ex.meta.get("reasonings") or [{} for _ in ex.responses]
+            outs = []
+            for r, resp in enumerate(ex.responses):
+                value = (ex.labels or [{}])[r].get(a)
+                if value is None:
+                    continue
+                why = (reasons[r] or {}).get(a) or Prompts.fallback_reasoning.format(word=level_word(value), attribute=a)
+                outs.append((clip(resp, Prompts.example_response_chars),
+                             {"reasoning": clip(why, Prompts.reasoning_chars), "score": int(round(100 * float(value)))}))
+            if not outs:
+                continue
+            if self.comparative:
+                if len(outs) > len(LETTERS):
+                    outs = outs[: len(LETTERS)]
+                turns.append({"role": "user", "content": Prompts.user_comparative.format(
+                    question=q, responses=Prompts.lettered([t for t, _ in outs]), attribute=a)})
+                turns.append({"role": "assistant", "content": json.dumps({LETTERS[j]: o for j, (_, o) in enumerate(outs)})})
+            else:
+                for text, o in outs:
+                    turns.append({"role": "user", "content": Prompts.user_single.format(question=q, response=text, attribute=a)})
+                    turns.append({"role": "assistant", "content": json.dumps(o)})
+        return turns
+
+    def build_prompt(self, job: ScoreJob, shown: Sequence[int]) -> list[dict[str, str]]:
+        a = job.attribute
+        system = Prompts.score_system.format(
+            attribute=a, definition=self.definitions[a],
+            task=Prompts.task_comparative if self.comparative else Prompts.task_single,
+            form=(Prompts.form_comparative if self.comparative else Prompts.form_single).format(),
+        )
+        question = clip(job.scenario.question, Prompts.question_chars)
+        each = min(Prompts.response_chars, Prompts.responses_chars // max(1, len(shown)))
+        texts = [clip(job.scenario.responses[r], each) for r in shown]
+        if self.comparative:
+            user = Prompts.user_comparative.format(question=question, responses=Prompts.lettered(texts), attribute=a)
+        else:
+            user = Prompts.user_single.format(question=question, response=texts[0], attribute=a)
+        return [{"role": "system", "content": system}, *self.examples(job), {"role": "user", "content": user}]
+
+    def sampling(self, n: int, sample: int, temperature: float | None = None, attempt: int = 0) -> Sampling:
+        t = self.temperature if temperature is None else temperature
+        return Sampling(
+            temperature=t, max_tokens=Prompts.tokens_per_response * n + 16,
+            seed=self.seed + 1000 * attempt + sample,
+        )
+
+    def parse(self, text: str, shown: Sequence[int]) -> list[ResponseScore]:
+        """Scores in ``shown`` order; raises ValueError when the text fails the schema."""
+        data = json.loads(text)
+        if self.comparative:
+            jsonschema.validate(data, score_schema(len(shown)))
+            items = [data[LETTERS[j]] for j in range(len(shown))]
+        else:
+            jsonschema.validate(data, score_schema(None))
+            items = [data]
+        return [ResponseScore(item["score"] / 100.0, item["reasoning"].strip()) for item in items]
+
+    def score_jobs(self, run: RunContext, jobs: list[ScoreJob]) -> list[list[ResponseScore]]:
+        if self.uses_examples:
+            assert self.index is not None
+            self.index.embed_queries([*self._pending, *(j.scenario for j in jobs)])
+        shown = [self.order(j) for j in jobs]
+        prompts = [self.build_prompt(j, s) for j, s in zip(jobs, shown)]
+        results: list[list[ResponseScore] | None] = [None] * len(jobs)
+        last: dict[int, str] = {}
+        todo = list(range(len(jobs)))
+        for attempt in range(RETRIES + 1):
+            # one call per (response count, sample): one schema and one sampling setting each
+            groups: dict[tuple[int, int], list[int]] = {}
+            for j in todo:
+                groups.setdefault((len(shown[j]), jobs[j].sample), []).append(j)
+            for (n, sample), rows in groups.items():
+                temp = None if attempt == 0 else max(self.temperature, RETRY_TEMPERATURE)
+                constraint = Constraint.json_schema(score_schema(n if self.comparative else None))
+                outs = run.generate([prompts[j] for j in rows], self.sampling(n, sample, temp, attempt), constraint)
+                for j, text in zip(rows, outs):
+                    try:
+                        scores = self.parse(text, shown[j])
+                    except (ValueError, jsonschema.ValidationError):
+                        last[j] = text
+                        continue
+                    mapped: dict[int, ResponseScore] = dict(zip(shown[j], scores))
+                    results[j] = [mapped[r] for r in jobs[j].responses]
+            todo = [j for j in todo if results[j] is None]
+            if not todo:
+                break
+        if todo:
+            j = todo[0]
+            raise steerkit.ModelOutputError(
+                f"{self.name}: the model's output for scenario {jobs[j].scenario.label!r} "
+                f"(attribute {jobs[j].attribute!r}, sample {jobs[j].sample}) failed the score schema "
+                f"{RETRIES + 1} times; last output: {last.get(j, '')[:200]!r}. "
+                f"{len(todo)} job(s) in this batch failed. Use a backend with constrained decoding."
+            )
+        return results  # type: ignore[return-value]
+
+
+class Regression(ComparativeRegression):
+    """Non-comparative ablation: one response per prompt."""
+
+    name = "regression"
+    comparative: ClassVar[bool] = False
+
+
+class ZeroShotComparative(ComparativeRegression):
+    """Comparative regression with no in-context examples."""
+
+    name = "zero-shot-comparative"
+    default_k: ClassVar[int] = 0
+
+
+# -- choice baselines ---------------------------------------------------------------------
+class _Choice(Strategy):
+    """The model picks one response letter under a choice constraint (cached per target)."""
+
+    prompt_version = Prompts.version
+
+    def __init__(self, definitions: Mapping[str, str] | None = None, **options: Any):
+        if options:
+            raise TypeError(f"{self.name} got unknown options {sorted(options)}; it takes definitions")
+        super().__init__()
+        self.definitions = builtin_definitions()
+        self.definitions.update({k: v.strip() for k, v in (definitions or {}).items()})
+
+    def system(self, target: Any) -> str:
+        raise NotImplementedError
+
+    def cache_options(self) -> dict[str, Any]:
+        return {}
+
+    def select_many(self, run: RunContext, scenarios: Sequence[Scenario], targets: Sequence[Any]) -> list[Selection]:
+        check_scenarios(scenarios)
+        for t in {id(t): t for t in targets}.values():
+            self.check_target(t)
+        model_fp, fp = run.model_fingerprint, self.fingerprint()
+        keyed = []
+        for i, (s, t) in enumerate(zip(scenarios, targets)):
+            system = self.system(t)
+            key = CacheKey(model_fp, fp, s.key, "", f"{self.describe(t)}#{text_hash(system)[:12]}", 0)
+            keyed.append(([key], (s, system)))
+        calls, hits, misses = run.model_calls, run.cache_hits, run.cache_misses
+
+        def compute(items: list[tuple[Scenario, str]]) -> list[list[CacheRecord]]:
+            out: list[list[CacheRecord]] = [None] * len(items)  # type: ignore[list-item]
+            groups: dict[int, list[int]] = {}
+            for j, (s, _) in enumerate(items):
+                groups.setdefault(len(s.responses), []).append(j)
+            for n, rows in groups.items():
+                letters = list(LETTERS[:n])
+                prompts = [[
+                    {"role": "system", "content": items[j][1]},
+                    {"role": "user", "content": Prompts.choice_user.format(
+                        question=clip(items[j][0].question, Prompts.question_chars),
+                        responses=Prompts.lettered([clip(r, min(Prompts.response_chars, Prompts.responses_chars // n))
+                                                    for r in items[j][0].responses]))},
+                ] for j in rows]
+                answers = run.generate(prompts, Sampling(temperature=0.0, max_tokens=2), Constraint.choice(letters))
+                for j, a in zip(rows, answers):
+                    a = a.strip()
+                    if a not in letters:
+                        raise steerkit.ModelOutputError(
+                            f"{self.name}: scenario {items[j][0].label!r}: backend {run.backend.name} returned "
+                            f"{a!r} under a choice constraint {letters}"
+                        )
+                    out[j] = [CacheRecord(float(letters.index(a)), "", {"letter": a})]
+            return out
+
+        records = run.cached(keyed, compute, description=f"{self.name}: choosing")
+        n = max(1, len(scenarios))
+        selections = []
+        for (keys, _), s in zip(keyed, scenarios):
+            idx = int(records[keys[0]].score)  # type: ignore[arg-type]
+            selections.append(Selection(
+                index=idx, response=s.responses[idx],
+                scores=[{"chosen": 1.0 if j == idx else 0.0} for j in range(len(s.responses))],
+                reasoning=[], strategy=self.name, model=run.backend.model_name, scenario_id=s.id,
+                extra={"letter": LETTERS[idx]},
+            ))
+        for sel in selections:
+            sel.seconds = run.elapsed / n
+            sel.model_calls = (run.model_calls - calls) // n
+            sel.cache_hits = (run.cache_hits - hits) // n
+            sel.cache_misses = (run.cache_misses - misses) // n
+        return selections
+
+    def describe(self, target: Any) -> str:
+        raise NotImplementedError
+
+
+class PromptAligned(_Choice):
+    """Baseline: the attribute target in words (high/moderate/low) in the system prompt."""
+
+    name = "prompt-aligned"
+    target_kinds: ClassVar[frozenset[str]] = frozenset({"attributes"})
+
+    def check_target(self, target: Any) -> None:
+        super().check_target(target)
+        unknown = [a for a in target.attributes if a not in self.definitions]
+        if unknown:
+            raise steerkit.UnknownAttributeError(
+                f"strategy {self.name!r} has no definition for {unknown}; known attributes: "
+                f"{sorted(self.definitions)}. Pass definitions={{'name': 'definition'}}."
+            )
+
+    def describe(self, target: AttributeTarget) -> str:
+        return ", ".join(f"{a}={level_word(v)}" for a, v in target.values.items())
+
+    def system(self, target: AttributeTarget) -> str:
+        lines = "\n".join(
+            Prompts.preference_line.format(word=level_word(v).capitalize(), attribute=a, definition=self.definitions[a])
+            for a, v in target.values.items()
+        )
+        return Prompts.choice_system_aligned.format(preferences=lines)
+
+
+class Unaligned(_Choice):
+    """Baseline: the model picks what it prefers; the target is ignored (any kind accepted)."""
+
+    name = "unaligned"
+    target_kinds: ClassVar[frozenset[str]] = frozenset({"attributes", "perspective"})
+
+    def describe(self, target: Any) -> str:
+        return "unaligned"
+
+    def system(self, target: Any) -> str:
+        return Prompts.choice_system_unaligned
+
+
+@steerkit.hookimpl
+def register_strategies(register):
+    register("comparative-regression", ComparativeRegression)
+    register("regression", Regression)
+    register("zero-shot-comparative", ZeroShotComparative)
+    register("prompt-aligned", PromptAligned)
+    register("unaligned", Unaligned)

@@ -1,0 +1,99 @@
+"""A third-party plugin (issue 2, item 8): pip-install examples/steerkit-plugin-example into
+the test environment, then show in a fresh process that ``steerkit plugins`` lists it and that
+the Steerer uses its strategy and aligner by name. Uninstalled again at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "steerkit-plugin-example"
+DIST = "steerkit-plugin-example"
+
+
+def pip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+                          capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def installed_example(tmp_path_factory):
+    # Build from a copy so the example's folder stays clean (no build/ or *.egg-info).
+    src = tmp_path_factory.mktemp("example") / "steerkit-plugin-example"
+    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    already = pip("show", DIST).returncode == 0
+    # Offline: no index, no build isolation (setuptools from this environment builds it).
+    out = pip("install", "--no-deps", "--no-build-isolation", "--no-index", str(src))
+    assert out.returncode == 0, (
+        "could not pip-install the example plugin offline; the test env needs setuptools "
+        f"(the Makefile installs it):\n{out.stdout}\n{out.stderr}"
+    )
+    yield src
+    if not already:
+        out = pip("uninstall", "-y", DIST)
+        assert out.returncode == 0, out.stderr
+
+
+def run_python(code: str, plugins: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, STEERKIT_PLUGINS=plugins)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=str(Path(__file__).resolve().parent.parent))
+
+
+def test_steerkit_plugins_lists_the_installed_example(installed_example):
+    env = {k: v for k, v in os.environ.items() if k != "STEERKIT_PLUGINS"}
+    out = subprocess.run([sys.executable, "-m", "steerkit.cli", "plugins", "--json"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    by_name = {p["name"]: p for p in data["plugins"]}
+    assert "example" in by_name, sorted(by_name)
+    ex = by_name["example"]
+    assert ex["version"] == "0.2.0"
+    assert ex["module"] == "steerkit_plugin_example"
+    assert ex["registered"] == {"strategy": ["keyword-match"], "aligner": ["chebyshev"]}
+    assert "example" not in data["errors"]
+    # the built-ins are still there next to it
+    assert {"aligners", "baselines"} <= set(by_name)
+
+
+def test_steerer_uses_the_example_strategy_and_aligner(installed_example, tmp_path):
+    out = run_python(f"""
+        import json, numpy as np, steerkit
+        assert steerkit.plugin_errors() == {{}}, steerkit.plugin_errors()
+        from tests.fakes import FakeBackend
+        backend = FakeBackend()
+        s = steerkit.Steerer(strategy="keyword-match", backend=backend, aligner="chebyshev",
+                             cache={str(tmp_path / 'c.sqlite3')!r}, progress=False,
+                             keywords={{"care": ["sorry", "help"]}})
+        responses = ["Not my problem.", "Sorry, let me help you look.", "Sorry about that."]
+        sel = s.select("I lost my keys", responses, {{"care": 1.0}})
+        table = s.score([("I lost my keys", responses)], ["care"])
+        d = table.distances_many([{{"care": 0.6}}], "chebyshev")[0, 0]
+        print(json.dumps({{"index": sel.index, "scores": sel.scores, "strategy": sel.strategy,
+                           "hits": table.cache_hits, "prompts": len(backend.prompts_seen),
+                           "d": [float(x) for x in d]}}))
+    """, plugins="example")  # only the third-party plugin: it needs nothing built in
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["strategy"] == "keyword-match"
+    assert res["scores"] == [{"care": 0.0}, {"care": 1.0}, {"care": 0.5}]
+    assert res["index"] == 1
+    assert res["hits"] == 3  # the second call came from the cache, like any strategy's scores
+    assert res["d"] == pytest.approx([0.6, 0.4, 0.1])
+    assert res["prompts"] == 0  # a model-free strategy never calls the model
+
+
+def test_allow_list_can_exclude_the_example(installed_example):
+    env = dict(os.environ, STEERKIT_PLUGINS="aligners")
+    out = subprocess.run([sys.executable, "-m", "steerkit.cli", "plugins", "--json"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert [p["name"] for p in json.loads(out.stdout)["plugins"]] == ["aligners"]

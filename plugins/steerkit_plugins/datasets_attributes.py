@@ -98,10 +98,17 @@ def _base(path: str | os.PathLike[str] | None, folder: str) -> Path:
                 if candidate == root and not _looks_like(candidate, folder):
                     continue
                 return candidate
+    what = _HINTS.get(folder, "")
     raise DatasetError(
         f"{folder} data not found (looked in {', '.join(str(t) for t in tried)}); set "
-        f"${DATA_ENV} to the folder holding {folder}/, or pass path=... (--data PATH on the command line)"
+        f"${DATA_ENV} to the folder holding {folder}/{what}, or pass path=... (--data PATH on the command line)"
     )
+
+
+_HINTS = {
+    "mic": " (with MIC.csv, from the MIC authors: github.com/SALT-NLP/mic)",
+    "helpsteer2": " (train/eval/targets.json, or the release's train/validation.jsonl[.gz])",
+}
 
 
 def _looks_like(folder: Path, name: str) -> bool:

@@ -1,0 +1,250 @@
+"""Attribute dataset plugins (issue 3, data): HelpSteer2 in the steerable format (real files
+in ../shared/data) and the original release format, and MIC from an upstream-style MIC.csv."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+import steerkit
+from steerkit_plugins import datasets_attributes as da
+
+HS2 = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+
+
+# -- HelpSteer2, steerable format (real data) --------------------------------------------
+def test_helpsteer2_real_eval_split_counts_targets_and_pool(data_dir):
+    ds = steerkit.lookup("dataset", "helpsteer2")(path=data_dir / "helpsteer2")
+    assert ds.name == "helpsteer2" and len(ds) == 359
+    assert ds.attributes == list(HS2)
+    assert len(ds.targets) == 52
+    assert ds.targets["target_high"].values == {a: 1.0 for a in HS2}
+    assert ds.targets["target_low"].values == {a: 0.0 for a in HS2}
+    assert sum(1 for k in ds.targets if k not in ("target_high", "target_low")) == 50
+    assert all(len(s.responses) == 2 and s.labels is not None for s in ds.scenarios)
+    assert ds.info["levels"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    pool = ds.info["pool"]
+    assert len(pool) == 500 and ds.examples() == pool
+    reasons = pool[0].meta["reasonings"]
+    assert len(reasons) == len(pool[0].responses) and set(reasons[0]) == set(HS2)
+    raw = json.loads((data_dir / "helpsteer2" / "eval.json").read_text())[0]
+    assert ds.scenarios[0].question == raw["prompt"]
+    assert list(ds.scenarios[0].labels) == raw["labels"]
+
+
+def test_helpsteer2_train_split_and_single_file(data_dir):
+    train = steerkit.lookup("dataset", "helpsteer2")(path=data_dir / "helpsteer2", split="train")
+    assert len(train) == 500 and "pool" not in train.info
+    assert "reasonings" in train.scenarios[0].meta
+    one = da.load_helpsteer2(path=data_dir / "helpsteer2" / "eval.json")
+    assert len(one) == 359 and len(one.targets) == 52  # targets.json beside the file
+
+
+def test_default_location_from_env_and_cwd(data_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("STEERKIT_DATA", str(data_dir))
+    assert len(da.load_helpsteer2()) == 359
+    monkeypatch.delenv("STEERKIT_DATA")
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # ../shared/data from the repo root
+    assert len(da.load_helpsteer2()) == 359
+
+
+def test_missing_data_names_the_path_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEERKIT_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(steerkit.DatasetError) as err:
+        da.load_helpsteer2()
+    msg = str(err.value)
+    assert str(tmp_path / "nowhere") in msg and "STEERKIT_DATA" in msg and "path=" in msg
+    with pytest.raises(steerkit.DatasetError, match="does not exist"):
+        da.load_helpsteer2(path=tmp_path / "missing.json")
+    with pytest.raises(steerkit.DatasetError, match="MIC"):
+        da.load_mic()
+
+
+# -- HelpSteer2, original release format ------------------------------------------------
+def _row(prompt, response, h, c, co, cx, v):
+    return {"prompt": prompt, "response": response, "helpfulness": h, "correctness": c,
+            "coherence": co, "complexity": cx, "verbosity": v}
+
+
+RELEASE_ROWS = [
+    _row("How do I boil an egg?", "Boil it for 8 minutes.", 4, 4, 4, 1, 0),
+    _row("How do I boil an egg?", "Eggs are laid by hens, which ...", 0, 2, 3, 2, 4),
+    _row("Name a prime.", "7", 3, 4, 4, 0, 0),  # only one response: dropped
+    _row("Capital of France?", "Paris.", 4, 4, 4, 0, 0),
+    _row("Capital of France?", "It is Lyon.", 1, 0, 4, 0, 1),
+    _row("Capital of France?", "Paris, on the Seine.", 4, 4, 4, 1, 1),
+]
+
+
+def _write_jsonl(path: Path, rows, gz: bool = False) -> Path:
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if gz:
+        with gzip.open(path, "wt", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_release_format_groups_by_prompt_and_normalises_0_to_4(tmp_path):
+    path = _write_jsonl(tmp_path / "validation.jsonl", RELEASE_ROWS)
+    ds = da.load_helpsteer2(path=path)
+    assert ds.info["format"] == "release"
+    assert [s.question for s in ds.scenarios] == ["How do I boil an egg?", "Capital of France?"]
+    egg, france = ds.scenarios
+    assert egg.labels[0] == {"helpfulness": 1.0, "correctness": 1.0, "coherence": 1.0, "complexity": 0.25, "verbosity": 0.0}
+    assert egg.labels[1] == {"helpfulness": 0.0, "correctness": 0.5, "coherence": 0.75, "complexity": 0.5, "verbosity": 1.0}
+    assert france.responses == ("Paris.", "It is Lyon.", "Paris, on the Seine.")
+    assert france.labels[1]["helpfulness"] == 0.25
+    assert set(ds.targets) >= {"target_high", "target_low"} and len(ds.targets) == 52
+
+
+def test_release_format_1_to_5_autodetected_and_explicit_scale(tmp_path):
+    rows = [dict(r, **{a: r[a] + 1 for a in HS2}) for r in RELEASE_ROWS]  # shift to 1-5
+    path = _write_jsonl(tmp_path / "val.jsonl", rows)
+    ds = da.load_helpsteer2(path=path)
+    assert ds.scenarios[0].labels[0]["helpfulness"] == 1.0
+    assert ds.scenarios[0].labels[0]["complexity"] == 0.25
+    assert ds.scenarios[0].labels[1]["helpfulness"] == 0.0
+    # explicit scale wins; values outside it are an error
+    ds10 = da.load_helpsteer2(path=path, scale=(0, 10))
+    assert ds10.scenarios[0].labels[0]["helpfulness"] == 0.5
+    with pytest.raises(steerkit.DatasetError, match="outside the scale"):
+        da.load_helpsteer2(path=path, scale=(0, 4))
+    # both 0 and 5 present: ambiguous
+    bad = _write_jsonl(tmp_path / "bad.jsonl", RELEASE_ROWS + [_row("Q?", "x", 5, 5, 5, 5, 5), _row("Q?", "y", 1, 1, 1, 1, 1)])
+    with pytest.raises(steerkit.DatasetError, match="ambiguous"):
+        da.load_helpsteer2(path=bad)
+    # neither 0 nor 5: assumes the release's 0-4, with a warning
+    mid = _write_jsonl(tmp_path / "mid.jsonl", [_row("Q?", "x", 1, 2, 3, 4, 2), _row("Q?", "y", 2, 2, 2, 2, 2)])
+    with pytest.warns(UserWarning, match="0-4"):
+        ds_mid = da.load_helpsteer2(path=mid)
+    assert ds_mid.scenarios[0].labels[0]["complexity"] == 1.0
+
+
+def test_release_folder_with_gz_splits_gives_pool(tmp_path):
+    _write_jsonl(tmp_path / "train.jsonl.gz", RELEASE_ROWS[3:], gz=True)
+    _write_jsonl(tmp_path / "validation.jsonl.gz", RELEASE_ROWS[:2], gz=True)
+    ds = da.load_helpsteer2(path=tmp_path)  # split="eval" reads validation
+    assert len(ds) == 1 and ds.scenarios[0].question == "How do I boil an egg?"
+    assert [s.question for s in ds.info["pool"]] == ["Capital of France?"]
+    with pytest.raises(steerkit.DatasetError, match="no 'nosuch' split"):
+        da.load_helpsteer2(path=tmp_path, split="nosuch")
+    missing = tmp_path / "x.jsonl"
+    missing.write_text(json.dumps({"prompt": "a", "response": "b"}) + "\n")
+    with pytest.raises(steerkit.DatasetError, match="lack"):
+        da.load_helpsteer2(path=missing)
+
+
+# -- MIC --------------------------------------------------------------------------------
+MIC_COLUMNS = ["", "WorkerId", "WorkTimeInMinutes", "chatbot", "Q", "A", "rot", "moral", "moral-vector",
+               "A_agrees", "rot-agree", "violation-severity", "comments", "QA", "split"]
+
+
+def _mic_row(i, worker, q, a, moral, agrees, split="test"):
+    vec = [1.0 if f in moral.split("|") else 0.0 for f in da.MIC_ATTRIBUTES]
+    return [str(i), worker, "1.0", "blenderbot", q, a, f"rot {i}", moral, json.dumps(vec), str(agrees),
+            "4", "2", "", f"Q: {q} A: {a}", split]
+
+
+def _write_mic(path: Path, rows) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(MIC_COLUMNS)
+        w.writerows(rows)
+    return path
+
+
+def mic_rows():
+    q1, q2, q3 = "Is it ok to lie to a friend?", "Should I help my neighbour?", "Do you like cats?"
+    rows = [
+        # q1, answer A: care agrees x3 -> care +3 -> 1.0; fairness agrees once, disagrees once -> 0 -> 0.5
+        (1, "w1", q1, "No, honesty matters.", "care|fairness", 2),
+        (2, "w2", q1, "No, honesty matters.", "care", 2),
+        (3, "w3", q1, "No, honesty matters.", "care|fairness", 0),  # disagrees: care -1, fairness -1
+        (4, "w4", q1, "No, honesty matters.", "care", 2),  # 4th annotation: ignored
+        # q1, answer B: loyalty disagrees x2, one neutral -> loyalty -2 -> 1/6
+        (5, "w1", q1, "Sure, lie away.", "loyalty", 0),
+        (6, "w2", q1, "Sure, lie away.", "loyalty|sanctity", 0),
+        (7, "w3", q1, "Sure, lie away.", "loyalty", 1),
+        # q1, answer C: only two annotations -> dropped
+        (8, "w1", q1, "Maybe.", "care", 2),
+        (9, "w2", q1, "Maybe.", "care", 2),
+        # q2: one full answer only -> no scenario
+        (10, "w1", q2, "Yes.", "care", 2), (11, "w2", q2, "Yes.", "care", 2), (12, "w3", q2, "Yes.", "care", 2),
+    ]
+    out = [_mic_row(*r) for r in rows]
+    # q3 in the train split, two answers, the same worker twice on one answer (second ignored)
+    train = [
+        (13, "w1", q3, "I love them.", "care", 2), (14, "w1", q3, "I love them.", "care", 0),
+        (15, "w2", q3, "I love them.", "care", 2), (16, "w3", q3, "I love them.", "care", 2),
+        (17, "w1", q3, "They are evil.", "sanctity", 1), (18, "w2", q3, "They are evil.", "authority", 0),
+        (19, "w3", q3, "They are evil.", "authority", 2),
+    ]
+    out += [_mic_row(*r, split="train") for r in train]
+    return out
+
+
+def test_mic_label_construction_and_grouping(tmp_path):
+    path = _write_mic(tmp_path / "MIC.csv", mic_rows())
+    ds = steerkit.lookup("dataset", "mic")(path=path)
+    assert ds.attributes == list(da.MIC_ATTRIBUTES)
+    assert len(ds) == 1
+    s = ds.scenarios[0]
+    assert s.question == "Is it ok to lie to a friend?"
+    assert s.responses == ("No, honesty matters.", "Sure, lie away.")
+    a, b = s.labels
+    # care: +1 +1 -1 = 1 -> (1+3)/6; fairness: +1 +0 -1 = 0 -> 0.5; others 0 -> 0.5
+    assert a["care"] == pytest.approx(4 / 6) and a["fairness"] == pytest.approx(0.5)
+    assert a["loyalty"] == a["liberty"] == a["authority"] == a["sanctity"] == pytest.approx(0.5)
+    # loyalty: -1 -1 0 = -2 -> 1/6; sanctity: -1 -> 2/6
+    assert b["loyalty"] == pytest.approx(1 / 6) and b["sanctity"] == pytest.approx(2 / 6)
+    assert b["care"] == pytest.approx(0.5)
+    assert len(s.meta["rots"][0]) == 3
+    # levels and targets: high, low and 10 per number of attributes (1..6)
+    assert ds.info["levels"] == pytest.approx([i / 6 for i in range(7)])
+    assert len(ds.targets) == 2 + 60
+    assert all(v in ds.info["levels"] for t in ds.targets.values() for v in t.values.values())
+    # pool: the train split; the duplicate worker's second annotation is ignored
+    pool = ds.info["pool"]
+    assert len(pool) == 1
+    love, evil = pool[0].labels
+    assert love["care"] == pytest.approx(1.0)
+    assert evil["authority"] == pytest.approx(0.5) and evil["sanctity"] == pytest.approx(0.5)
+
+
+def test_mic_accepts_named_foundations_words_and_moral_vector(tmp_path):
+    rows = []
+    for r in mic_rows():
+        r = list(r)
+        r[7] = ""  # no `moral`: fall back to `moral-vector`
+        r[9] = {"2": "agrees", "1": "neutral", "0": "disagrees"}[r[9]]
+        rows.append(r)
+    ds = da.load_mic(path=_write_mic(tmp_path / "MIC.csv", rows))
+    assert ds.scenarios[0].labels[0]["care"] == pytest.approx(4 / 6)
+    assert da._foundations({"moral": "care-harm|sanctity-degradation"}) == {"care", "sanctity"}
+
+
+def test_mic_bad_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "MIC.csv"
+    bad.write_text("question,answer\nq,a\n")
+    with pytest.raises(steerkit.DatasetError, match="does not look like MIC.csv"):
+        da.load_mic(path=bad)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(steerkit.DatasetError, match="MIC.csv not found"):
+        da.load_mic(path=tmp_path / "empty")
+    with pytest.raises(steerkit.DatasetError, match="no scenarios in split"):
+        da.load_mic(path=_write_mic(tmp_path / "m2.csv", mic_rows()), split="dev")
+
+
+def test_read_targets_forms(tmp_path):
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps({"a": {"care": 1}, "b": {"values": {"care": 0.5, "fairness": 0}, "weights": {"care": 2}}}))
+    t = da.read_targets(p)
+    assert t["a"].values == {"care": 1.0} and t["b"].weights == {"care": 2.0}
+    p.write_text(json.dumps([{"care": 0.2}]))
+    assert list(da.read_targets(p)) == ["target000"]

@@ -104,6 +104,7 @@ class ExampleIndex:
         self._matrix: np.ndarray | None = None
         self._queries: dict[str, np.ndarray] = {}
         self._warned: set[tuple[str, float]] = set()
+        self._levels: dict[str, list[frozenset[float]]] = {}
 
     # -- embeddings ---------------------------------------------------------------------
     @property
@@ -140,14 +141,18 @@ class ExampleIndex:
                 self._queries[t] = v
 
     # -- selection ----------------------------------------------------------------------
-    def levels_of(self, i: int, attribute: str) -> set[float]:
-        return {level(l[attribute]) for l in self.pool[i].labels or () if l.get(attribute) is not None}
+    def levels_of(self, i: int, attribute: str) -> frozenset[float]:
+        """Label levels of ``attribute`` among pool scenario i's responses (memoised)."""
+        per = self._levels.get(attribute)
+        if per is None:
+            per = self._levels[attribute] = [
+                frozenset(level(l[attribute]) for l in s.labels or () if l.get(attribute) is not None)
+                for s in self.pool
+            ]
+        return per[i]
 
     def pool_levels(self, attribute: str) -> set[float]:
-        out: set[float] = set()
-        for i in range(len(self.pool)):
-            out |= self.levels_of(i, attribute)
-        return out
+        return set().union(*(self.levels_of(i, attribute) for i in range(len(self.pool))))
 
     def check_levels(self, attribute: str) -> None:
         """Warn (once per level) when the pool lacks a level the attribute is known to have."""

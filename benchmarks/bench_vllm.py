@@ -1,0 +1,148 @@
+"""vLLM benchmark: steerkit's vllm adapter vs raw ``vllm.LLM`` on the same prompts, and the
+openai adapter against one local ``vllm serve`` at concurrency 1 vs 16.
+
+    python benchmarks/bench_vllm.py [--prompts 32] [--max-tokens 64] [--skip-serve]
+
+Prints a table and writes results/bench_vllm.json. On CPU set VLLM_CPU_KVCACHE_SPACE (GiB)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_prompts(n: int) -> list[list[dict[str, str]]]:
+    topics = ["rivers", "bread", "trains", "owls", "chess", "glass", "tea", "bridges"]
+    system = "You are a careful assistant. Answer in one or two sentences."  # shared prefix
+    return [[{"role": "system", "content": system},
+             {"role": "user", "content": f"Question {i}: say something true about {topics[i % len(topics)]}."}]
+            for i in range(n)]
+
+
+def bench_offline(prompts, max_tokens: int, repeats: int) -> dict:
+    import steerkit
+    from steerkit_adapters.vllm_backend import VLLMBackend
+    from vllm import SamplingParams
+
+    backend = VLLMBackend()
+    t = time.perf_counter()
+    llm = backend.llm
+    start_s = time.perf_counter() - t
+    sampling = steerkit.Sampling(max_tokens=max_tokens)
+    raw_params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+    tok = llm.get_tokenizer()
+    texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    # warm both paths once (prefix cache, grammar caches), then alternate the timed runs
+    backend.generate(prompts[:4], sampling)
+    llm.generate(texts[:4], raw_params, use_tqdm=False)
+    raw_times, kit_times = [], []
+    for _ in range(repeats):
+        t = time.perf_counter(); raw = llm.generate(texts, raw_params, use_tqdm=False); raw_times.append(time.perf_counter() - t)
+        t = time.perf_counter(); kit = backend.generate(prompts, sampling); kit_times.append(time.perf_counter() - t)
+    same = [r.outputs[0].text for r in raw] == kit
+    backend.close()
+    raw_s, kit_s = min(raw_times), min(kit_times)
+    return {"engine_start_s": start_s, "raw_generate_s": raw_s, "steerkit_generate_s": kit_s,
+            "overhead_ratio": kit_s / raw_s, "outputs_identical": same, "repeats": repeats}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_serve(prompts, max_tokens: int) -> dict:
+    import steerkit
+    from steerkit_adapters.embedded import embedded_model_dir
+    from steerkit_adapters.openai_backend import OpenAIBackend
+
+    port = free_port()
+    log = ROOT / "results" / "bench_vllm_serve.log"
+    from steerkit_adapters.vllm_backend import serve_command
+
+    cmd = serve_command(embedded_model_dir(), port=port)
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        while True:
+            if proc.poll() is not None or time.perf_counter() - t > 600:
+                raise SystemExit(f"vllm serve did not come up; see {log}")
+            try:
+                urllib.request.urlopen(url + "/models", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        start_s = time.perf_counter() - t
+        sampling = steerkit.Sampling(max_tokens=max_tokens)
+        out = {"serve_start_s": start_s}
+        for c in (1, 16):
+            b = OpenAIBackend(base_url=url, concurrency=c, timeout=600)
+            b.generate(prompts[:2], sampling)  # warm
+            t = time.perf_counter()
+            b.generate(prompts, sampling)
+            dt = time.perf_counter() - t
+            out[f"concurrency_{c}_s"] = dt
+            out[f"concurrency_{c}_prompts_per_s"] = len(prompts) / dt
+            b.close()
+        out["concurrency_ratio_16_over_1"] = out["concurrency_16_prompts_per_s"] / out["concurrency_1_prompts_per_s"]
+        return out
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prompts", type=int, default=32)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-serve", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "results" / "bench_vllm.json"))
+    args = ap.parse_args()
+    (ROOT / "results").mkdir(exist_ok=True)
+    prompts = make_prompts(args.prompts)
+    result = {"prompts": args.prompts, "max_tokens": args.max_tokens, "machine": platform.machine(),
+              "cpus": os.cpu_count(), "python": platform.python_version()}
+    import vllm
+
+    result["vllm"] = vllm.__version__
+    result["offline"] = bench_offline(prompts, args.max_tokens, args.repeats)
+    if not args.skip_serve:
+        result["serve"] = bench_serve(prompts, args.max_tokens)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    o = result["offline"]
+    rows = [("engine start (s)", f"{o['engine_start_s']:.1f}"),
+            ("raw LLM.generate (s)", f"{o['raw_generate_s']:.2f}"),
+            ("steerkit vllm adapter (s)", f"{o['steerkit_generate_s']:.2f}"),
+            ("overhead ratio (target <= 1.15)", f"{o['overhead_ratio']:.3f}"),
+            ("outputs identical", str(o["outputs_identical"]))]
+    if "serve" in result:
+        s = result["serve"]
+        rows += [("vllm serve start (s)", f"{s['serve_start_s']:.1f}"),
+                 ("openai adapter, concurrency 1 (prompts/s)", f"{s['concurrency_1_prompts_per_s']:.2f}"),
+                 ("openai adapter, concurrency 16 (prompts/s)", f"{s['concurrency_16_prompts_per_s']:.2f}"),
+                 ("throughput ratio 16 / 1", f"{s['concurrency_ratio_16_over_1']:.2f}")]
+    width = max(len(k) for k, _ in rows)
+    print(f"vLLM benchmark: {args.prompts} prompts x {args.max_tokens} tokens, vllm {result['vllm']}")
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -22,9 +22,10 @@ and sampling) and the length budgets ``response_chars`` (query responses in all)
 Length budget (SmolLM2 has an 8,192-token context; its tokenizer gives ~3.5-4 characters per
 English token). Texts are clipped by characters, before any tokenizer is needed:
 query question 1,500; query responses 6,000 in all (at most 3,000 each); per example the
-question 400 and each response 500; example reasonings and generated reasonings 300.
-With k = 5 two-response examples that is at most ~5,000 prompt tokens (measured: see the
-tests), leaving room for the output (~110 tokens per response)."""
+question 400 and each response 500; example reasonings and generated reasonings 200.
+Worst case with k = 5 two-response examples is ~5,000 prompt tokens; measured on HelpSteer2
+eval items (SmolLM2 tokenizer): 2,400-3,000 tokens with k = 5, 1,100-1,450 with k = 2,
+response_chars = 2000, example_chars = 300. The output needs ~80 tokens per response."""
 
 from __future__ import annotations
 
@@ -74,14 +75,14 @@ class Prompts:
     """Every prompt text of this module, in one place. Bump ``version`` when any changes: it
     is part of the cache key of every strategy here."""
 
-    version = "1"
+    version = "2"
     question_chars = 1500
     responses_chars = 6000
     response_chars = 3000
     example_question_chars = 400
     example_response_chars = 500
-    reasoning_chars = 300
-    tokens_per_response = 110  # generation budget per response (reasoning <= 300 chars + score)
+    reasoning_chars = 200  # one sentence; every generated token is costly under constraints on CPU
+    tokens_per_response = 80  # generation budget per response (reasoning <= 200 chars + score)
 
     score_system = (
         "You are a careful annotator. You rate responses to a user's request on one attribute.\n\n"

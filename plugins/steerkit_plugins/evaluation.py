@@ -85,9 +85,34 @@ def _params(factory: Any) -> set[str]:
     return {n for n, p in sig.parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
 
 
-def strategy_options(strategy: str, dataset: Dataset, samples: int | None = None, k: int | None = None) -> dict[str, Any]:
+def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to options; values are read as JSON when they parse (numbers,
+    booleans, lists), else kept as text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r}: use KEY=VALUE, e.g. -o temperature=0.7", param_hint="--option")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def make_steerer(strategy: str, backend: Any, options: Mapping[str, Any], **kwargs: Any) -> Steerer:
+    """A Steerer; a strategy that rejects an option is a usage error, not a traceback."""
+    try:
+        return Steerer(strategy=strategy, backend=backend, **kwargs, **options)
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(f"strategy {strategy!r}: {exc}") from None
+
+
+def strategy_options(strategy: str, dataset: Dataset, samples: int | None = None, k: int | None = None,
+                     extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Options for the strategy: the dataset's example pool (when the strategy takes one),
-    ``samples`` and ``k`` (an error when given to a strategy that does not take them)."""
+    ``samples`` and ``k`` (an error when given to a strategy that does not take them) and any
+    ``extra`` options (``-o KEY=VALUE`` on the command line)."""
     factory = steerkit.lookup("strategy", strategy)
     params = _params(factory)
     options: dict[str, Any] = {}
@@ -100,6 +125,7 @@ def strategy_options(strategy: str, dataset: Dataset, samples: int | None = None
         if name not in params:
             raise click.UsageError(f"strategy {strategy!r} does not take --{name}")
         options[name] = value
+    options.update(extra or {})
     return options
 
 
@@ -295,21 +321,21 @@ def _default_out(dataset: str, strategy: str) -> Path:
 
 
 # -- realign ----------------------------------------------------------------------------
-def missing_scores(steerer: Steerer, scenarios: Sequence[steerkit.Scenario], attributes: Sequence[str]) -> int:
-    """How many scores ``steerer.score`` would have to compute (0 = all cached).
+def missing_scores(steerer: Steerer, scenarios: Sequence[steerkit.Scenario], attributes: Sequence[str]) -> tuple[int, int]:
+    """(missing, needed): how many per-response scores ``steerer.score`` would have to compute.
 
     Mirrors the keys of ``AttributeStrategy.score``; the CacheOnlyBackend is the safety net."""
     strategy = steerer.strategy
     assert isinstance(strategy, AttributeStrategy)
-    if steerer.cache is None:
-        return len(scenarios) * len(attributes)
     model_fp, strategy_fp = steerer.backend.fingerprint(), strategy.fingerprint()
     keys = [
         steerkit.CacheKey(model_fp, strategy_fp, s.key, text_hash(r), strategy.attribute_key(a), sample)
         for a in attributes for sample in range(strategy.samples) for s in scenarios for r in s.responses
     ]
+    if steerer.cache is None:
+        return len(keys), len(keys)
     found = steerer.cache.get_many(keys)
-    return sum(1 for k in keys if k not in found)
+    return sum(1 for k in keys if k not in found), len(keys)
 
 
 def realign(
@@ -323,6 +349,7 @@ def realign(
     aligner: str = "euclidean",
     samples: int | None = None,
     k: int | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Re-align cached scores of ``dataset`` to ``targets``; never loads or calls a model."""
     if not issubclass_safe(steerkit.lookup("strategy", strategy)):
@@ -331,16 +358,16 @@ def realign(
             "realign works with attribute strategies such as comparative-regression"
         )
     inner = steerkit.lookup("backend", backend)(model=model)
-    steerer = Steerer(strategy=strategy, backend=CacheOnlyBackend(inner), cache=_cache_arg(cache, must_exist=True),
-                      aligner=aligner, progress=False, **strategy_options(strategy, dataset, samples, k))
+    steerer = make_steerer(strategy, CacheOnlyBackend(inner), strategy_options(strategy, dataset, samples, k, options),
+                           cache=_cache_arg(cache, must_exist=True), aligner=aligner, progress=False)
     attributes = [a for a in dataset.attributes if any(a in t.values for t in targets.values())]
     t0 = time.perf_counter()
-    missing = missing_scores(steerer, dataset.scenarios, attributes)
+    missing, needed = missing_scores(steerer, dataset.scenarios, attributes)
     if missing:
         raise ScoresNotCachedError(
-            f"{missing} of {len(dataset) * len(attributes) * steerer.strategy.samples} needed scores "  # type: ignore[attr-defined]
-            f"({dataset.name}, {len(dataset)} scenarios, attributes {attributes}) are not in the cache "
-            f"{steerer.cache.path if steerer.cache else ''}: run `steerkit eval --strategy {strategy} "
+            f"{missing} of {needed} needed scores ({dataset.name}, {len(dataset)} scenarios, attributes "
+            f"{attributes}) are not in the cache {steerer.cache.path if steerer.cache is not None else ''}: "
+            f"run `steerkit eval --strategy {strategy} "
             f"--dataset {dataset.name}` with the same options and --cache first"
         )
     table = steerer.score(dataset.scenarios, attributes)
@@ -352,7 +379,7 @@ def realign(
     results: dict[str, Any] = {
         "config": {"dataset": dataset.name, "n_scenarios": len(dataset), "strategy": strategy,
                    "backend": inner.name, "model": inner.model_name, "aligner": aligner,
-                   "cache": str(steerer.cache.path) if steerer.cache else None},
+                   "cache": str(steerer.cache.path) if steerer.cache is not None else None},
         "n_targets": len(tlist),
         "model_calls": int(table.model_calls + steerer.model_calls),
         "model_loaded": bool(getattr(inner, "loaded", False)),
@@ -388,6 +415,8 @@ _common = [
     click.option("--aligner", default="euclidean", show_default=True),
     click.option("--samples", type=int, default=None, help="self-consistency samples (attribute strategies)"),
     click.option("--k", type=int, default=None, help="in-context examples (few-shot strategies)"),
+    click.option("-o", "--option", "extra_options", multiple=True, metavar="KEY=VALUE",
+                 help="another strategy option (JSON value), repeatable, e.g. -o temperature=0.7"),
     click.option("--json", "as_json", is_flag=True, help="print the results JSON to stdout"),
 ]
 
@@ -406,13 +435,13 @@ def register_commands(cli):
     @click.option("--batch-size", type=int, default=None, help="prompts per backend batch")
     @click.option("--plots/--no-plots", default=True, show_default=True, help="write PNG plots (and score the one-attribute high/low targets)")
     def eval_cmd(strategy, dataset_name, data, split, targets_spec, limit, backend, model, cache_path, aligner,
-                 samples, k, as_json, out_dir, batch_size, plots):
+                 samples, k, extra_options, as_json, out_dir, batch_size, plots):
         """Run STRATEGY on DATASET and report alignment accuracy over a target set."""
         dataset = load_dataset(dataset_name, data, split, limit)
         out = Path(out_dir) if out_dir else _default_out(dataset_name, strategy)
-        steerer = Steerer(strategy=strategy, backend=backend, model=model, aligner=aligner,
-                          cache=_cache_arg(cache_path), batch_size=batch_size, progress=not as_json,
-                          **strategy_options(strategy, dataset, samples, k))
+        options = strategy_options(strategy, dataset, samples, k, parse_options(extra_options))
+        steerer = make_steerer(strategy, backend, options, model=model, aligner=aligner,
+                               cache=_cache_arg(cache_path), batch_size=batch_size, progress=not as_json)
         if dataset.perspectives is not None:
             from steerkit_plugins.choice_eval import evaluate_choice_dataset
 
@@ -440,12 +469,12 @@ def register_commands(cli):
     @_with_common
     @click.option("--out", "out_file", default=None, help="also write the results JSON to this file")
     def realign_cmd(strategy, dataset_name, data, split, targets_spec, limit, backend, model, cache_path, aligner,
-                    samples, k, as_json, out_file):
+                    samples, k, extra_options, as_json, out_file):
         """Re-align cached scores of DATASET to new targets with zero model calls."""
         dataset = load_dataset(dataset_name, data, split, limit)
         targets = ae.resolve_targets(dataset, targets_spec)
         results = realign(strategy, dataset, targets, backend=backend, model=model, cache=cache_path,
-                          aligner=aligner, samples=samples, k=k)
+                          aligner=aligner, samples=samples, k=k, options=parse_options(extra_options))
         results["config"]["targets"] = targets_spec
         if out_file:
             Path(out_file).parent.mkdir(parents=True, exist_ok=True)

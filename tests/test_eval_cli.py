@@ -147,13 +147,41 @@ def test_cache_only_backend_never_generates():
 
 
 def test_real_model_eval_then_realign_from_cache(tmp_path):
-    """The embedded SmolLM2 end to end: few-shot comparative regression on 3 scenarios (k=1 to
-    keep the CPU time short), then realign on the same cache with zero model calls."""
+    """The embedded SmolLM2 end to end through the real command line (subprocess): few-shot
+    comparative regression on the first scenario for a helpfulness target, then realign on the
+    same cache to five new helpfulness targets with zero model calls and the model never loaded.
+
+    Kept to ONE prompt (1 scenario x 1 attribute, k=1): on the shared 2-core CPU one constrained
+    generation takes about two minutes (`--targets high` would need five)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("steerkit")
     cache = str(tmp_path / "real.sqlite3")
-    common = ["--strategy", "comparative-regression", "--dataset", "helpsteer2", "--limit", "3", "--k", "1",
-              "--cache", cache]
-    res = run_json("eval", *common, "--targets", "high", "--out", str(tmp_path / "real"))
-    assert res["model_calls"] == 3 * 5 and res["config"]["model"] and res["config"]["example_pool"] == 500
-    assert res["mean_accuracy"] is None or 0.0 <= res["mean_accuracy"] <= 1.0
-    re = run_json("realign", *common, "--targets", "all")
-    assert re["model_calls"] == 0 and re["model_loaded"] is False and re["n_targets"] == 3125
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps({"helpful": {"helpfulness": 1.0}}))
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps({f"h{v}": {"helpfulness": v} for v in (0.0, 0.25, 0.5, 0.75, 1.0)}))
+    common = ["--strategy", "comparative-regression", "--dataset", "helpsteer2", "--limit", "1", "--k", "1",
+              "--cache", cache, "--json"]
+    # the user's cache dir: the converted embedded model and the pool's embedding index live there
+    env = {k: v for k, v in os.environ.items() if k not in ("STEERKIT_CACHE_DIR", "STEERKIT_CACHE")}
+    env["HF_HUB_OFFLINE"] = "1"
+
+    def run(*args):
+        p = subprocess.run([str(exe), *args, *common], capture_output=True, text=True, env=env, timeout=900)
+        assert p.returncode == 0, p.stderr[-2000:]
+        return json.loads(p.stdout)
+
+    res = run("eval", "--targets", str(first), "--no-plots", "--out", str(tmp_path / "real"))
+    assert res["model_calls"] == 1 and res["cache_misses"] == 2 and res["config"]["example_pool"] == 500
+    assert "SmolLM2" in res["config"]["model"] and res["config"]["strategy_options"]["k"] == 1
+    assert res["n_targets"] == 1 and (res["mean_accuracy"] is None or res["mean_accuracy"] in (0.0, 1.0))
+    re = run("realign", "--targets", str(new))
+    assert re["model_calls"] == 0 and re["model_loaded"] is False and re["n_targets"] == 5
+    assert re["cache_hits"] == 2 and set(re["selections"]) == {f"h{v}" for v in (0.0, 0.25, 0.5, 0.75, 1.0)}
+    assert re["selections"]["h1.0"] == [0] or re["selections"]["h1.0"] == [1]
+    again = run("eval", "--targets", str(first), "--no-plots", "--out", str(tmp_path / "real2"))
+    assert again["model_calls"] == 0 and again["mean_accuracy"] == res["mean_accuracy"]

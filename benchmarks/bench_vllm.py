@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -48,15 +49,24 @@ def bench_offline(prompts, max_tokens: int, repeats: int) -> dict:
     # warm both paths once (prefix cache, grammar caches), then alternate the timed runs
     backend.generate(prompts[:4], sampling)
     llm.generate(texts[:4], raw_params, use_tqdm=False)
+    # Alternate which path runs first (on a shared CPU the second run of a pair is often
+    # slower) and compare medians.
     raw_times, kit_times = [], []
-    for _ in range(repeats):
-        t = time.perf_counter(); raw = llm.generate(texts, raw_params, use_tqdm=False); raw_times.append(time.perf_counter() - t)
-        t = time.perf_counter(); kit = backend.generate(prompts, sampling); kit_times.append(time.perf_counter() - t)
+    for r in range(repeats):
+        for which in (("raw", "kit") if r % 2 == 0 else ("kit", "raw")):
+            t = time.perf_counter()
+            if which == "raw":
+                raw = llm.generate(texts, raw_params, use_tqdm=False)
+                raw_times.append(time.perf_counter() - t)
+            else:
+                kit = backend.generate(prompts, sampling)
+                kit_times.append(time.perf_counter() - t)
     same = [r.outputs[0].text for r in raw] == kit
     backend.close()
-    raw_s, kit_s = min(raw_times), min(kit_times)
+    raw_s, kit_s = statistics.median(raw_times), statistics.median(kit_times)
     return {"engine_start_s": start_s, "raw_generate_s": raw_s, "steerkit_generate_s": kit_s,
-            "overhead_ratio": kit_s / raw_s, "outputs_identical": same, "repeats": repeats}
+            "overhead_ratio": kit_s / raw_s, "outputs_identical": same, "repeats": repeats,
+            "raw_times_s": raw_times, "steerkit_times_s": kit_times}
 
 
 def free_port() -> int:
@@ -110,7 +120,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=4)
     ap.add_argument("--skip-serve", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "results" / "bench_vllm.json"))
     args = ap.parse_args()

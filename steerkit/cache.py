@@ -48,6 +48,14 @@ class CacheRecord:
 
 
 _COLUMNS = ("model", "strategy", "scenario", "response", "attribute", "sample")
+_RESULT_COLUMNS = _COLUMNS + ("score", "reasoning", "payload", "created")
+_RESULTS_SCHEMA = """CREATE TABLE results (
+    model TEXT NOT NULL, strategy TEXT NOT NULL, scenario TEXT NOT NULL,
+    response TEXT NOT NULL, attribute TEXT NOT NULL, sample INTEGER NOT NULL,
+    score REAL, reasoning TEXT NOT NULL DEFAULT '', payload TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL DEFAULT (julianday('now')),
+    PRIMARY KEY (model, strategy, scenario, response, attribute, sample)
+) WITHOUT ROWID"""
 
 
 class ScoreCache:
@@ -70,44 +78,75 @@ class ScoreCache:
         return conn
 
     def _check_or_create(self) -> None:
+        """Open an existing steerkit cache or create a new one; refuse anything else untouched.
+
+        The file is inspected read-only first (header, integrity, tables), so a corrupt file or
+        someone else's database is reported and never modified, not even switched to WAL."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() and self.path.stat().st_size > 0:
             with open(self.path, "rb") as fh:
                 header = fh.read(16)
             if header != b"SQLite format 3\x00":
-                raise CacheError(
-                    f"{self.path} is not a SQLite database (it may be corrupt or another file). "
-                    "steerkit will not overwrite it: move or delete it, or pass another cache path "
-                    f"(Steerer(cache=...) or ${CACHE_ENV})."
-                )
+                raise self._refuse("is not a SQLite database (it may be corrupt or another file)")
+            self._inspect_existing()
         try:
             conn = self._connect()
-            conn.execute(
-                """CREATE TABLE IF NOT EXISTS results (
-                    model TEXT NOT NULL, strategy TEXT NOT NULL, scenario TEXT NOT NULL,
-                    response TEXT NOT NULL, attribute TEXT NOT NULL, sample INTEGER NOT NULL,
-                    score REAL, reasoning TEXT NOT NULL DEFAULT '', payload TEXT NOT NULL DEFAULT '{}',
-                    created REAL NOT NULL DEFAULT (julianday('now')),
-                    PRIMARY KEY (model, strategy, scenario, response, attribute, sample)
-                ) WITHOUT ROWID"""
-            )
-            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            conn.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row and int(row[0]) != SCHEMA_VERSION:
-                raise CacheError(
-                    f"{self.path} has cache schema {row[0]}, this steerkit uses {SCHEMA_VERSION}: "
-                    "use another cache path or delete the old file"
-                )
-            conn.execute("PRAGMA quick_check").fetchone()
+            conn.execute("BEGIN IMMEDIATE")  # one creator at a time; the others see the result
+            try:
+                tables = self._tables(conn)
+                if not tables:
+                    conn.execute(_RESULTS_SCHEMA)
+                    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+                    conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if tables:
+                self._check_schema(conn, tables)
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise CacheError(
-                f"cannot open the score cache {self.path}: {exc}. The file is left as it is; "
-                f"move or delete it, or pass another cache path (Steerer(cache=...) or ${CACHE_ENV})."
-            ) from exc
+            raise self._refuse(f"cannot be opened ({exc})") from exc
+        except CacheError:
+            self.close()
+            raise
+
+    def _inspect_existing(self) -> None:
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+            try:
+                problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+                if problems != ["ok"]:
+                    raise self._refuse(f"is damaged (SQLite integrity check: {'; '.join(problems)[:300]})")
+                tables = self._tables(conn)
+                if tables:
+                    self._check_schema(conn, tables)
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise self._refuse(f"cannot be read ({exc})") from exc
+
+    @staticmethod
+    def _tables(conn: sqlite3.Connection) -> set[str]:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    def _check_schema(self, conn: sqlite3.Connection, tables: set[str]) -> None:
+        if "meta" not in tables or "results" not in tables:
+            raise self._refuse(f"is a SQLite database but not a steerkit cache (tables: {', '.join(sorted(tables))})")
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            raise self._refuse("is a SQLite database but not a steerkit cache (no schema version)")
+        if str(row[0]) != str(SCHEMA_VERSION):
+            raise self._refuse(f"has cache schema {row[0]}, this steerkit uses {SCHEMA_VERSION}")
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(results)")]
+        if columns != list(_RESULT_COLUMNS):
+            raise self._refuse(f"has a results table with columns {columns}, not steerkit's")
+
+    def _refuse(self, problem: str) -> CacheError:
+        return CacheError(
+            f"the score cache {self.path} {problem}. steerkit leaves the file as it is: move or "
+            f"delete it, or pass another cache path (Steerer(cache=...), --cache or ${CACHE_ENV})."
+        )
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -149,7 +149,15 @@ def demo_cmd(scenarios_path, strategy, cache_path):
     scenarios = [Scenario.coerce(s) for s in data["scenarios"]]
     first, second = (AttributeTarget(t) for t in data["targets"][:2])
     console.rule(f"[bold]steerkit demo[/]: {len(scenarios)} scenarios from {path}")
-    steerer = Steerer(strategy=strategy, backend="transformers", cache=cache_path if cache_path else True)
+    options = {}
+    if data.get("pool") and _accepts(host.lookup("strategy", strategy), "example_pool"):
+        options["example_pool"] = [
+            Scenario(p["question"], tuple(p["responses"]), labels=p.get("labels"),
+                     meta={"reasonings": p.get("reasonings")})
+            for p in data["pool"]
+        ]
+        options["k"] = min(3, len(options["example_pool"]))
+    steerer = Steerer(strategy=strategy, backend="transformers", cache=cache_path if cache_path else True, **options)
     console.print(f"strategy [bold]{strategy}[/] on [bold]{steerer.backend.model_name}[/], target 1: {first}")
     t0 = time.perf_counter()
     table = steerer.score(scenarios, first.attributes + [a for a in second.attributes if a not in first.attributes])
@@ -171,6 +179,15 @@ def demo_cmd(scenarios_path, strategy, cache_path):
         f"[bold green]re-aligned {len(scenarios)} scenarios in {elapsed * 1000:.1f} ms with "
         f"{steerer.model_calls - calls_before} model calls[/]"
     )
+
+
+def _accepts(factory: Any, parameter: str) -> bool:
+    import inspect
+
+    try:
+        return parameter in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _find_examples() -> Path:

@@ -36,9 +36,13 @@ class UnknownPluginError(SteerkitError, LookupError):
         self.kind, self.name, self.known = kind, name, sorted(known)
         listed = ", ".join(self.known) or "(none registered)"
         super().__init__(
-            f"unknown {kind} {name!r}. Known {kind}s: {listed}. "
+            f"unknown {kind} {name!r}. Known {_plural(kind)}: {listed}. "
             f"Run `steerkit plugins` to see what is installed."
         )
+
+
+def _plural(kind: str) -> str:
+    return kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
 
 
 class ModelNotFoundError(SteerkitError, FileNotFoundError):

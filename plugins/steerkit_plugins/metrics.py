@@ -18,9 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
-from scipy.spatial.distance import jensenshannon
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 VK_LABELS = ("Supports", "Opposes", "Either")
 VK_EITHER = 2
@@ -40,6 +37,8 @@ def choice_metrics(gold: Sequence[int], pred: Sequence[int], labels: Sequence[in
     with warnings.catch_warnings():
         # balanced accuracy warns when a predicted class never occurs in gold; that is expected
         warnings.simplefilter("ignore", UserWarning)
+        from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
         bacc = balanced_accuracy_score(gold, pred)
     return {
         "n": int(len(gold)),
@@ -82,6 +81,8 @@ def js_distance(pred: Sequence[Sequence[float]], gold: Sequence[Sequence[float]]
     pred, gold = list(pred), list(gold)
     if len(pred) != len(gold):
         raise ValueError(f"{len(pred)} predicted distributions but {len(gold)} gold ones")
+    from scipy.spatial.distance import jensenshannon
+
     per_item = []
     for p, q in zip(pred, gold):
         p, q = _as_distribution(p), _as_distribution(q)
@@ -105,6 +106,8 @@ def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool], exact: bool = 
     b_ = np.asarray(list(correct_b), dtype=bool)
     if a.shape != b_.shape:
         raise ValueError(f"paired runs differ in length: {len(a)} vs {len(b_)}")
+    from scipy import stats
+
     b = int((a & ~b_).sum())
     c = int((~a & b_).sum())
     n = b + c

@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     backend = steerkit.lookup("backend", args.backend)(model=args.model)
     t0 = time.perf_counter()
-    getattr(backend, "hf_model", None)  # load once, outside the timings
+    for engine in ("hf_model", "llm"):  # load once, outside the timings (transformers / vllm)
+        if hasattr(type(backend), engine):
+            getattr(backend, engine)
     load_s = time.perf_counter() - t0
     tmp = Path(tempfile.mkdtemp(prefix="bench_comparative_"))
     cache_path = tmp / "scores.sqlite3"

@@ -6,7 +6,7 @@ response counts, so re-aligning thousands of targets is a few vectorised array o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -14,7 +14,7 @@ from .errors import InvalidTargetError, UnsupportedTargetError
 from .host import lookup, registry
 from .scoretable import ScoreTable
 from .strategy import AttributeStrategy, RunContext, Strategy
-from .types import Scenario, Selection, Target, coerce_target
+from .types import Scenario, Selection, coerce_target
 
 DEFAULT_STRATEGY = "comparative-regression"
 

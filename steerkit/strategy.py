@@ -23,10 +23,10 @@ import numpy as np
 
 from .backend import Backend, ChatPrompt, Constraint, Sampling
 from .cache import CacheKey, CacheRecord, ScoreCache
-from .errors import UnknownAttributeError, UnsupportedTargetError
+from .errors import ModelOutputError, UnknownAttributeError, UnsupportedTargetError
 from .progress import progress_bar
 from .scoretable import ScoreTable
-from .types import AttributeTarget, Perspective, Scenario, Selection, Target, text_hash
+from .types import AttributeTarget, Scenario, Selection, Target, text_hash
 
 Item = TypeVar("Item")
 
@@ -77,6 +77,19 @@ class RunContext:
         if len(outputs) != len(prompts):
             raise RuntimeError(f"backend {self.backend.name} returned {len(outputs)} outputs for {len(prompts)} prompts")
         return outputs
+
+    def choose(self, prompts: Sequence[ChatPrompt], options: Sequence[str], what: str = "") -> list[str]:
+        """One of ``options`` per prompt, greedy, under a choice constraint.
+
+        A backend that returns anything else is broken: ModelOutputError, never a guess."""
+        answers = [a.strip() for a in self.generate(prompts, Sampling(temperature=0.0, max_tokens=2), Constraint.choice(options))]
+        for a in answers:
+            if a not in options:
+                raise ModelOutputError(
+                    f"{what + ': ' if what else ''}backend {self.backend.name} returned {a!r} under a "
+                    f"choice constraint {list(options)}; use a backend with constrained decoding"
+                )
+        return answers
 
     def option_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> np.ndarray:
         if not prompts:

@@ -204,3 +204,15 @@ def test_missing_model_path_fails_before_loading(tmp_path):
     with pytest.raises(steerkit.ModelNotFoundError) as exc:
         steerkit.Steerer("random", backend="transformers", model=str(tmp_path / "no-such-model"), cache=False)
     assert "no-such-model" in str(exc.value)
+
+
+def test_run_choose_returns_letters_and_refuses_anything_else():
+    from steerkit.strategy import RunContext
+
+    prompt = [{"role": "user", "content": "Pick one."}]
+    ok = RunContext(FakeBackend(responder=lambda p, c: " B\n"), progress=False)
+    assert ok.choose([prompt, prompt], ["A", "B"]) == ["B", "B"]
+    assert ok.model_calls == 2
+    broken = RunContext(FakeBackend(responder=lambda p, c: "maybe"), progress=False)
+    with pytest.raises(steerkit.ModelOutputError, match=r"cot: backend fake returned 'maybe' under a choice constraint \['A', 'B'\]"):
+        broken.choose([prompt], ["A", "B"], what="cot")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -22,20 +21,11 @@ import steerkit
 from steerkit import Backend, ChatPrompt, Constraint, Sampling
 
 from .embedded import EMBEDDED_NAME, _FORMAT_VERSION, convert_gguf, embedded_gguf, embedded_model_dir
+from .model_source import folder_digest, looks_like_path, resolve_hub_name
 
 
-def _looks_like_path(model: str) -> bool:
-    return model.startswith(("/", "./", "../", "~")) or model.endswith(".gguf") or os.path.exists(model)
 
 
-def _hub_snapshot(name: str) -> Path | None:
-    """The local snapshot folder of a hub model, if it is in the HF cache (no network)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover
-        return None
-    found = try_to_load_from_cache(name, "config.json")
-    return Path(found).parent if isinstance(found, str) else None
 
 
 class TransformersBackend(Backend):
@@ -71,7 +61,7 @@ class TransformersBackend(Backend):
         if model is None:
             gguf = embedded_gguf()
             return {"kind": "embedded", "path": gguf, "name": EMBEDDED_NAME}
-        if _looks_like_path(model):
+        if looks_like_path(model):
             path = Path(model).expanduser()
             if not path.exists():
                 raise steerkit.ModelNotFoundError(
@@ -85,13 +75,7 @@ class TransformersBackend(Backend):
             raise steerkit.ModelNotFoundError(
                 f"{str(path)!r} is neither a .gguf file nor a folder with config.json"
             )
-        snapshot = _hub_snapshot(model)
-        if snapshot is None and os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
-            raise steerkit.ModelNotFoundError(
-                f"hub model {model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
-                "download it first (huggingface-cli download), pass a local folder, or use the embedded default"
-            )
-        return {"kind": "hub", "path": snapshot, "name": model}
+        return resolve_hub_name(model)
 
     @property
     def model_name(self) -> str:
@@ -105,9 +89,7 @@ class TransformersBackend(Backend):
             st = Path(path).stat()
             h.update(f"{st.st_size}:{_FORMAT_VERSION}".encode())
         elif path is not None:
-            h.update(Path(path, "config.json").read_bytes())
-            for weights in sorted(Path(path).glob("*.safetensors")) + sorted(Path(path).glob("*.bin")):
-                h.update(f"{weights.name}:{weights.stat().st_size}".encode())
+            h.update(folder_digest(path).encode())
         h.update(self.dtype.encode())
         return f"transformers:{src['name']}:{h.hexdigest()[:16]}"
 

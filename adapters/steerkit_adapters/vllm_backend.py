@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import json
 import os
 import threading
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ import steerkit
 from steerkit import ChatPrompt, Constraint, Sampling
 
 from . import embedded
+from .model_source import folder_digest, looks_like_path, resolve_hub_name
 
 
 def cpu_build() -> bool:
@@ -50,28 +50,10 @@ def engine_installed() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def _looks_like_path(model: str) -> bool:
-    return model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
 
 
-def _folder_digest(path: Path) -> str:
-    """Cheap identity of an HF folder: config bytes plus weight file names and sizes."""
-    h = hashlib.sha256()
-    for name in ("config.json", "generation_config.json"):
-        if (path / name).exists():
-            h.update((path / name).read_bytes())
-    for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
-        h.update(f"{weights.name}:{weights.stat().st_size}".encode())
-    return h.hexdigest()[:16]
 
 
-def _hub_snapshot(name: str) -> Path | None:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover
-        return None
-    found = try_to_load_from_cache(name, "config.json")
-    return Path(found).parent if isinstance(found, str) else None
 
 
 class VLLMBackend(steerkit.Backend):
@@ -120,7 +102,7 @@ class VLLMBackend(steerkit.Backend):
         if model is None:
             gguf = embedded.embedded_gguf()  # raises ModelNotFoundError with the fix
             return {"kind": "embedded", "path": None, "gguf": gguf, "name": embedded.EMBEDDED_NAME}
-        if _looks_like_path(model):
+        if looks_like_path(model):
             path = Path(model).expanduser().resolve()
             if not path.exists():
                 raise steerkit.ModelNotFoundError(
@@ -133,13 +115,7 @@ class VLLMBackend(steerkit.Backend):
                     "loads HF folders (convert GGUF files with the transformers backend first)"
                 )
             return {"kind": "folder", "path": path, "name": path.name}
-        snapshot = _hub_snapshot(model)
-        if snapshot is None and os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
-            raise steerkit.ModelNotFoundError(
-                f"hub model {model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
-                "download it first (huggingface-cli download), pass a local folder, or use the embedded default"
-            )
-        return {"kind": "hub", "path": snapshot, "name": model}
+        return resolve_hub_name(model)
 
     @property
     def model_name(self) -> str:
@@ -154,7 +130,7 @@ class VLLMBackend(steerkit.Backend):
             version = getattr(embedded, "_FORMAT_VERSION", "1")
             h.update(f"{src['gguf'].stat().st_size}:{version}".encode())
         elif src["path"] is not None:
-            h.update(_folder_digest(Path(src["path"])).encode())
+            h.update(folder_digest(Path(src["path"])).encode())
         h.update(f"{self.resolved_dtype}:{self.max_model_len}".encode())
         return f"vllm:{src['name']}:{h.hexdigest()[:16]}"
 

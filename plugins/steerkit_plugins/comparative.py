@@ -395,14 +395,8 @@ class _Choice(Strategy):
                         responses=Prompts.lettered([clip(r, min(Prompts.response_chars, Prompts.responses_chars // n))
                                                     for r in items[j][0].responses]))},
                 ] for j in rows]
-                answers = run.generate(prompts, Sampling(temperature=0.0, max_tokens=2), Constraint.choice(letters))
+                answers = run.choose(prompts, letters, what=self.name)
                 for j, a in zip(rows, answers):
-                    a = a.strip()
-                    if a not in letters:
-                        raise steerkit.ModelOutputError(
-                            f"{self.name}: scenario {items[j][0].label!r}: backend {run.backend.name} returned "
-                            f"{a!r} under a choice constraint {letters}"
-                        )
                     out[j] = [CacheRecord(float(letters.index(a)), "", {"letter": a})]
             return out
 

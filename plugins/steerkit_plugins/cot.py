@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 import steerkit
-from steerkit import CacheKey, CacheRecord, Constraint, Perspective, RunContext, Sampling, Scenario, Selection, Strategy
+from steerkit import CacheKey, CacheRecord, Perspective, RunContext, Sampling, Scenario, Selection, Strategy
 
 FORMATS = ("auto", "vk", "opinionqa", "general")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -175,13 +175,8 @@ class ChainOfThought(Strategy):
                         dists[k] = [float(x) for x in row]
                         letters_out[k] = letters[int(np.argmax(row))]
                 else:
-                    answers = run.generate(sub, Sampling(temperature=0.0, max_tokens=2), Constraint.choice(letters))
+                    answers = run.choose(sub, letters, what=self.name)
                     for k, a in zip(ks, answers):
-                        a = a.strip()
-                        if a not in letters:
-                            raise steerkit.ModelOutputError(
-                                f"backend {run.backend.name} returned {a!r} under a choice constraint {letters}"
-                            )
                         letters_out[k] = a
             for k, j in enumerate(rows):
                 idx = LETTERS.index(letters_out[k])

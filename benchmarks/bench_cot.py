@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> dict:
     console = Console()
     backend = steerkit.lookup("backend", args.backend)(model=args.model)
     t0 = time.perf_counter()
-    getattr(backend, "hf_model", None)  # load once, outside the timings
+    for engine in ("hf_model", "llm"):  # load once, outside the timings (transformers / vllm)
+        if hasattr(type(backend), engine):
+            getattr(backend, engine)
     load_s = time.perf_counter() - t0
     tmp = Path(tempfile.mkdtemp(prefix="bench_cot_"))
     out: dict = {"model": backend.model_name, "backend": args.backend, "max_tokens": args.max_tokens,

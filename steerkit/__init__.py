@@ -9,6 +9,7 @@ from .errors import (
     BackendError,
     CacheError,
     DatasetError,
+    InvalidOptionError,
     InvalidScenarioError,
     InvalidTargetError,
     ModelNotFoundError,
@@ -31,7 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Alignment", "AttributeStrategy", "AttributeTarget", "Backend", "BackendError", "CacheError",
     "CacheKey", "CacheRecord", "ChatPrompt", "Constraint", "Dataset", "DatasetError",
-    "InvalidScenarioError", "InvalidTargetError", "Message", "ModelNotFoundError",
+    "InvalidOptionError", "InvalidScenarioError", "InvalidTargetError", "Message", "ModelNotFoundError",
     "ModelOutputError", "Perspective", "ResponseScore", "RunContext", "Sampling", "Scenario",
     "ScoreCache", "ScoreJob", "ScoreTable", "Selection", "Steerer", "SteerkitError", "Strategy",
     "Target", "UnknownAttributeError", "UnknownPluginError", "UnsupportedTargetError",

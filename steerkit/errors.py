@@ -18,6 +18,10 @@ class InvalidTargetError(SteerkitError, ValueError):
     """An alignment target is malformed: values outside [0, 1], NaN, negative weights."""
 
 
+class InvalidOptionError(SteerkitError, ValueError):
+    """A strategy, backend or command option is unknown or out of range."""
+
+
 class UnsupportedTargetError(SteerkitError, TypeError):
     """A strategy was given a kind of target it cannot serve."""
 

@@ -76,6 +76,27 @@ def test_split_free_text_statistic():
     assert split_free_text("No conclusion here", "ABC") == ("No conclusion here", False)
 
 
+def test_split_free_text_cuts_at_the_last_answer_line():
+    # "answer:" inside the reasoning is not the answer line
+    text = "The right answer: it depends on who is asked.\nStill, safety matters.\nAnswer: A"
+    assert split_free_text(text, "ABC") == ("The right answer: it depends on who is asked.\nStill, safety matters.", True)
+    # the last answer line wins over an earlier one
+    assert split_free_text("Answer: maybe B.\nOn reflection, no.\nFinal answer: C", "ABC") == (
+        "Answer: maybe B.\nOn reflection, no.", True)
+    # markdown, parentheses and lower case
+    assert split_free_text("Because X.\n**Answer:** **B**", "ABC") == ("Because X.", True)
+    assert split_free_text("Because X.\nanswer: (b)", "ABC") == ("Because X.", True)
+    assert split_free_text("Because X.\nAnswer: b", "ABC") == ("Because X.", True)
+    assert split_free_text("Because X.\n  ANSWER : c.", "ABC") == ("Because X.", True)
+    # a lower-case article is not a letter
+    assert split_free_text("Because X.\nAnswer: a reasonable person would agree", "ABC") == ("Because X.", False)
+    # no answer line: an answer at the very end of the text still counts
+    assert split_free_text("It protects people. Answer: A", "ABC") == ("It protects people.", True)
+    # "answer:" mid-line with more text after it is reasoning, not an answer
+    assert split_free_text("The right answer: it depends.", "ABC") == ("The right answer: it depends.", False)
+    assert split_free_text("I cannot reanswer: A", "ABC") == ("I cannot reanswer: A", False)
+
+
 def test_two_step_answer_comes_from_the_constrained_step():
     be = RecordingBackend(free_text="It protects people.\nAnswer: A", answers=["C"])
     sel = steerer(be).select_many([VK], steerkit.Perspective("Right to a safe environment"))[0]
@@ -108,6 +129,45 @@ def test_cache_rerun_makes_no_model_call(cache_path):
     assert [a.reasoning for a in again] == [f.reasoning for f in first]
     s.select_many([VK], steerkit.Perspective("Autonomy"))  # another perspective is new work
     assert s.model_calls == 2
+
+
+def test_cache_key_tells_perspective_category_from_text(cache_path):
+    be = RecordingBackend()
+    s = steerer(be, cache_path)
+    with_category = steerkit.Perspective("Liberal", "Political ideology")
+    in_text = steerkit.Perspective("Political ideology: Liberal")
+    assert str(with_category) == str(in_text)  # same string, different prompts
+    p1 = build_prompt("opinionqa", OQA, with_category)[0]["content"]
+    p2 = build_prompt("opinionqa", OQA, in_text)[0]["content"]
+    assert p1 != p2
+    s.select_many([OQA], with_category)
+    assert s.model_calls == 2
+    s.select_many([OQA], in_text)
+    assert s.model_calls == 2  # not served from the other perspective's cache entry
+    assert be.calls[-2][0][0][0]["content"] == p2
+    s.select_many([OQA], in_text)
+    assert s.model_calls == 0
+
+
+def test_sampled_results_are_keyed_by_seed(cache_path):
+    be = RecordingBackend()
+    first = steerer(be, cache_path, samples=2)
+    first.select_many([VK], steerkit.Perspective("Honesty"))
+    assert first.model_calls == 4
+    seeds = {c[1].seed for c in be.calls if c[2] is None}
+    other = steerkit.Steerer("cot", backend=be, cache=cache_path, progress=False, samples=2, seed=7)
+    other.select_many([VK], steerkit.Perspective("Honesty"))
+    assert other.model_calls == 4  # another seed is another sample set, not a cache hit
+    assert {c[1].seed for c in be.calls[-4:] if c[2] is None} == {7, 8} and seeds == {0, 1}
+    again = steerkit.Steerer("cot", backend=be, cache=cache_path, progress=False, samples=2, seed=7)
+    again.select_many([VK], steerkit.Perspective("Honesty"))
+    assert again.model_calls == 0
+    # greedy results do not depend on the seed: shared across seeds
+    g = steerkit.Steerer("cot", backend=be, cache=cache_path, progress=False, seed=0)
+    g.select_many([VK], steerkit.Perspective("Honesty"))
+    g2 = steerkit.Steerer("cot", backend=be, cache=cache_path, progress=False, seed=5)
+    g2.select_many([VK], steerkit.Perspective("Honesty"))
+    assert g.model_calls == 2 and g2.model_calls == 0
 
 
 def test_self_consistency_majority_vote(cache_path):

@@ -15,11 +15,13 @@ Options:
   log-probabilities after the reasoning (averaged over samples); the letter is their argmax.
 - ``max_tokens``: length limit of the reasoning (default 256).
 
-Results are cached per (scenario, format + perspective, sample); a rerun makes no model call.
+Results are cached per (scenario, format + perspective category and text, sample; with
+``samples`` > 1 also the Steerer's seed); a rerun makes no model call.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -94,25 +96,52 @@ def build_prompt(fmt: str, scenario: Scenario, perspective: Perspective) -> list
     return [{"role": "user", "content": text}]
 
 
-_ANSWER = re.compile(r"Answer\s*:", re.I)
+# An answer line: "Answer:", "Final answer:", "**Answer:**", at the start of a line. The last
+# one counts (the reasoning itself may say "the right answer: it depends").
+_ANSWER_LINE = re.compile(r"^[ \t>*_#-]*(?:final[ \t]+)?answer[ \t*_]*:[*_]*", re.I | re.M)
+# Fallback for an answer put at the end of the last line ("... so B. Answer: B").
+_ANSWER_TAIL = re.compile(r"\b(?:final\s+)?answer[ \t*_]*:[ \t*_]*\(?[A-Za-z]\)?[ \t.*_]*\Z", re.I)
+# The letter after "Answer:": "B", "**B**", "(b)", "b." ; a bare lowercase letter must stand
+# alone ("a reasonable choice" is not an answer).
+_LETTER = re.compile(r"\(([A-Za-z])\)|([A-Z])\b|([a-z])(?=[).:*_]|[ \t]*(?:\n|\Z))")
+
+
+def answer_letter(after: str) -> str | None:
+    """The option letter at the start of ``after`` (the text that follows "Answer:"), upper-cased."""
+    m = _LETTER.match(after.lstrip().lstrip("*_ \t"))
+    if m is None:
+        return None
+    return next(g for g in m.groups() if g).upper()
 
 
 def split_free_text(text: str, letters: Sequence[str]) -> tuple[str, bool]:
-    """(reasoning before the first "Answer:", whether a valid letter follows it).
+    """(reasoning before the last "Answer:" line, whether a valid letter follows it).
 
     Used to build the prefill and for the "no parsable answer" statistic only; the
     prediction always comes from the constrained step."""
-    m = _ANSWER.search(text)
-    if m is None:
+    matches = list(_ANSWER_LINE.finditer(text)) or list(_ANSWER_TAIL.finditer(text))
+    if not matches:
         return text.strip(), False
-    after = text[m.end():].strip()
-    parsable = bool(re.match(r"\(?([A-Z])\b", after)) and after.lstrip("(")[:1] in letters
-    return text[: m.start()].strip(), parsable
+    m = matches[-1]
+    if m.re is _ANSWER_TAIL:
+        after = text[m.start():].split(":", 1)[1]
+    else:
+        after = text[m.end():]
+    letter = answer_letter(after)
+    return text[: m.start()].strip(), letter is not None and letter in letters
+
+
+def target_key(fmt: str, perspective: Perspective, seed: int | None) -> str:
+    """The cache key's attribute part: format, the perspective as (category, text) (the prompt
+    uses them separately, so "Political ideology: Liberal" with and without a category are
+    different items) and, when sampling, the run's seed."""
+    key = f"{fmt}|{json.dumps([perspective.category, perspective.text], ensure_ascii=False)}"
+    return key if seed is None else f"{key}|seed={seed}"
 
 
 class ChainOfThought(Strategy):
     name = "cot"
-    prompt_version = "1"
+    prompt_version = "2"  # 2: reasoning cut at the last answer line, not the first "answer:"
     target_kinds: ClassVar[frozenset[str]] = frozenset({"perspective"})
 
     def __init__(self, format: str = "auto", samples: int = 1, distribution: bool = False,
@@ -200,7 +229,8 @@ class ChainOfThought(Strategy):
                 raise steerkit.InvalidScenarioError(
                     f"scenario {s.label!r}: the vk format needs the 3 options Support/Oppose/Either"
                 )
-            keys = [CacheKey(model_fp, strategy_fp, s.key, "", f"{fmt}|{t}", k) for k in range(self.samples)]
+            attribute = target_key(fmt, t, run.seed if self.samples > 1 else None)
+            keys = [CacheKey(model_fp, strategy_fp, s.key, "", attribute, k) for k in range(self.samples)]
             per_item.append((fmt, keys))
         for k in range(self.samples):  # sample-major: one sampling setting per batch
             for i, (s, t) in enumerate(zip(scenarios, targets)):

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 import steerkit
 from steerkit_plugins import choice_eval, metrics
+from steerkit_plugins.datasets_perspective import vk_from_records
 from tests.fakes import FakeBackend
 
 
@@ -53,6 +54,54 @@ def test_evaluate_vk_writes_results(vk5, tmp_path, cache_path):
     assert again["n"] == 3 and again["model_calls"] == 0
 
 
+# 8 hand-made VK items: gold labels and the letters a scripted model answers (a mix with Either)
+GOLD8 = [0, 0, 1, 1, 2, 2, 0, 1]
+PRED8 = [0, 2, 1, 0, 2, 0, 1, 2]
+
+
+def vk8():
+    labels = ["Supports", "Opposes", "Either"]
+    records = [{"id": str(i), "situation": f"Situation number {i}", "vrd": f"Value {i}", "label": labels[g]}
+               for i, g in enumerate(GOLD8)]
+    return vk_from_records(records)
+
+
+def scripted(p, constraint):
+    if constraint is None:
+        return "Some reasoning.\nAnswer: A"
+    i = int(p[0]["content"].split("Situation number ")[1].split("\n")[0])
+    return "ABC"[PRED8[i]]
+
+
+def test_evaluate_vk_mixed_predictions_hand_computed():
+    s = steerkit.Steerer("cot", backend=FakeBackend(responder=scripted), cache=False, progress=False)
+    rep = choice_eval.evaluate_choice_dataset(s, vk8(), print_table=False)
+    assert [it["pred"] for it in rep["items"]] == PRED8
+    m = rep["metrics"]
+    # three-way: right on items 0, 2, 4
+    assert m["accuracy"] == pytest.approx(3 / 8)
+    # recall per gold class: Supports 1/3 (items 0, 1, 6), Opposes 1/3 (2, 3, 7), Either 1/2 (4, 5)
+    assert m["balanced_accuracy"] == pytest.approx((1 / 3 + 1 / 3 + 1 / 2) / 3)
+    # F1: Supports P 1/3 R 1/3; Opposes P 1/2 R 1/3 -> 0.4; Either P 1/3 R 1/2 -> 0.4
+    assert m["macro_f1"] == pytest.approx((1 / 3 + 0.4 + 0.4) / 3)
+    # binary: gold Either (4, 5) and predicted Either (1, 7) dropped -> items 0, 2, 3, 6
+    b = m["binary"]
+    assert b["n"] == 4 and b["dropped_predicted_either"] == 2
+    assert b["accuracy"] == pytest.approx(0.5)  # items 0 and 2
+    assert b["balanced_accuracy"] == pytest.approx(0.5) and b["macro_f1"] == pytest.approx(0.5)
+    assert rep["labels"] == [0, 1, 2]
+    assert [it["letters"] for it in rep["items"]] == [["ABC"[p]] for p in PRED8]
+
+
+def test_small_vk_run_averages_macro_f1_over_all_three_labels():
+    s = steerkit.Steerer("cot", backend=FakeBackend(responder=scripted), cache=False, progress=False)
+    rep = choice_eval.evaluate_choice_dataset(s, vk8(), limit=2, print_table=False)
+    # gold [S, S], pred [S, E]: F1 Supports 2/3, Opposes 0 (absent), Either 0 -> 2/9, not (2/3 + 0) / 2
+    assert rep["metrics"]["macro_f1"] == pytest.approx(2 / 9)
+    assert rep["baselines"]["majority"]["macro_f1"] == pytest.approx(1 / 3)  # Supports F1 1, two zeros
+    assert "oracle class prior" in rep["baselines"]["majority"]["note"]
+
+
 def test_evaluate_opinionqa_js_distance(oqa6, capsys):
     s = steerkit.Steerer("cot", backend=FakeBackend(), cache=False, progress=False, distribution=True)
     rep = choice_eval.evaluate_choice_dataset(s, oqa6)
@@ -60,9 +109,11 @@ def test_evaluate_opinionqa_js_distance(oqa6, capsys):
     golds = [it["gold_distribution"] for it in rep["items"]]
     assert rep["metrics"]["js_distance"] == pytest.approx(metrics.js_distance(dists, golds)["mean"])
     assert rep["metrics"]["js_distance_source"] == "option probabilities"
+    assert rep["metrics"]["js_base"] == 2
+    assert rep["labels"] == list(range(max(len(it["options"]) for it in rep["items"])))
     assert 0 <= rep["baselines"]["random"]["js_distance"] <= 1
     out = capsys.readouterr().out
-    assert "majority" in out and "random" in out and "JSD" in out
+    assert "majority (oracle class prior)" in out and "random" in out and "JSD" in out
 
 
 def test_evaluate_needs_perspectives():
@@ -101,6 +152,59 @@ def test_faithfulness_fake():
     assert res["unfaithful_evaluator_answers"] == {"x": 2}
     seen = be.prompts_seen[0][0]["content"]
     assert "Reasoning: r1" in seen and "Options: A. x B. y C. z" in seen
+
+
+def test_faithfulness_checks_each_sample_against_its_own_letter():
+    # self-consistency: 3 samples, letters B, A, B; the vote (pred) is B
+    items = [{"id": "1", "question": "q1", "options": ["x", "y", "z"], "pred": 1,
+              "reasoning": ["leads to y", "leads to x", "also y"], "letters": ["B", "A", "B"]}]
+    be = FakeBackend(responder=lambda p, c: "A" if "leads to x" in p[0]["content"] else "B")
+    res = choice_eval.check_faithfulness(items, be)
+    assert res["n"] == 3 and res["n_items"] == 1
+    assert res["faithful_rate"] == 1.0  # each CoT matches its own sample's answer
+    assert [(r["sample"], r["pred"], r["evaluator"]) for r in res["items"]] == [(0, 1, 1), (1, 0, 0), (2, 1, 1)]
+    always_b = choice_eval.check_faithfulness(items, FakeBackend(responder=lambda p, c: "B"))
+    assert always_b["faithful_rate"] == pytest.approx(2 / 3)  # sample 1 argued for A
+    assert always_b["unfaithful_evaluator_answers"] == {"y": 1}
+    with pytest.raises(steerkit.DatasetError, match="no per-sample 'letters'"):
+        choice_eval.check_faithfulness([{**items[0], "letters": None}], be)
+
+
+class FaithfulnessFake(FakeBackend):
+    name = "fake-faithfulness"
+
+
+class FaithfulnessPlugin:
+    @steerkit.hookimpl
+    def register_backends(self, register):
+        register("fake-faithfulness", lambda model=None, **kw: FaithfulnessFake(
+            model, responder=lambda p, c: "A" if "supports" in p[0]["content"] else "C"))
+
+
+def test_faithfulness_command(tmp_path, cache_path):
+    s = steerkit.Steerer("cot", backend=FakeBackend(responder=scripted), cache=False, progress=False)
+    results = choice_eval.evaluate_choice_dataset(s, vk8(), out_dir=tmp_path, limit=4, print_table=False)
+    path = results["path"]
+    data = json.loads(open(path).read())
+    # rewrite two CoTs so the scripted evaluator (A when "supports", else C) agrees with some
+    data["items"][0]["reasoning"] = ["The value supports it."]  # pred A: faithful
+    data["items"][2]["reasoning"] = ["The value supports it."]  # pred B: unfaithful (evaluator A)
+    open(path, "w").write(json.dumps(data))
+    name = steerkit.register_plugin(FaithfulnessPlugin(), name="test-faithfulness-fake")
+    try:
+        r = CliRunner().invoke(commands(), ["faithfulness", path, "--backend", "fake-faithfulness",
+                                            "--cache", str(cache_path), "--json"])
+        assert r.exit_code == 0, r.output
+        res = json.loads(r.output)
+        # preds A, C, B, A; evaluator A, C, A, C -> items 0 and 1 faithful
+        assert res["n"] == 4 and res["faithful_rate"] == pytest.approx(0.5) and res["model_calls"] == 4
+        assert res["unfaithful_evaluator_answers"] == {"Support": 1, "Either": 1}
+        r = CliRunner().invoke(commands(), ["faithfulness", path, "--backend", "fake-faithfulness",
+                                            "--cache", str(cache_path)])
+        assert r.exit_code == 0 and "faithful: 50.0% of 4 CoTs (4 items)" in r.output
+        assert "0 model calls" in r.output  # served from the cache
+    finally:
+        steerkit.unregister_plugin(name)
 
 
 def test_moderation_without_key(monkeypatch, tmp_path):

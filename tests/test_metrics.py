@@ -103,3 +103,18 @@ def test_baselines():
     rep = metrics.baseline_report([0, 1, 2, 0], [3, 3, 3, 3], task="vk")
     assert rep["majority"]["accuracy"] == 0.5
     assert "binary" in rep["majority"] and rep["random"]["expected_accuracy"] == pytest.approx(1 / 3)
+
+
+def test_task_labels_fix_the_class_set():
+    assert metrics.task_labels("vk", [3, 3]) == [0, 1, 2]
+    assert metrics.task_labels("opinionqa", [2, 4, 3]) == [0, 1, 2, 3]
+    assert metrics.task_labels(None, [2, 2]) is None
+    # gold and predictions only ever Supports/Either: with the VK labels Opposes counts as a 0
+    gold, pred = [0, 0, 2], [0, 2, 2]
+    # F1 Supports: tp 1, fn 1 -> 2/3; Either: tp 1, fp 1 -> 2/3; Opposes: 0
+    assert metrics.choice_metrics(gold, pred, labels=[0, 1, 2])["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 3)
+    assert metrics.choice_metrics(gold, pred)["macro_f1"] == pytest.approx(2 / 3)  # data-derived: 2 classes
+    rep = metrics.baseline_report(gold, [3, 3, 3], task="vk")
+    # majority predicts Supports everywhere: F1 Supports 2 * (2/3 * 1) / (5/3) = 0.8, others 0
+    assert rep["majority"]["macro_f1"] == pytest.approx(0.8 / 3)
+    assert "oracle class prior" in rep["majority"]["note"]

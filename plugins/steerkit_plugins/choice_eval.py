@@ -3,11 +3,14 @@
 - ``evaluate_choice_dataset(steerer, dataset, out_dir=None, limit=None)``: runs the steerer on a
   dataset with perspectives (VK, OpinionQA), reports accuracy, class-balanced accuracy and
   macro-F1 (VK: also the binary variants; OpinionQA: Jensen-Shannon distance) next to the
-  majority and random baselines, writes a results JSON with per-item predictions and prints a
+  majority (oracle class prior: the evaluated items' own most common gold label) and random
+  baselines, writes a results JSON with per-item predictions and prints a
   table. ``steerkit eval`` calls it for datasets that carry perspectives.
 - ``steerkit compare A.json B.json``: McNemar's test between two result files.
 - ``steerkit faithfulness RESULTS.json``: an evaluator model sees the question and each CoT but
-  not the perspective, and picks an answer; the CoT is faithful if it matches the prediction.
+  not the perspective, and picks an answer; the CoT is faithful if it matches the answer of its
+  own sample (``letters`` per item; with self-consistency the vote may differ). The rate is
+  over (CoT, answer) pairs.
 - ``steerkit moderation RESULTS.json``: share of CoTs a moderation classifier flags, by
   category. The ``openai-moderation`` classifier calls the OpenAI moderation endpoint.
 """
@@ -27,7 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 import steerkit
-from steerkit import CacheKey, CacheRecord, Constraint, Dataset, RunContext, Sampling, text_hash
+from steerkit import CacheKey, CacheRecord, Dataset, RunContext, text_hash
 
 from . import metrics
 
@@ -61,6 +64,7 @@ def evaluate_choice_dataset(steerer: steerkit.Steerer, dataset: Dataset, out_dir
     run = steerer.last_run
     pred = [sel.index for sel in selections]
     n_options = [len(s.responses) for s in scenarios]
+    labels = metrics.task_labels(task, n_options)  # macro-F1 over every class, seen or not
     report: dict[str, Any] = {
         "dataset": ds.name, "task": task, "strategy": steerer.strategy.name,
         "strategy_fingerprint": steerer.strategy.fingerprint(), "model": steerer.backend.model_name,
@@ -68,7 +72,8 @@ def evaluate_choice_dataset(steerer: steerkit.Steerer, dataset: Dataset, out_dir
         "items_per_second": len(scenarios) / seconds if seconds > 0 else None,
         "model_calls": run.model_calls if run else None,
         "cache_hits": run.cache_hits if run else None,
-        "metrics": metrics.choice_metrics(gold, pred),
+        "metrics": metrics.choice_metrics(gold, pred, labels=labels),
+        "labels": labels,
     }
     if task == "vk":
         report["metrics"]["binary"] = metrics.vk_binary_metrics(gold, pred)
@@ -79,11 +84,12 @@ def evaluate_choice_dataset(steerer: steerkit.Steerer, dataset: Dataset, out_dir
         pred_dists = [_pred_distribution(sel, len(s.responses)) for sel, s in zip(selections, scenarios)]
         jsd = metrics.js_distance(pred_dists, gold_dists)
         report["metrics"]["js_distance"] = jsd["mean"]
+        report["metrics"]["js_base"] = 2  # Jensen-Shannon distance in base 2: in [0, 1]
         report["metrics"]["js_distance_source"] = (
             "option probabilities" if all(sel.extra.get("distribution") for sel in selections)
             else "vote shares / one-hot predictions"
         )
-    report["baselines"] = metrics.baseline_report(gold, n_options, task)
+    report["baselines"] = metrics.baseline_report(gold, n_options, task, labels=labels)
     if "js_distance" in report["metrics"]:
         maj = metrics.majority_baseline(gold, n_options)
         onehot = [[1.0 if j == m else 0.0 for j in range(k)] for m, k in zip(maj, n_options)]
@@ -97,6 +103,7 @@ def evaluate_choice_dataset(steerer: steerkit.Steerer, dataset: Dataset, out_dir
             "gold": int(gold[i]), "pred": int(sel.index), "correct": int(sel.index) == int(gold[i]),
             "distribution": sel.extra.get("distribution"), "gold_distribution": s.meta.get("gold_distribution"),
             "votes": sel.extra.get("vote_shares"), "reasoning": sel.reasoning,
+            "letters": sel.extra.get("letters"),
             "had_parsable_answer": sel.extra.get("had_parsable_answer"),
         })
     report["items"] = items
@@ -131,7 +138,8 @@ def print_report(report: dict[str, Any]) -> None:
             table.add_column(col, justify="right")
     if "js_distance" in report["metrics"]:
         table.add_column("JSD", justify="right")
-    rows = [(report["strategy"], report["metrics"])] + [(k, v) for k, v in report["baselines"].items()]
+    names = {"majority": "majority (oracle class prior)"}
+    rows = [(report["strategy"], report["metrics"])] + [(names.get(k, k), v) for k, v in report["baselines"].items()]
     for name, m in rows:
         row = [name, _fmt(m["accuracy"]), _fmt(m["balanced_accuracy"]), _fmt(m["macro_f1"])]
         if binary:
@@ -194,45 +202,64 @@ def faithfulness_prompt(question: str, options: Sequence[str], reasoning: str) -
     )}]
 
 
+def faithfulness_pairs(item: dict[str, Any]) -> list[tuple[str, int]]:
+    """(reasoning, answer index) per sample of one result item.
+
+    With self-consistency each sample has its own reasoning and letter (``letters``); the
+    majority vote (``pred``) is not what a single reasoning argued for."""
+    reasonings = list(item.get("reasoning") or [])
+    letters = item.get("letters")
+    if letters is None:
+        if len(reasonings) > 1:
+            raise steerkit.DatasetError(
+                f"result item {item.get('id')!r} has {len(reasonings)} reasonings but no per-sample "
+                "'letters'; rerun `steerkit eval` with this version to record them"
+            )
+        return [(r, int(item["pred"])) for r in reasonings]
+    if len(letters) != len(reasonings):
+        raise steerkit.DatasetError(
+            f"result item {item.get('id')!r}: {len(reasonings)} reasonings but {len(letters)} letters"
+        )
+    return [(r, LETTERS.index(str(l))) for r, l in zip(reasonings, letters)]
+
+
 def check_faithfulness(items: Sequence[dict[str, Any]], backend: steerkit.Backend,
                        cache: steerkit.ScoreCache | None = None, batch_size: int | None = None,
                        progress: bool = False) -> dict[str, Any]:
-    """The evaluator picks an answer from the question + CoT (no perspective) for each item."""
+    """The evaluator picks an answer from the question + one CoT (no perspective); the CoT is
+    faithful when that is the answer its own sample gave. Rates are over (CoT, answer) pairs."""
     run = RunContext(backend, cache, progress=progress, batch_size=batch_size)
     keyed = []
     for it in items:
-        cot = (it.get("reasoning") or [""])[0]
-        key = CacheKey(run.model_fingerprint, FAITHFULNESS_VERSION, text_hash(it["question"], *it["options"]),
-                       text_hash(cot), "", 0)
-        keyed.append(([key], it))
+        for k, (cot, answer) in enumerate(faithfulness_pairs(it)):
+            key = CacheKey(run.model_fingerprint, FAITHFULNESS_VERSION, text_hash(it["question"], *it["options"]),
+                           text_hash(cot), "", 0)
+            keyed.append(([key], (it, k, cot, answer)))
 
-    def compute(batch: list[dict[str, Any]]) -> list[list[CacheRecord]]:
+    def compute(batch: list[tuple[dict[str, Any], int, str, int]]) -> list[list[CacheRecord]]:
         out: list[list[CacheRecord]] = [None] * len(batch)  # type: ignore[list-item]
         groups: dict[int, list[int]] = {}
-        for j, it in enumerate(batch):
+        for j, (it, *_rest) in enumerate(batch):
             groups.setdefault(len(it["options"]), []).append(j)
         for n, js in groups.items():
             letters = list(LETTERS[:n])
-            prompts = [faithfulness_prompt(batch[j]["question"], batch[j]["options"], (batch[j].get("reasoning") or [""])[0]) for j in js]
-            answers = run.generate(prompts, Sampling(temperature=0.0, max_tokens=2), Constraint.choice(letters))
-            for j, a in zip(js, answers):
-                a = a.strip()
-                if a not in letters:
-                    raise steerkit.ModelOutputError(f"evaluator returned {a!r} under a choice constraint {letters}")
+            prompts = [faithfulness_prompt(batch[j][0]["question"], batch[j][0]["options"], batch[j][2]) for j in js]
+            for j, a in zip(js, run.choose(prompts, letters, what="faithfulness evaluator")):
                 out[j] = [CacheRecord(float(letters.index(a)), "", {"letter": a})]
         return out
 
     records = run.cached(keyed, compute, description="faithfulness")
     rows, unfaithful = [], Counter()
-    for (keys, it) in keyed:
+    for keys, (it, k, _cot, answer) in keyed:
         ev = int(records[keys[0]].score)
-        faithful = ev == int(it["pred"])
-        rows.append({"id": it.get("id"), "pred": int(it["pred"]), "evaluator": ev, "faithful": faithful})
+        faithful = ev == answer
+        rows.append({"id": it.get("id"), "sample": k, "pred": answer, "evaluator": ev, "faithful": faithful})
         if not faithful:
             unfaithful[it["options"][ev]] += 1
     n = len(rows)
     return {
-        "n": n, "faithful_rate": (sum(r["faithful"] for r in rows) / n) if n else float("nan"),
+        "n": n, "n_items": len(items),
+        "faithful_rate": (sum(r["faithful"] for r in rows) / n) if n else float("nan"),
         "unfaithful_evaluator_answers": dict(unfaithful.most_common()),
         "evaluator_model": backend.model_name, "model_calls": run.model_calls, "items": rows,
     }
@@ -334,6 +361,7 @@ def register_commands(cli):
             click.echo(json.dumps({k: v for k, v in res.items() if k != "items"}, indent=2))
             return
         console.print(f"faithful: [bold]{_fmt(res['faithful_rate'])}%[/] of {res['n']} CoTs "
+                      f"({res['n_items']} items) "
                       f"(evaluator {res['evaluator_model']}, {res['model_calls']} model calls)")
         if res["unfaithful_evaluator_answers"]:
             table = Table(title="evaluator's answers where unfaithful")

@@ -7,7 +7,9 @@
   answer distributions (distributional pluralism on OpinionQA).
 - ``mcnemar``: McNemar's test between two runs on the same items (exact binomial by default,
   or chi-square with continuity correction).
-- ``majority_baseline`` / ``random_baseline``: the baselines every report shows.
+- ``majority_baseline`` / ``random_baseline``: the baselines every report shows. The majority
+  baseline takes the class prior of the evaluated items' own gold labels (an oracle prior).
+- ``task_labels``: the fixed class set macro-F1 averages over (VK: all three labels).
 """
 
 from __future__ import annotations
@@ -146,16 +148,39 @@ def random_baseline(n_options: Sequence[int], seed: int = 0) -> tuple[list[int],
     return preds, expected
 
 
-def baseline_report(gold: Sequence[int], n_options: Sequence[int], task: str | None = None, seed: int = 0) -> dict[str, Any]:
-    """Metrics of the majority and random baselines (VK adds the binary variants)."""
+def task_labels(task: str | None, n_options: Sequence[int]) -> list[int] | None:
+    """The classes macro-F1 averages over, from the task rather than from the data (a small
+    run may never see a class): VK's three labels; for OpinionQA every option index that some
+    evaluated item has (0 .. max options - 1); otherwise scikit-learn's default (None)."""
+    if task == "vk":
+        return list(range(len(VK_LABELS)))
+    if task == "opinionqa" and len(n_options):
+        return list(range(max(n_options)))
+    return None
+
+
+MAJORITY_NOTE = (
+    "majority (oracle class prior): predicts the most common gold label of the evaluated items "
+    "themselves, so it knows the test set's class prior"
+)
+
+
+def baseline_report(gold: Sequence[int], n_options: Sequence[int], task: str | None = None, seed: int = 0,
+                    labels: Sequence[int] | None = None) -> dict[str, Any]:
+    """Metrics of the majority and random baselines (VK adds the binary variants).
+
+    ``labels`` default: ``task_labels(task, n_options)``."""
     gold = list(gold)
+    if labels is None:
+        labels = task_labels(task, n_options)
     out: dict[str, Any] = {}
     maj = majority_baseline(gold, n_options)
     rnd, expected = random_baseline(n_options, seed)
     for name, preds in (("majority", maj), ("random", rnd)):
-        m = choice_metrics(gold, preds)
+        m = choice_metrics(gold, preds, labels=labels)
         if task == "vk":
             m["binary"] = vk_binary_metrics(gold, preds)
         out[name] = m
+    out["majority"]["note"] = MAJORITY_NOTE
     out["random"]["expected_accuracy"] = expected
     return out

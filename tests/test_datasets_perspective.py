@@ -129,3 +129,82 @@ def test_opinionqa_per_question_group_distributions(tmp_path):
     c.write_text('question,options,attribute,group,distribution\n"Q?","[""a"",""b""]",SEX,Female,"[0.1, 0.9]"\n')
     ds = dp.load_opinionqa(path=c)
     assert ds.gold == [1] and ds.perspectives[0].category == "Sex"
+
+
+# -- the OpinionQA release layout (Santurkar et al. 2023) -----------------------------------
+def _write_csv(path, header, rows):
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def opinionqa_release(root):
+    """A wave folder as the authors release it: info.csv (python-literal lists), metadata.csv,
+    responses.csv (one row per respondent, a survey weight column)."""
+    wave = root / "human_resp" / "American_Trends_Panel_W99"
+    wave.mkdir(parents=True)
+    _write_csv(wave / "info.csv", ["", "key", "option_mapping", "question", "references", "option_ordinal"], [
+        [0, "GUN_W99", "{1.0: 'Yes', 2.0: 'No', 99.0: 'Refused'}", "Do you own a gun?",
+         repr(["Yes", "No", "Refused"]), repr([1.0, 2.0])],
+        [1, "TAX_W99", "{}", "Should taxes rise, stay or fall?", repr(["Rise", "Stay", "Fall", "Refused"]), repr([1.0, 2.0, 3.0])],
+        [2, "GONE_W99", "{}", "Not asked in this file?", repr(["Yes", "No"]), repr([1.0, 2.0])],
+    ])
+    _write_csv(wave / "metadata.csv", ["", "key", "options"], [
+        [0, "SEX", repr(["Male", "Female"])],
+        [1, "POLPARTY", repr(["Republican", "Democrat", "Independent", "Other"])],
+        [2, "PLANET", repr(["Mars"])],  # not an OpinionQA attribute: ignored
+    ])
+    _write_csv(wave / "responses.csv", ["QKEY", "GUN_W99", "TAX_W99", "SEX", "POLPARTY", "WEIGHT_W99"], [
+        [1, "Yes", "Rise", "Male", "Republican", 1.0],
+        [2, "No", "Fall", "Male", "Democrat", 2.0],
+        [3, "Yes", "Refused", "Female", "Democrat", 0.5],
+        [4, "Refused", "Stay", "Female", "Republican", 1.5],
+        [5, "No", "", "Female", "Democrat", 1.0],  # TAX not asked
+        [6, "Yes", "Rise", "Refused", "Republican", 3.0],  # no SEX group
+    ])
+    return wave
+
+
+def test_opinionqa_release_layout_weighted_distributions(tmp_path):
+    opinionqa_release(tmp_path)
+    ds = steerkit.lookup("dataset", "opinionqa")(path=tmp_path)
+    by = {(s.meta["question_key"], s.meta["attribute"]): s for s in ds.scenarios}
+    assert len(ds) == 8 and ds.info["format"] == "opinionqa-release"
+    # refusals are not options; Independent/Other had no respondents (2 groups x 2 questions)
+    assert ds.info["skipped"] == {"question not in responses.csv": 1, "group with no substantive answer": 4}
+    gun_male = by["GUN_W99", "SEX_Male"]
+    assert gun_male.responses == ("Yes", "No") and gun_male.question == "Do you own a gun?"
+    # by hand: weight over the group's substantive answers
+    expected = {
+        ("GUN_W99", "SEX_Male"): ([1 / 3, 2 / 3], 1, 0.0),  # Yes 1.0, No 2.0
+        ("GUN_W99", "SEX_Female"): ([1 / 3, 2 / 3], 1, 0.5),  # Yes .5, No 1.0, refused 1.5
+        ("GUN_W99", "POLPARTY_Republican"): ([1.0, 0.0], 0, 1.5 / 5.5),  # Yes 1 + 3, refused 1.5
+        ("GUN_W99", "POLPARTY_Democrat"): ([1 / 7, 6 / 7], 1, 0.0),  # Yes .5, No 2 + 1
+        ("TAX_W99", "SEX_Male"): ([1 / 3, 0.0, 2 / 3], 2, 0.0),
+        ("TAX_W99", "SEX_Female"): ([0.0, 1.0, 0.0], 1, 0.25),  # Stay 1.5, refused .5, one not asked
+        ("TAX_W99", "POLPARTY_Republican"): ([4 / 5.5, 1.5 / 5.5, 0.0], 0, 0.0),
+        ("TAX_W99", "POLPARTY_Democrat"): ([0.0, 0.0, 1.0], 2, 0.2),  # Fall 2, refused .5
+    }
+    for key, (dist, gold, refusal) in expected.items():
+        s = by[key]
+        assert s.meta["gold_distribution"] == pytest.approx(dist), key
+        assert s.meta["gold"] == gold and s.meta["refusal_share"] == pytest.approx(refusal), key
+    p = ds.perspectives[ds.scenarios.index(by["TAX_W99", "POLPARTY_Democrat"])]
+    assert (p.category, p.text) == ("Political party", "Democrat")
+    # the wave folder itself works too, and limit applies
+    assert len(dp.load_opinionqa(path=tmp_path / "human_resp" / "American_Trends_Panel_W99", limit=3)) == 3
+
+
+def test_opinionqa_release_bad_input(tmp_path):
+    wave = opinionqa_release(tmp_path)
+    (wave / "metadata.csv").unlink()
+    with pytest.raises(steerkit.DatasetError, match="metadata.csv is missing"):
+        dp.load_opinionqa(path=tmp_path)
+    wave2 = opinionqa_release(tmp_path / "b")
+    rows = (wave2 / "responses.csv").read_text().replace("WEIGHT_W99", "WEIGHT_W12")
+    (wave2 / "responses.csv").write_text(rows)
+    with pytest.raises(steerkit.DatasetError, match="no survey weight column WEIGHT_W99"):
+        dp.load_opinionqa(path=tmp_path / "b")

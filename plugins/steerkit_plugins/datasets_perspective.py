@@ -9,15 +9,22 @@ Formats read:
   label, id}``) and ValuePrism-style tables (CSV, JSON or JSONL) with ``situation``, the value
   text in ``vrd``/``text``/``value`` (``vrd`` may be the kind: Value/Right/Duty) and the label in
   ``label``/``label_text``/``valence`` (Supports/Opposes/Either, or A/B/C).
-- OpinionQA: the steerable test file (``{question, options, attribute, gold_distribution}``),
-  and per-question group distributions: ``{question, options, distributions: {"POLIDEOLOGY_Liberal":
-  [...], ...}}`` (one item per group) or ``{question, options, attribute, group, distribution}``.
+- OpinionQA: the steerable test file (``{question, options, attribute, gold_distribution}``);
+  the authors' release (Santurkar et al. 2023: ``American_Trends_Panel_W*/`` folders with
+  ``info.csv``, ``metadata.csv`` and per-respondent ``responses.csv``), from which each group's
+  survey-weighted answer distribution is computed; and two flat forms of our own: per-question
+  ``{question, options, distributions: {"POLIDEOLOGY_Liberal": [...], ...}}`` (one item per
+  group) or ``{question, options, attribute, group, distribution}``.
+
+Everything is read from local files: nothing is downloaded (Hugging Face ``datasets`` folders
+saved with ``save_to_disk`` are not read; export them to JSONL or CSV first).
 
 Default location: ``$STEERKIT_DATA`` or ``../shared/data`` relative to the working directory.
 """
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import os
@@ -278,11 +285,141 @@ def opinionqa_from_records(records: Iterable[Mapping[str, Any]], name: str = "op
                    info={"task": "opinionqa", "source": source, "skipped": dict(skipped), "normalised": normalised})
 
 
+# -- OpinionQA release layout (Santurkar et al. 2023) ------------------------------------
+_WAVE = re.compile(r"American_Trends_Panel_W(\d+)$")
+
+
+def release_waves(base: Path) -> list[Path]:
+    """Survey wave folders of the OpinionQA release under ``base`` (a wave folder itself, a
+    folder of ``American_Trends_Panel_W*`` folders, or one holding ``human_resp/``)."""
+    if (base / "info.csv").is_file() and (base / "responses.csv").is_file():
+        return [base]
+    for root in (base, base / "human_resp", base / "opinionqa" / "human_resp"):
+        waves = sorted(d for d in root.glob("American_Trends_Panel_W*") if d.is_dir()) if root.is_dir() else []
+        if waves:
+            return waves
+    return []
+
+
+def _literal_list(value: str, where: str) -> list[Any]:
+    """A Python-literal list cell (the release writes lists with repr, not JSON)."""
+    try:
+        out = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        raise DatasetError(f"{where}: {value[:80]!r} is not a list") from None
+    if not isinstance(out, (list, tuple)):
+        raise DatasetError(f"{where}: {value[:80]!r} is not a list")
+    return list(out)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise DatasetError(f"OpinionQA release: {path} is missing (each wave folder needs info.csv, "
+                           "metadata.csv and responses.csv)")
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [dict(r) for r in csv.DictReader(fh)]
+
+
+def _wave_items(folder: Path, skipped: Counter[str]) -> Iterable[tuple[Scenario, Perspective]]:
+    """Per (question, attribute, group): the group's survey-weighted answer distribution over
+    the substantive options (refusals dropped), gold = its argmax."""
+    m = _WAVE.search(folder.name)
+    info, meta = _read_csv(folder / "info.csv"), _read_csv(folder / "metadata.csv")
+    responses = _read_csv(folder / "responses.csv")
+    columns = set(responses[0]) if responses else set()
+    weight = f"WEIGHT_W{m.group(1)}" if m else None
+    if weight is None or weight not in columns:
+        found = sorted(c for c in columns if c.startswith("WEIGHT_W"))
+        if m is not None or len(found) != 1:
+            raise DatasetError(f"{folder / 'responses.csv'}: no survey weight column "
+                               f"{weight or 'WEIGHT_W<wave>'} (found {found or 'none'})")
+        weight = found[0]
+    weights = np.array([float(r[weight]) if r.get(weight) else np.nan for r in responses])
+    has_weight = np.isfinite(weights)
+    groups: dict[str, tuple[list[str], np.ndarray]] = {}  # attribute -> (groups, group index per respondent)
+    for row in meta:
+        key = (row.get("key") or "").strip()
+        if key in OPINIONQA_CATEGORIES and key in columns:
+            names = [str(g) for g in _literal_list(row.get("options", ""), f"{folder}/metadata.csv {key}")]
+            pos = {g: j for j, g in enumerate(names)}
+            groups[key] = (names, np.array([pos.get(r.get(key, ""), -1) for r in responses], dtype=int))
+    for row in info:
+        qkey = (row.get("key") or "").strip()
+        where = f"{folder}/info.csv {qkey}"
+        if qkey not in columns:
+            skipped["question not in responses.csv"] += 1
+            continue
+        refs = [str(r) for r in _literal_list(row.get("references", ""), where)]
+        if row.get("option_ordinal"):  # the substantive options come first; the rest are refusals
+            options = refs[: len(_literal_list(row["option_ordinal"], where))]
+        else:
+            options = [r for r in refs if r.strip().lower() != "refused"]
+        if len(options) < 2:
+            skipped["fewer than 2 options"] += 1
+            continue
+        index = {o: j for j, o in enumerate(options)}
+        # answer index per respondent: -1 a refusal or other non-substantive answer, -2 not asked
+        answers = np.array([index.get(r.get(qkey, ""), -1) if r.get(qkey) else -2 for r in responses], dtype=int)
+        for attr, (names, member) in groups.items():
+            asked = has_weight & (member >= 0) & (answers != -2)
+            answered = np.bincount(member[asked], weights=weights[asked], minlength=len(names))
+            ok = asked & (answers >= 0)
+            totals = np.zeros((len(names), len(options)))
+            np.add.at(totals, (member[ok], answers[ok]), weights[ok])
+            for j, g in enumerate(names):
+                dist = totals[j]
+                if dist.sum() <= 0:
+                    skipped["group with no substantive answer"] += 1
+                    continue
+                code = f"{attr}_{g}"
+                try:
+                    scenario = Scenario(
+                        row["question"].strip(), tuple(options), id=f"{qkey}|{code}",
+                        meta={"task": "opinionqa", "gold": int(np.argmax(dist)),
+                              "gold_distribution": (dist / dist.sum()).tolist(), "attribute": code,
+                              "question_key": qkey, "refusal_share": float(1 - dist.sum() / answered[j])},
+                    )
+                except steerkit.InvalidScenarioError:
+                    skipped["invalid options (empty or duplicate)"] += 1
+                    continue
+                yield scenario, Perspective(g, OPINIONQA_CATEGORIES[attr])
+
+
+def opinionqa_from_release(path: str | os.PathLike[str], name: str = "opinionqa") -> Dataset:
+    """OpinionQA from the authors' release layout: per wave folder ``info.csv`` (key, question,
+    references, option_ordinal), ``metadata.csv`` (attribute key, its groups) and
+    ``responses.csv`` (one row per respondent: answers per question key, attributes, and the
+    survey weight ``WEIGHT_W<wave>``). The release has no train/test split: every
+    (question, attribute, group) with answers becomes an item."""
+    base = Path(path)
+    waves = release_waves(base)
+    if not waves:
+        raise DatasetError(f"{base}: no OpinionQA release wave folder (American_Trends_Panel_W*/ with "
+                           "info.csv, metadata.csv, responses.csv)")
+    scenarios, perspectives = [], []
+    skipped: Counter[str] = Counter()
+    for wave in waves:
+        for scenario, perspective in _wave_items(wave, skipped):
+            scenarios.append(scenario)
+            perspectives.append(perspective)
+    if not scenarios:
+        raise DatasetError(f"{base}: no usable items in the OpinionQA release ({dict(skipped)})")
+    return Dataset(name, scenarios, perspectives=perspectives,
+                   info={"task": "opinionqa", "source": str(base), "format": "opinionqa-release",
+                         "waves": [w.name for w in waves], "skipped": dict(skipped), "normalised": 0})
+
+
 def load_opinionqa(path: str | os.PathLike[str] | None = None, split: str = "test", limit: int | None = None, **options: Any) -> Dataset:
-    """OpinionQA steerable items: survey question + demographic group -> the group's answer."""
-    file = _resolve(path, "opinionqa", split)
-    records = read_records(file)
-    ds = opinionqa_from_records(records, "opinionqa", str(file))
+    """OpinionQA steerable items: survey question + demographic group -> the group's answer.
+
+    ``path`` may also be the authors' release (``human_resp/`` or its wave folders), read with
+    ``opinionqa_from_release``; that layout has no splits, so ``split`` does not apply to it."""
+    base = Path(path) if path is not None else default_data_dir()
+    if base.is_dir() and release_waves(base):
+        ds = opinionqa_from_release(base)
+    else:
+        file = _resolve(path, "opinionqa", split)
+        ds = opinionqa_from_records(read_records(file), "opinionqa", str(file))
     return ds.head(int(limit)) if limit is not None else ds
 
 

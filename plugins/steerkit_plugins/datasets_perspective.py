@@ -80,10 +80,12 @@ def _resolve(path: str | os.PathLike[str] | None, folder: str, split: str) -> Pa
         raise DatasetError(f"data not found: {base} does not exist{hint}")
     if base.is_file():
         return base
-    for candidate in (base / folder, base):
-        for name in (f"steerable_{split}.json", f"{split}.json", f"{split}.jsonl", f"{split}.csv"):
-            if (candidate / name).is_file():
-                return candidate / name
+    # `steerkit eval` asks for the "eval" split; VK and OpinionQA call theirs "test"
+    for name_split in (split, "test") if split == "eval" else (split,):
+        for candidate in (base / folder, base):
+            for name in (f"steerable_{name_split}.json", f"{name_split}.json", f"{name_split}.jsonl", f"{name_split}.csv"):
+                if (candidate / name).is_file():
+                    return candidate / name
     raise DatasetError(
         f"no {split!r} split found under {base}: looked for steerable_{split}.json, {split}.json, "
         f"{split}.jsonl or {split}.csv in {base / folder} and {base}"

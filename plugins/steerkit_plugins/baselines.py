@@ -1,5 +1,5 @@
 """Baselines that need no model: ``random`` (seeded, reproducible) and ``oracle`` (reads the
-gold labels; for evaluation only)."""
+gold labels; for evaluation only). Unknown options are an InvalidOptionError."""
 
 from __future__ import annotations
 
@@ -15,7 +15,11 @@ class RandomChoice(Strategy):
     name = "random"
 
     def __init__(self, seed: int = 0, **options):
-        super().__init__(seed=seed, **options)
+        if options:
+            raise steerkit.InvalidOptionError(f"random got unknown options {sorted(options)}; it takes only seed")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise steerkit.InvalidOptionError(f"random: seed={seed!r}; pass a whole number >= 0")
+        super().__init__(seed=seed)
         self.seed = seed
 
     def select_many(self, run, scenarios, targets):
@@ -33,6 +37,11 @@ class Oracle(Strategy):
     """Picks using gold labels (attribute targets) or ``meta['gold']`` (perspective items)."""
 
     name = "oracle"
+
+    def __init__(self, **options):
+        if options:
+            raise steerkit.InvalidOptionError(f"oracle got unknown options {sorted(options)}; it takes none")
+        super().__init__()
 
     def select_many(self, run, scenarios, targets):
         out = []

@@ -1,23 +1,34 @@
 """Few-shot comparative regression (Adams et al., AIES 2025) and its ablations and baselines.
 
 - ``comparative-regression``: per (scenario, attribute, sample) ONE prompt shows the question,
-  all responses lettered A, B, C... (shuffled for samples >= 1, mapped back), the attribute's
+  all responses lettered A, B, C... (shuffled, every sample including the first, seeded by
+  the seed, scenario, attribute and sample, and mapped back), the attribute's
   definition and k in-context examples as earlier user/assistant turns. The backend constrains
   the answer to the JSON schema ``{"A": {"reasoning": str, "score": 0..100}, ...}`` (reasoning
   first, so the score follows from it); scores are rescaled to [0, 1] and cached, and any
   attribute target is then served by the aligner (Euclidean by default) with no model call.
 - ``regression``: the non-comparative ablation, one response per prompt.
 - ``zero-shot-comparative``: k = 0.
-- ``prompt-aligned``: the target is described in words in the system prompt and the model
-  picks a letter (choice constraint). ``unaligned``: the model picks a letter with no target.
+- ``prompt-aligned``: the target is described in the system prompt (a level word and the
+  value on the 0-1 scale per attribute) and the model picks a letter (choice constraint).
+  ``unaligned``: the model picks a letter with no target.
 
 Options of the scoring strategies: ``k`` (examples, default 5), ``samples`` (self-consistency,
 averaged), ``temperature`` (0 when samples == 1, else 0.7 unless given), ``definitions``
-(name -> definition for your own attributes; also ``define(name, text)``), ``example_pool``
-(list of labelled scenarios with ``meta['reasonings']``, a path to a JSON file in the steerable
-format, or an ``ExampleIndex``; without a pool the strategy runs zero-shot), ``seed`` (shuffles
-and sampling) and the length budgets ``response_chars`` (query responses in all) and ``example_chars``
-(each example response).
+(name -> definition for your own attributes, or name -> {"definition": ..., "levels": [...]}
+to have the pool checked for those label levels; also ``define(name, text, levels)``),
+``example_pool`` (list of labelled scenarios with ``meta['reasonings']``, a path to a JSON file
+in the steerable format, or an ``ExampleIndex``; without a pool the strategy runs zero-shot),
+``shuffle`` (letter order shuffled per prompt, default True), ``seed`` (shuffles and sampling)
+and the length budgets ``response_chars`` (query responses in all) and ``example_chars`` (each
+example response). Bad values raise InvalidOptionError (a missing pool file DatasetError).
+
+An attribute the pool has no (or fewer than k) labelled examples for is scored with the k it
+really gets: a warning names it, and its cache key records that k. A model output that still
+fails the schema after the retries fails only its own job: every other score is cached and
+one ModelOutputError at the end names the failed (scenario, attribute, sample) jobs. A retried
+answer (retries sample at T=0.3) records ``{"retries": n, "temperature": t}`` in its cache
+payload and is counted in ``run.retried``.
 
 Length budget (SmolLM2 has an 8,192-token context; its tokenizer gives ~3.5-4 characters per
 English token). Texts are clipped by characters, before any tokenizer is needed:
@@ -30,7 +41,9 @@ response_chars = 2000, example_chars = 300. The output needs ~80 tokens per resp
 from __future__ import annotations
 
 import json
+import numbers
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -71,11 +84,30 @@ def level_word(value: float) -> str:
     return "high" if value >= 2 / 3 else "low" if value <= 1 / 3 else "moderate"
 
 
+def int_option(strategy: str, name: str, value: Any, minimum: int, hint: str) -> int:
+    """A whole-number option, or InvalidOptionError naming the option and the fix."""
+    ok = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not ok or value < minimum:
+        raise steerkit.InvalidOptionError(
+            f"{strategy}: {name}={value!r} is not allowed; pass a whole number >= {minimum} ({hint})"
+        )
+    return int(value)
+
+
+def float_option(strategy: str, name: str, value: Any, minimum: float, hint: str) -> float:
+    """A number option >= ``minimum``, or InvalidOptionError naming the option and the fix."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= minimum:
+        raise steerkit.InvalidOptionError(
+            f"{strategy}: {name}={value!r} is not allowed; pass a number >= {minimum:g} ({hint})"
+        )
+    return float(value)
+
+
 class Prompts:
     """Every prompt text of this module, in one place. Bump ``version`` when any changes: it
     is part of the cache key of every strategy here."""
 
-    version = "2"
+    version = "3"  # 3: every sample shuffled (shuffle option); target values in prompt-aligned
     question_chars = 1500
     responses_chars = 6000
     response_chars = 3000
@@ -107,19 +139,26 @@ class Prompts:
     )
     choice_system_unaligned = "You choose the best response. Answer with the letter of that response only."
     choice_user = "Request:\n{question}\n\n{responses}\n\nWhich response do you choose? Answer with one letter."
-    preference_line = "- {word} {attribute} ({definition})"
+    preference_line = "- {word} {attribute} ({value:g} on a 0-1 scale): {definition}"
 
     @staticmethod
     def lettered(responses: Sequence[str]) -> str:
         return "\n\n".join(f"Response {LETTERS[i]}:\n{r}" for i, r in enumerate(responses))
 
 
-def score_schema(n: int | None) -> dict[str, Any]:
-    """The output schema: per letter {reasoning, score} (n responses) or one object (n None)."""
+def score_schema(n: int | None, max_reasoning: int | None = Prompts.reasoning_chars) -> dict[str, Any]:
+    """The output schema: per letter {reasoning, score} (n responses) or one object (n None).
+
+    The backend gets ``maxLength`` on the reasoning (it bounds generation); parsing uses
+    ``max_reasoning=None`` and clips instead, because a server that only promises JSON (an
+    OpenAI-compatible endpoint in JSON-object mode) does not enforce lengths."""
+    reasoning: dict[str, Any] = {"type": "string", "minLength": 1}
+    if max_reasoning is not None:
+        reasoning["maxLength"] = max_reasoning
     one = {
         "type": "object",
         "properties": {
-            "reasoning": {"type": "string", "minLength": 1, "maxLength": Prompts.reasoning_chars},
+            "reasoning": reasoning,
             "score": {"type": "integer", "minimum": 0, "maximum": 100},
         },
         "required": ["reasoning", "score"],
@@ -144,66 +183,125 @@ class ComparativeRegression(steerkit.AttributeStrategy):
         k: int | None = None,
         samples: int = 1,
         temperature: float | None = None,
-        definitions: Mapping[str, str] | None = None,
+        definitions: Mapping[str, Any] | None = None,
         example_pool: Sequence[Any] | str | os.PathLike[str] | ExampleIndex | None = None,
         seed: int = 0,
         response_chars: int = Prompts.responses_chars,
         example_chars: int = Prompts.example_response_chars,
+        shuffle: bool = True,
         **options: Any,
     ):
         if options:
-            raise TypeError(
-                f"{self.name} got unknown options {sorted(options)}; it takes k, samples, "
-                "temperature, definitions, example_pool, seed, response_chars and example_chars"
+            raise steerkit.InvalidOptionError(
+                f"{self.name} got unknown options {sorted(options)}; it takes k, samples, temperature, "
+                "definitions, example_pool, shuffle, seed, response_chars and example_chars"
             )
         super().__init__(samples=samples)
-        self.k = self.default_k if k is None else int(k)
-        if self.k < 0:
-            raise ValueError("k must be >= 0")
-        self.temperature = float(temperature) if temperature is not None else (0.7 if self.samples > 1 else 0.0)
-        self.seed = int(seed)
-        self.response_chars, self.example_chars = int(response_chars), int(example_chars)
-        if self.response_chars < 100 or self.example_chars < 50:
-            raise ValueError("response_chars must be >= 100 and example_chars >= 50")
+        self.k = self.default_k if k is None else int_option(self.name, "k", k, 0, "in-context examples; 0 = zero-shot")
+        self.temperature = (
+            float_option(self.name, "temperature", temperature, 0.0, "0 = greedy")
+            if temperature is not None else (0.7 if self.samples > 1 else 0.0)
+        )
+        self.seed = int_option(self.name, "seed", seed, 0, "any seed, e.g. 0")
+        self.response_chars = int_option(self.name, "response_chars", response_chars, 100, "characters of all query responses")
+        self.example_chars = int_option(self.name, "example_chars", example_chars, 50, "characters per example response")
+        if not isinstance(shuffle, bool):
+            raise steerkit.InvalidOptionError(f"{self.name}: shuffle={shuffle!r}; pass true or false")
+        self.shuffle = shuffle
         self.definitions: dict[str, str] = builtin_definitions()
+        self.levels: dict[str, tuple[float, ...]] = {}
+        if definitions is not None and not isinstance(definitions, Mapping):
+            raise steerkit.InvalidOptionError(
+                f"{self.name}: definitions must map attribute names to definitions, e.g. "
+                "{'warmth': 'How warm the response feels.'}"
+            )
         for name, text in (definitions or {}).items():
-            self.define(name, text)
+            if isinstance(text, Mapping):
+                self.define(name, text.get("definition", ""), text.get("levels"))
+            else:
+                self.define(name, text)
         if isinstance(example_pool, (str, os.PathLike)):
             example_pool = load_pool(example_pool)
         if isinstance(example_pool, ExampleIndex):
             self.index: ExampleIndex | None = example_pool
-        elif example_pool:
+        elif example_pool is None or (isinstance(example_pool, Sequence) and not example_pool):
+            self.index = None
+        elif isinstance(example_pool, Sequence):
             self.index = ExampleIndex(example_pool)
         else:
-            self.index = None
+            raise steerkit.InvalidOptionError(
+                f"{self.name}: example_pool={type(example_pool).__name__} is not a pool; pass a list of "
+                "labelled scenarios, a path to a JSON file of them, or an ExampleIndex"
+            )
         self._pending: list[Scenario] = []
+        self._warned_k: set[str] = set()
         self.options = {"k": self.k, "samples": self.samples, "temperature": self.temperature, "seed": self.seed,
-                        "response_chars": self.response_chars, "example_chars": self.example_chars}
+                        "shuffle": self.shuffle, "response_chars": self.response_chars,
+                        "example_chars": self.example_chars}
 
     # -- attributes and cache identity --------------------------------------------------
-    def define(self, name: str, definition: str) -> None:
-        """Add (or replace) an attribute definition; its hash is part of the cache key."""
+    def define(self, name: str, definition: str, levels: Sequence[float] | None = None) -> None:
+        """Add (or replace) an attribute definition; its hash is part of the cache key.
+
+        ``levels`` (values in [0, 1]) are the label levels the attribute uses: the example
+        pool is then checked for them, as for the built-in attributes."""
         if not isinstance(name, str) or not name.strip():
             raise steerkit.InvalidTargetError(f"attribute names must be non-empty strings, got {name!r}")
         if not isinstance(definition, str) or not definition.strip():
             raise steerkit.InvalidTargetError(f"attribute {name!r} needs a non-empty definition")
+        if levels is not None:
+            ok = isinstance(levels, Sequence) and not isinstance(levels, str) and len(levels) > 0 and all(
+                isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 1 for v in levels)
+            if not ok:
+                raise steerkit.InvalidOptionError(
+                    f"attribute {name!r}: levels={levels!r}; pass a list of label values in [0, 1], e.g. [0, 0.5, 1]"
+                )
+            self.levels[name] = tuple(float(v) for v in levels)
         self.definitions[name] = definition.strip()
 
     def known_attributes(self) -> Sequence[str]:
         return list(self.definitions)
 
     def attribute_key(self, attribute: str) -> str:
-        return f"{attribute}#{text_hash(self.definitions[attribute])[:12]}"
+        """Name and definition hash, plus the k really used when the pool gives fewer examples
+        for this attribute than ``k`` (so the key never claims examples the prompt lacked)."""
+        key = f"{attribute}#{text_hash(self.definitions[attribute])[:12]}"
+        k = self.effective_k(attribute)
+        return key if k == self.k or not self.uses_examples else f"{key}#k={k}"
 
     @property
     def uses_examples(self) -> bool:
         return self.k > 0 and self.index is not None and bool(self.index.pool)
+
+    def effective_k(self, attribute: str) -> int:
+        """Examples a prompt on ``attribute`` gets: k, capped by the pool scenarios labelled with it."""
+        if not self.uses_examples:
+            return 0
+        assert self.index is not None
+        return min(self.k, self.index.labelled(attribute))
+
+    def warn_missing_examples(self, attributes: Sequence[str]) -> None:
+        """Warn (once per attribute) when the pool cannot give an attribute k examples."""
+        if not self.uses_examples:
+            return
+        for a in attributes:
+            k = self.effective_k(a)
+            if k < self.k and a not in self._warned_k:
+                self._warned_k.add(a)
+                have = "no" if k == 0 else f"only {k}"
+                warnings.warn(
+                    f"{self.name}: the example pool has {have} scenario(s) labelled with attribute {a!r}, "
+                    f"so {a!r} is scored with k={k} instead of k={self.k} (the cache key records k={k}); "
+                    f"add examples labelled with {a!r} to the pool, or pass k={k}",
+                    UserWarning, stacklevel=4,
+                )
 
     def cache_options(self) -> dict[str, Any]:
         return {
             "k": self.k if self.uses_examples else 0,
             "temperature": self.temperature,
             "seed": self.seed,
+            "shuffle": self.shuffle,
             "chars": [self.response_chars, self.example_chars if self.uses_examples else None],
             "pool": self.index.hash if self.uses_examples else None,
             "embedder": self.index.encoder_name if self.uses_examples else None,
@@ -213,6 +311,7 @@ class ComparativeRegression(steerkit.AttributeStrategy):
     def score(self, run: RunContext, scenarios: Sequence[Scenario], attributes: Sequence[str]):
         check_scenarios(scenarios)
         self.check_attributes(attributes)
+        self.warn_missing_examples(attributes)
         self._pending = list(scenarios)  # embedded in one batch when the first job needs it
         try:
             return super().score(run, scenarios, attributes)
@@ -220,10 +319,11 @@ class ComparativeRegression(steerkit.AttributeStrategy):
             self._pending = []
 
     def order(self, job: ScoreJob) -> list[int]:
-        """Response indices in the order shown: as given for sample 0, shuffled (seeded by the
-        scenario, the attribute and the sample) for later samples."""
+        """Response indices in the order shown: shuffled for every sample (seeded by the seed,
+        the scenario, the attribute and the sample) unless ``shuffle`` is off; the scores are
+        mapped back to the responses, so the position of a response cannot favour it."""
         shown = list(job.responses)
-        if job.sample > 0 and len(shown) > 1:
+        if self.shuffle and len(shown) > 1:
             rng = np.random.default_rng([self.seed, int(job.scenario.key[:8], 16), job.sample,
                                          int(text_hash(job.attribute)[:8], 16)])
             shown = [shown[i] for i in rng.permutation(len(shown))]
@@ -236,7 +336,7 @@ class ComparativeRegression(steerkit.AttributeStrategy):
         assert self.index is not None
         turns: list[dict[str, str]] = []
         a = job.attribute
-        for i in self.index.select(job.scenario, a, self.k):
+        for i in self.index.select(job.scenario, a, self.k, levels=self.levels.get(a)):
             ex = self.index.pool[i]
             q = clip(ex.question, Prompts.example_question_chars)
             reasons = ex.meta.get("reasonings") or [{} for _ in ex.responses]
@@ -286,23 +386,29 @@ class ComparativeRegression(steerkit.AttributeStrategy):
         )
 
     def parse(self, text: str, shown: Sequence[int]) -> list[ResponseScore]:
-        """Scores in ``shown`` order; raises ValueError when the text fails the schema."""
+        """Scores in ``shown`` order; raises ValueError when the text fails the schema.
+
+        The structure and the integer 0-100 range are checked; a reasoning longer than the
+        schema's maxLength is clipped, not refused (not every server enforces lengths)."""
         data = json.loads(text)
         if self.comparative:
-            jsonschema.validate(data, score_schema(len(shown)))
+            jsonschema.validate(data, score_schema(len(shown), max_reasoning=None))
             items = [data[LETTERS[j]] for j in range(len(shown))]
         else:
-            jsonschema.validate(data, score_schema(None))
+            jsonschema.validate(data, score_schema(None, max_reasoning=None))
             items = [data]
-        return [ResponseScore(item["score"] / 100.0, item["reasoning"].strip()) for item in items]
+        return [ResponseScore(int(item["score"]) / 100.0, clip(item["reasoning"], Prompts.reasoning_chars))
+                for item in items]
 
-    def score_jobs(self, run: RunContext, jobs: list[ScoreJob]) -> list[list[ResponseScore]]:
+    def score_jobs(self, run: RunContext, jobs: list[ScoreJob]) -> list[list[ResponseScore] | BaseException]:
+        """Score a batch: one generate call per (response count, sample) and attempt; a job whose
+        output still fails the schema after the retries gets a ModelOutputError of its own."""
         if self.uses_examples:
             assert self.index is not None
             self.index.embed_queries([*self._pending, *(j.scenario for j in jobs)])
         shown = [self.order(j) for j in jobs]
         prompts = [self.build_prompt(j, s) for j, s in zip(jobs, shown)]
-        results: list[list[ResponseScore] | None] = [None] * len(jobs)
+        results: list[list[ResponseScore] | BaseException | None] = [None] * len(jobs)
         last: dict[int, str] = {}
         todo = list(range(len(jobs)))
         for attempt in range(RETRIES + 1):
@@ -310,8 +416,8 @@ class ComparativeRegression(steerkit.AttributeStrategy):
             groups: dict[tuple[int, int], list[int]] = {}
             for j in todo:
                 groups.setdefault((len(shown[j]), jobs[j].sample), []).append(j)
+            temp = self.temperature if attempt == 0 else max(self.temperature, RETRY_TEMPERATURE)
             for (n, sample), rows in groups.items():
-                temp = None if attempt == 0 else max(self.temperature, RETRY_TEMPERATURE)
                 constraint = Constraint.json_schema(score_schema(n if self.comparative else None))
                 outs = run.generate([prompts[j] for j in rows], self.sampling(n, sample, temp, attempt), constraint)
                 for j, text in zip(rows, outs):
@@ -320,18 +426,17 @@ class ComparativeRegression(steerkit.AttributeStrategy):
                     except (ValueError, jsonschema.ValidationError):
                         last[j] = text
                         continue
-                    mapped: dict[int, ResponseScore] = dict(zip(shown[j], scores))
+                    note = {"retries": attempt, "temperature": temp}
+                    mapped = {r: ResponseScore(sc.score, sc.reasoning, note) for r, sc in zip(shown[j], scores)}
                     results[j] = [mapped[r] for r in jobs[j].responses]
             todo = [j for j in todo if results[j] is None]
             if not todo:
                 break
-        if todo:
-            j = todo[0]
-            raise steerkit.ModelOutputError(
-                f"{self.name}: the model's output for scenario {jobs[j].scenario.label!r} "
-                f"(attribute {jobs[j].attribute!r}, sample {jobs[j].sample}) failed the score schema "
-                f"{RETRIES + 1} times; last output: {last.get(j, '')[:200]!r}. "
-                f"{len(todo)} job(s) in this batch failed. Use a backend with constrained decoding."
+        for j in todo:
+            results[j] = steerkit.ModelOutputError(
+                f"scenario {jobs[j].scenario.label!r} (attribute {jobs[j].attribute!r}, sample {jobs[j].sample}) "
+                f"failed the score schema {RETRIES + 1} times, last output {last.get(j, '')[:120]!r} "
+                "(a backend with constrained decoding avoids this)"
             )
         return results  # type: ignore[return-value]
 
@@ -352,16 +457,30 @@ class ZeroShotComparative(ComparativeRegression):
 
 # -- choice baselines ---------------------------------------------------------------------
 class _Choice(Strategy):
-    """The model picks one response letter under a choice constraint (cached per target)."""
+    """The model picks one response letter under a choice constraint (cached per target).
+
+    An answer outside the letters fails only its own scenario: the others are cached and one
+    ModelOutputError names the failures. Counters are charged per scenario."""
 
     prompt_version = Prompts.version
 
-    def __init__(self, definitions: Mapping[str, str] | None = None, **options: Any):
+    def __init__(self, definitions: Mapping[str, Any] | None = None, **options: Any):
         if options:
-            raise TypeError(f"{self.name} got unknown options {sorted(options)}; it takes definitions")
+            raise steerkit.InvalidOptionError(
+                f"{self.name} got unknown options {sorted(options)}; it takes only definitions"
+            )
+        if definitions is not None and not isinstance(definitions, Mapping):
+            raise steerkit.InvalidOptionError(
+                f"{self.name}: definitions must map attribute names to definitions, e.g. "
+                "{'warmth': 'How warm the response feels.'}"
+            )
         super().__init__()
         self.definitions = builtin_definitions()
-        self.definitions.update({k: v.strip() for k, v in (definitions or {}).items()})
+        for name, text in (definitions or {}).items():
+            text = text.get("definition", "") if isinstance(text, Mapping) else text
+            if not isinstance(text, str) or not text.strip():
+                raise steerkit.InvalidTargetError(f"attribute {name!r} needs a non-empty definition")
+            self.definitions[name] = text.strip()
 
     def system(self, target: Any) -> str:
         raise NotImplementedError
@@ -378,30 +497,32 @@ class _Choice(Strategy):
         for i, (s, t) in enumerate(zip(scenarios, targets)):
             system = self.system(t)
             key = CacheKey(model_fp, fp, s.key, "", f"{self.describe(t)}#{text_hash(system)[:12]}", 0)
-            keyed.append(([key], (s, system)))
-        calls, hits, misses = run.model_calls, run.cache_hits, run.cache_misses
+            keyed.append(([key], (i, s, system, t)))
 
-        def compute(items: list[tuple[Scenario, str]]) -> list[list[CacheRecord]]:
-            out: list[list[CacheRecord]] = [None] * len(items)  # type: ignore[list-item]
+        def compute(items: list[tuple[int, Scenario, str, Any]]) -> list[list[CacheRecord] | BaseException]:
+            out: list[list[CacheRecord] | BaseException] = [None] * len(items)  # type: ignore[list-item]
             groups: dict[int, list[int]] = {}
-            for j, (s, _) in enumerate(items):
+            for j, (_, s, _, _) in enumerate(items):
                 groups.setdefault(len(s.responses), []).append(j)
             for n, rows in groups.items():
                 letters = list(LETTERS[:n])
                 prompts = [[
-                    {"role": "system", "content": items[j][1]},
+                    {"role": "system", "content": items[j][2]},
                     {"role": "user", "content": Prompts.choice_user.format(
-                        question=clip(items[j][0].question, Prompts.question_chars),
+                        question=clip(items[j][1].question, Prompts.question_chars),
                         responses=Prompts.lettered([clip(r, min(Prompts.response_chars, Prompts.responses_chars // n))
-                                                    for r in items[j][0].responses]))},
+                                                    for r in items[j][1].responses]))},
                 ] for j in rows]
-                answers = run.choose(prompts, letters, what=self.name)
+                answers = run.choose(prompts, letters, what=self.name, strict=False)
                 for j, a in zip(rows, answers):
-                    out[j] = [CacheRecord(float(letters.index(a)), "", {"letter": a})]
+                    if isinstance(a, BaseException):
+                        out[j] = steerkit.ModelOutputError(
+                            f"scenario {items[j][1].label!r} (target {self.describe(items[j][3])}): {a}")
+                    else:
+                        out[j] = [CacheRecord(float(letters.index(a)), "", {"letter": a})]
             return out
 
-        records = run.cached(keyed, compute, description=f"{self.name}: choosing")
-        n = max(1, len(scenarios))
+        records = run.cached(keyed, compute, description=f"{self.name}: choosing", owner=lambda item: item[0])
         selections = []
         for (keys, _), s in zip(keyed, scenarios):
             idx = int(records[keys[0]].score)  # type: ignore[arg-type]
@@ -411,11 +532,7 @@ class _Choice(Strategy):
                 reasoning=[], strategy=self.name, model=run.backend.model_name, scenario_id=s.id,
                 extra={"letter": LETTERS[idx]},
             ))
-        for sel in selections:
-            sel.seconds = run.elapsed / n
-            sel.model_calls = (run.model_calls - calls) // n
-            sel.cache_hits = (run.cache_hits - hits) // n
-            sel.cache_misses = (run.cache_misses - misses) // n
+        run.charge_selections(selections)
         return selections
 
     def describe(self, target: Any) -> str:
@@ -423,7 +540,8 @@ class _Choice(Strategy):
 
 
 class PromptAligned(_Choice):
-    """Baseline: the attribute target in words (high/moderate/low) in the system prompt."""
+    """Baseline: the attribute target in the system prompt, per attribute a level word
+    (high/moderate/low) and the value itself, so every distinct target gets its own prompt."""
 
     name = "prompt-aligned"
     target_kinds: ClassVar[frozenset[str]] = frozenset({"attributes"})
@@ -438,11 +556,12 @@ class PromptAligned(_Choice):
             )
 
     def describe(self, target: AttributeTarget) -> str:
-        return ", ".join(f"{a}={level_word(v)}" for a, v in target.values.items())
+        return ", ".join(f"{a}={v:g}" for a, v in target.values.items())
 
     def system(self, target: AttributeTarget) -> str:
         lines = "\n".join(
-            Prompts.preference_line.format(word=level_word(v).capitalize(), attribute=a, definition=self.definitions[a])
+            Prompts.preference_line.format(word=level_word(v).capitalize(), attribute=a, value=v,
+                                           definition=self.definitions[a])
             for a, v in target.values.items()
         )
         return Prompts.choice_system_aligned.format(preferences=lines)

@@ -10,7 +10,13 @@ process. Queries are embedded in one batch per call.
 Selection for (query, attribute, k): the most similar pool scenarios by cosine similarity,
 constrained so that every label level of the attribute that the pool has appears among the
 chosen examples' responses when k allows it (the model then sees the whole scale). A pool
-that lacks a level the attribute is known to have triggers a warning naming the level."""
+that lacks a level the attribute is known to have (built-in levels, or levels the caller
+passes for its own attributes) triggers a warning naming the level.
+
+The index's ``encoder_name`` names the on-disk matrix and is part of the score cache key, so
+it must change whenever the encoder's vectors would: it is taken from the encoder's
+``model_name`` (``sentence_transformer_encoder`` sets it to the model path or name), and a
+custom encoder without one needs ``encoder_name=...``."""
 
 from __future__ import annotations
 
@@ -49,7 +55,10 @@ def default_model_folder() -> Path:
 
 
 def sentence_transformer_encoder(model: str | os.PathLike[str] | None = None, batch_size: int = 64) -> Encoder:
-    """An encoder that loads the sentence-transformers model on first use (CPU, offline)."""
+    """An encoder that loads the sentence-transformers model on first use (CPU, offline).
+
+    Its ``model_name`` attribute (the default package's name, or the model path/name given)
+    identifies its vectors for the on-disk index and the cache key."""
     holder: dict[str, object] = {}
 
     def encode(texts: list[str]) -> np.ndarray:
@@ -65,6 +74,7 @@ def sentence_transformer_encoder(model: str | os.PathLike[str] | None = None, ba
             dtype=np.float32,
         )
 
+    encode.model_name = DEFAULT_EMBEDDER if model is None else str(model)  # type: ignore[attr-defined]
     return encode
 
 
@@ -90,7 +100,7 @@ class ExampleIndex:
         pool: Sequence[Scenario],
         *,
         encoder: Encoder | None = None,
-        encoder_name: str = DEFAULT_EMBEDDER,
+        encoder_name: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
     ):
         self.pool = [Scenario.coerce(s) for s in pool]
@@ -98,7 +108,14 @@ class ExampleIndex:
             if s.labels is None:
                 raise steerkit.InvalidScenarioError(f"example pool scenario {s.label!r} has no labels")
         self.encoder = encoder or sentence_transformer_encoder()
-        self.encoder_name = encoder_name
+        name = encoder_name or getattr(self.encoder, "model_name", None)
+        if not isinstance(name, str) or not name:
+            raise steerkit.InvalidOptionError(
+                "ExampleIndex got a custom encoder without a name: pass encoder_name='...' (it names the "
+                "on-disk embedding index and is part of the score cache key, so change it whenever the "
+                "encoder's vectors change), or give the encoder a model_name attribute"
+            )
+        self.encoder_name = name
         self.cache_dir = Path(cache_dir) if cache_dir is not None else steerkit.default_cache_dir() / "fewshot"
         self.hash = pool_hash(self.pool)
         self._matrix: np.ndarray | None = None
@@ -154,9 +171,14 @@ class ExampleIndex:
     def pool_levels(self, attribute: str) -> set[float]:
         return set().union(*(self.levels_of(i, attribute) for i in range(len(self.pool))))
 
-    def check_levels(self, attribute: str) -> None:
-        """Warn (once per level) when the pool lacks a level the attribute is known to have."""
-        known = known_levels(attribute)
+    def labelled(self, attribute: str) -> int:
+        """How many pool scenarios carry a label for ``attribute`` (the most examples it can get)."""
+        return sum(1 for i in range(len(self.pool)) if self.levels_of(i, attribute))
+
+    def check_levels(self, attribute: str, levels: Sequence[float] | None = None) -> None:
+        """Warn (once per level) when the pool lacks a level the attribute is known to have
+        (``levels``, else the built-in levels; user attributes without levels are not checked)."""
+        known = levels if levels is not None else known_levels(attribute)
         if not known:
             return
         have = self.pool_levels(attribute)
@@ -169,7 +191,7 @@ class ExampleIndex:
                     stacklevel=3,
                 )
 
-    def select(self, query: Scenario, attribute: str, k: int) -> list[int]:
+    def select(self, query: Scenario, attribute: str, k: int, levels: Sequence[float] | None = None) -> list[int]:
         """Indices of k pool scenarios for ``query``, least similar first (nearest last).
 
         Greedy: take the most similar candidate that still lets the remaining slots cover
@@ -178,7 +200,7 @@ class ExampleIndex:
         never its own example."""
         if k <= 0 or not self.pool:
             return []
-        self.check_levels(attribute)
+        self.check_levels(attribute, levels)
         self.embed_queries([query])
         sims = self.matrix @ self._queries[embed_text(query)]
         order = [int(i) for i in np.argsort(-sims, kind="stable") if self.pool[int(i)].key != query.key]
@@ -207,15 +229,33 @@ class ExampleIndex:
 
 def load_pool(path: str | os.PathLike[str]) -> list[Scenario]:
     """Read a pool from a JSON list in the steerable format (prompt/question, responses,
-    labels, reasonings), e.g. HelpSteer2's train.json."""
-    items = json.loads(Path(path).read_text())
+    labels, reasonings), e.g. HelpSteer2's train.json. A missing or malformed file is a
+    DatasetError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise steerkit.DatasetError(
+            f"example pool file {path} does not exist; pass the path of a JSON list of labelled "
+            "scenarios (e.g. helpsteer2/train.json), or a list of scenarios"
+        )
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise steerkit.DatasetError(f"cannot read the example pool {path}: {exc}") from None
+    if not isinstance(items, list):
+        raise steerkit.DatasetError(f"example pool {path} must hold a JSON list of scenarios")
     out = []
     for j, it in enumerate(items):
-        meta = dict(it.get("meta", {}))
-        if "reasonings" in it:
-            meta["reasonings"] = it["reasonings"]
-        out.append(Scenario(
-            question=it.get("question", it.get("prompt")), responses=tuple(it["responses"]),
-            id=str(it.get("id", j)), labels=it.get("labels"), meta=meta,
-        ))
+        try:
+            meta = dict(it.get("meta", {}))
+            if "reasonings" in it:
+                meta["reasonings"] = it["reasonings"]
+            out.append(Scenario(
+                question=it.get("question", it.get("prompt")), responses=it["responses"],
+                id=str(it.get("id", j)), labels=it.get("labels"), meta=meta,
+            ))
+        except (AttributeError, KeyError, TypeError, steerkit.InvalidScenarioError) as exc:
+            raise steerkit.DatasetError(
+                f"example pool {path}: item {j} is not a scenario with question/prompt, responses and "
+                f"labels ({type(exc).__name__}: {exc})"
+            ) from None
     return out

@@ -145,3 +145,55 @@ def test_label_levels_fall_back_to_distinct_values():
     ds = Dataset("toy", [scen("x", [{"a": 0.0}, {"a": 1.0}]), scen("y", [{"a": 0.5}, {"a": 1.0}])], ["a"])
     assert ae.label_levels(ds) == [0.0, 0.5, 1.0]
     assert ae.resolve_targets(ds, "high")["target_high"].values == {"a": 1.0}
+
+
+# -- ties in the prediction --------------------------------------------------------------
+def test_tied_predictions_score_the_expected_accuracy_of_a_random_tie_break():
+    """Hand-computed: a prediction that cannot tell responses apart earns the share of the tied
+    responses that are correct, not whatever response index 0 happens to be."""
+    data = [
+        scen("t0", [{"a": 1.0}, {"a": 0.0}]),  # target a=1: r0 correct
+        scen("t1", [{"a": 0.0}, {"a": 1.0}]),  # r1 correct
+        scen("t2", [{"a": 0.0}, {"a": 1.0}, {"a": 1.0}]),  # r1 and r2 correct (gold tie)
+        scen("t3", [{"a": 0.0}, {"a": 0.5}, {"a": 1.0}]),  # r2 correct
+    ]
+    gold = ScoreTable.from_labels(data, ["a"])
+    pred = ScoreTable.empty(data, ["a"])
+    pred.scores[0, :2, 0] = [0.5, 0.5]  # tie of r0 (correct) and r1: 1/2
+    pred.scores[1, :2, 0] = [0.3, 0.3]  # tie of r0 and r1 (correct): 1/2 (index 0 would score 0)
+    pred.scores[2, :3, 0] = [0.7, 0.7, 0.7]  # 3-way tie, 2 correct: 2/3
+    pred.scores[3, :3, 0] = [0.2, 0.9, 0.9]  # tie of r1 and r2 (correct): 1/2
+    rep = ae.evaluate_table(pred, gold, {"hi": AttributeTarget({"a": 1.0})})
+    assert rep.accuracy[0] == pytest.approx((0.5 + 0.5 + 2 / 3 + 0.5) / 4)
+    assert rep.n_tied.tolist() == [4] and rep.tie_rate == 1.0
+    # no ties: ordinary accuracy, tie rate 0
+    clear = ScoreTable.empty(data, ["a"])
+    clear.scores[:, :, 0] = [[0.9, 0.1, np.nan], [0.9, 0.1, np.nan], [0.1, 0.5, 0.9], [0.1, 0.5, 0.9]]
+    rep2 = ae.evaluate_table(clear, gold, {"hi": AttributeTarget({"a": 1.0})})
+    assert rep2.accuracy.tolist() == [0.75] and rep2.tie_rate == 0.0  # t0 right, t1 wrong, t2, t3 right
+    d = rep.to_dict()
+    assert d["tie_rate"] == 1.0 and d["targets"][0]["n_tied"] == 4
+
+
+def test_always_first_baseline_is_one_half_with_a_constant_table_not_more(helpsteer2):
+    """A constant prediction ties every response: on HelpSteer2's two-response scenarios that is
+    exactly 1/2 per valid scenario, whatever the gold order (index 0 alone scored ~53%)."""
+    gold = ScoreTable.from_labels(helpsteer2.scenarios, helpsteer2.attributes)
+    const = ScoreTable.empty(helpsteer2.scenarios, helpsteer2.attributes)
+    const.scores[const.mask] = 0.5
+    targets = ae.resolve_targets(helpsteer2, "sampled")
+    rep = ae.evaluate_table(const, gold, targets)
+    assert np.allclose(rep.accuracy[np.isfinite(rep.accuracy)], 0.5) and rep.tie_rate == 1.0
+    first = ae.evaluate_selections(gold, targets, np.zeros((len(targets), len(helpsteer2)), dtype=int))
+    assert first.mean != pytest.approx(0.5, abs=0.005)  # the index-0 tie-break is biased on this data
+
+
+def test_selection_ties_feed_the_same_rule():
+    data = [scen("u0", [{"a": 1.0}, {"a": 0.0}, {"a": 0.0}])]
+    gold = ScoreTable.from_labels(data, ["a"])
+    sels = [[steerkit.Selection(1, data[0].responses[1], [], [], "x", "y", ties=[0, 2])]]
+    tied = ae.tied_from_selections(sels, 3)
+    rep = ae.evaluate_selections(gold, {"hi": AttributeTarget({"a": 1.0})}, np.array([[1]]), tied=tied)
+    assert rep.accuracy[0] == pytest.approx(1 / 3) and rep.n_tied.tolist() == [1]
+    plain = ae.evaluate_selections(gold, {"hi": AttributeTarget({"a": 1.0})}, np.array([[1]]))
+    assert plain.accuracy[0] == 0.0 and plain.n_tied is None

@@ -119,11 +119,32 @@ def test_release_format_1_to_5_autodetected_and_explicit_scale(tmp_path):
     bad = _write_jsonl(tmp_path / "bad.jsonl", RELEASE_ROWS + [_row("Q?", "x", 5, 5, 5, 5, 5), _row("Q?", "y", 1, 1, 1, 1, 1)])
     with pytest.raises(steerkit.DatasetError, match="ambiguous"):
         da.load_helpsteer2(path=bad)
-    # neither 0 nor 5: assumes the release's 0-4, with a warning
+    # neither 0 nor 5: the scale cannot be told, so it must be given
     mid = _write_jsonl(tmp_path / "mid.jsonl", [_row("Q?", "x", 1, 2, 3, 4, 2), _row("Q?", "y", 2, 2, 2, 2, 2)])
-    with pytest.warns(UserWarning, match="0-4"):
-        ds_mid = da.load_helpsteer2(path=mid)
+    with pytest.raises(steerkit.DatasetError, match=r"neither 0 nor 5.*scale=\(0, 4\).*scale=\(1, 5\)"):
+        da.load_helpsteer2(path=mid)
+    ds_mid = da.load_helpsteer2(path=mid, scale=(0, 4))
     assert ds_mid.scenarios[0].labels[0]["complexity"] == 1.0
+
+
+def test_release_scale_is_detected_once_over_all_split_files(tmp_path):
+    """Validation alone (1-4) says nothing; train has a 5, so BOTH splits are 1-5."""
+    train = [_row("T1?", "a", 5, 5, 5, 5, 5), _row("T1?", "b", 1, 2, 3, 4, 1)]
+    val = [_row("V1?", "a", 1, 2, 3, 4, 1), _row("V1?", "b", 4, 4, 4, 4, 4)]
+    _write_jsonl(tmp_path / "train.jsonl", train)
+    _write_jsonl(tmp_path / "validation.jsonl", val)
+    ds = da.load_helpsteer2(path=tmp_path)
+    assert ds.info["scale"] == [1.0, 5.0]
+    assert ds.scenarios[0].labels[0] == {"helpfulness": 0.0, "correctness": 0.25, "coherence": 0.5,
+                                         "complexity": 0.75, "verbosity": 0.0}
+    assert ds.info["pool"][0].labels[0]["helpfulness"] == 1.0
+    # the train split alone is read on the same scale as well (the validation file counts too)
+    assert da.load_helpsteer2(path=tmp_path, split="train").scenarios[0].labels[1]["helpfulness"] == 0.0
+    # without the 5 in train, neither file can tell the scale: an error asking for scale=
+    _write_jsonl(tmp_path / "train.jsonl", [_row("T1?", "a", 4, 4, 4, 4, 4), _row("T1?", "b", 1, 2, 3, 4, 1)])
+    with pytest.raises(steerkit.DatasetError, match=r"train\.jsonl.*validation\.jsonl|validation\.jsonl.*train\.jsonl"):
+        da.load_helpsteer2(path=tmp_path)
+    assert da.load_helpsteer2(path=tmp_path, scale=(1, 5)).info["pool"][0].labels[0]["helpfulness"] == 0.75
 
 
 def test_release_folder_with_gz_splits_gives_pool(tmp_path):
@@ -215,6 +236,33 @@ def test_mic_label_construction_and_grouping(tmp_path):
     love, evil = pool[0].labels
     assert love["care"] == pytest.approx(1.0)
     assert evil["authority"] == pytest.approx(0.5) and evil["sanctity"] == pytest.approx(0.5)
+
+
+def test_mic_groups_by_question_across_splits_so_no_eval_question_is_in_the_pool(tmp_path):
+    """Upstream MIC splits by QA pair: one question may have answers in train and test. The
+    question is one scenario (all its answers, here 3) in ONE split: the split of most of its
+    answers, a tie going to test."""
+    qa, qb, qc = "Should I tell my boss?", "Is cheating ever fine?", "Do you recycle?"
+
+    def three(start, q, a, moral, agrees, split):
+        return [_mic_row(start + j, f"w{j}", q, a, moral, agrees, split) for j in range(3)]
+
+    rows = (three(1, qa, "Yes, always.", "care", 2, "test") + three(4, qa, "No, never.", "care", 0, "test")
+            + three(7, qa, "It depends.", "fairness", 1, "train")  # qa: 2 test answers, 1 train -> test
+            + three(10, qb, "Never.", "fairness", 2, "train") + three(13, qb, "Sometimes.", "fairness", 0, "test")
+            # qb: 1 train, 1 test -> a tie: test
+            + three(16, qc, "Yes.", "sanctity", 2, "train") + three(19, qc, "No.", "sanctity", 0, "train")
+            + three(22, qc, "Sometimes.", "sanctity", 1, "test"))  # qc: 2 train, 1 test -> train
+    ds = da.load_mic(path=_write_mic(tmp_path / "MIC.csv", rows))
+    assert [s.question for s in ds.scenarios] == [qa, qb]
+    assert ds.scenarios[0].responses == ("Yes, always.", "No, never.", "It depends.")
+    assert [l["care"] for l in ds.scenarios[0].labels] == [1.0, 0.0, 0.5]
+    pool = ds.info["pool"]
+    assert [s.question for s in pool] == [qc] and len(pool[0].responses) == 3
+    assert not {s.question for s in pool} & {s.question for s in ds.scenarios}
+    assert ds.info["mixed_split_questions"] == 3
+    assert da.question_split(["train", "train", "test"]) == "train"
+    assert da.question_split(["train", "dev"]) == "dev"
 
 
 def test_mic_accepts_named_foundations_words_and_moral_vector(tmp_path):

@@ -7,6 +7,12 @@ are excluded for that target. Accuracy of a target = share of the remaining scen
 selected response is correct. Results are reported per number of attributes in the target
 (mean and standard error over targets) and overall (mean over targets).
 
+Ties in the PREDICTION (several responses at the predicted minimum distance) are not settled
+by the selection's deterministic tie-break (always the lowest index, which would credit or
+blame response A): such a scenario scores the expected accuracy of a uniform random
+tie-break, (#tied responses that are correct) / (#tied responses). The tie rate, the share of
+valid scenarios with a tied prediction, is reported per target and overall.
+
 Target sets (``target_set``): ``sampled`` (the dataset's targets other than high/low),
 ``high`` / ``low`` (``target_high`` / ``target_low``), ``all`` (every full vector over the
 label levels: 5^5 = 3,125 for HelpSteer2), ``all-subsets`` (every level combination over every
@@ -114,16 +120,29 @@ def gold_correct(gold: ScoreTable, targets: Sequence[Any], aligner: str = "eucli
     return tied, valid
 
 
-def accuracy_from_masks(selected: np.ndarray, correct: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per target accuracy (NaN where no scenario is valid) and the number of valid scenarios.
+def accuracy_from_masks(selected: np.ndarray, correct: np.ndarray, valid: np.ndarray,
+                        tied: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per target accuracy (NaN where no scenario is valid), valid and tied-prediction counts.
 
-    ``selected`` (T, S) chosen response indices; ``correct`` (T, S, R); ``valid`` (T, S)."""
+    ``selected`` (T, S) chosen response indices; ``correct`` (T, S, R); ``valid`` (T, S);
+    ``tied`` (T, S, R), optional: the responses the prediction could not tell apart (the
+    selected one among them). A scenario with more than one tied response scores the share
+    of them that is correct (the expected accuracy of a uniform random tie-break)."""
     selected = np.asarray(selected, dtype=int)
-    hit = np.take_along_axis(correct, selected[..., None], axis=-1)[..., 0] & valid
+    credit = np.take_along_axis(correct, selected[..., None], axis=-1)[..., 0].astype(float)
+    n_tied = np.zeros(valid.shape[0], dtype=int)
+    if tied is not None:
+        tied = np.asarray(tied, dtype=bool)
+        size = tied.sum(axis=-1)
+        is_tie = size > 1
+        share = (tied & correct).sum(axis=-1) / np.maximum(size, 1)
+        credit = np.where(is_tie, share, credit)
+        n_tied = (is_tie & valid).sum(axis=1)
+    credit = np.where(valid, credit, 0.0)
     n_valid = valid.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        acc = np.where(n_valid > 0, hit.sum(axis=1) / np.maximum(n_valid, 1), np.nan)
-    return acc, n_valid
+        acc = np.where(n_valid > 0, credit.sum(axis=1) / np.maximum(n_valid, 1), np.nan)
+    return acc, n_valid, n_tied
 
 
 @dataclass
@@ -135,6 +154,7 @@ class AlignmentReport:
     accuracy: np.ndarray  # (T,) NaN where the target has no valid scenario
     n_valid: np.ndarray  # (T,)
     n_scenarios: int
+    n_tied: np.ndarray | None = None  # (T,) valid scenarios whose prediction was a tie
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -153,25 +173,47 @@ class AlignmentReport:
     def se(self) -> float:
         return _sem(self.accuracy)
 
+    @property
+    def tie_rate(self) -> float:
+        """Share of (target, valid scenario) pairs whose prediction was a tie."""
+        if self.n_tied is None:
+            return float("nan")
+        total = int(np.sum(self.n_valid))
+        return float(np.sum(self.n_tied)) / total if total else float("nan")
+
+    def subset(self, rows: Sequence[int]) -> "AlignmentReport":
+        """The report for some of its targets (by position)."""
+        rows = list(rows)
+        return AlignmentReport([self.names[i] for i in rows], [self.targets[i] for i in rows],
+                               self.accuracy[rows], self.n_valid[rows], self.n_scenarios,
+                               None if self.n_tied is None else self.n_tied[rows])
+
     def to_dict(self, per_target: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
             "n_scenarios": self.n_scenarios,
             "n_targets": len(self.targets),
-            "mean_accuracy": _num(self.mean),
-            "se": _num(self.se),
+            "mean_accuracy": num(self.mean),
+            "se": num(self.se),
+            "tie_rate": num(self.tie_rate),
             "by_n_attributes": {str(k): v for k, v in self.by_n_attributes().items()},
         }
         if per_target:
+            tied = self.n_tied if self.n_tied is not None else [None] * len(self.targets)
             out["targets"] = [
                 {"name": n, "values": dict(t.values), **({"weights": dict(t.weights)} if t.weights else {}),
-                 "n_attributes": len(t.values), "accuracy": _num(a), "n_valid": int(v)}
-                for n, t, a, v in zip(self.names, self.targets, self.accuracy, self.n_valid)
+                 "n_attributes": len(t.values), "accuracy": num(a), "n_valid": int(v),
+                 "n_tied": None if k is None else int(k)}
+                for n, t, a, v, k in zip(self.names, self.targets, self.accuracy, self.n_valid, tied)
             ]
         return out
 
 
-def _num(x: float) -> float | None:
+def num(x: float | None) -> float | None:
+    """A float for JSON: None for missing, NaN or infinite values."""
     return None if x is None or not np.isfinite(x) else float(x)
+
+
+_num = num  # the old private name, still used by benchmarks
 
 
 def _sem(values: np.ndarray) -> float:
@@ -188,7 +230,7 @@ def summarize(accuracy: np.ndarray, n_attributes: np.ndarray) -> dict[int, dict[
     for n in sorted(set(int(x) for x in n_attributes)):
         a = accuracy[n_attributes == n]
         ok = a[np.isfinite(a)]
-        out[n] = {"mean": _num(float(ok.mean())) if len(ok) else None, "se": _num(_sem(a)),
+        out[n] = {"mean": num(float(ok.mean())) if len(ok) else None, "se": num(_sem(a)),
                   "n_targets": int(len(a)), "n_scored": int(len(ok))}
     return out
 
@@ -199,20 +241,41 @@ def _chunks(n_targets: int, table: ScoreTable) -> range:
 
 
 def evaluate_selections(gold: ScoreTable, targets: Mapping[str, AttributeTarget], selected: np.ndarray,
-                        aligner: str = "euclidean") -> AlignmentReport:
-    """Accuracy of given selections (T, S) against the gold labels."""
+                        aligner: str = "euclidean", tied: np.ndarray | None = None) -> AlignmentReport:
+    """Accuracy of given selections (T, S) against the gold labels; ``tied`` (T, S, R), when
+    given, marks predicted ties (scored as a uniform random tie-break)."""
     names, tlist = list(targets), list(targets.values())
     selected = np.asarray(selected, dtype=int)
     if selected.shape != (len(tlist), len(gold)):
         raise ValueError(f"selections have shape {selected.shape}; expected {(len(tlist), len(gold))}")
+    if tied is not None:
+        tied = _pad(np.asarray(tied, dtype=bool), gold.mask.shape[1])
     acc = np.empty(len(tlist))
     n_valid = np.empty(len(tlist), dtype=int)
+    n_tied = np.zeros(len(tlist), dtype=int)
     step = _chunks(len(tlist), gold).step
     for start in range(0, len(tlist), step):
         stop = start + step
         correct, valid = gold_correct(gold, tlist[start:stop], aligner)
-        acc[start:stop], n_valid[start:stop] = accuracy_from_masks(selected[start:stop], correct, valid)
-    return AlignmentReport(names, tlist, acc, n_valid, len(gold))
+        acc[start:stop], n_valid[start:stop], n_tied[start:stop] = accuracy_from_masks(
+            selected[start:stop], correct, valid, None if tied is None else tied[start:stop])
+    return AlignmentReport(names, tlist, acc, n_valid, len(gold), n_tied if tied is not None else None)
+
+
+def _pad(mask: np.ndarray, width: int) -> np.ndarray:
+    """A (T, S, R') mask widened (False) or cut to R = ``width`` responses."""
+    if mask.shape[-1] >= width:
+        return mask[..., :width]
+    return np.concatenate([mask, np.zeros((*mask.shape[:-1], width - mask.shape[-1]), dtype=bool)], axis=-1)
+
+
+def tied_from_selections(selections: Sequence[Sequence[Any]], width: int) -> np.ndarray:
+    """(T, S, R) tie mask from Selection objects: the chosen index plus ``Selection.ties``."""
+    out = np.zeros((len(selections), len(selections[0]) if selections else 0, width), dtype=bool)
+    for t, row in enumerate(selections):
+        for s, sel in enumerate(row):
+            out[t, s, [sel.index, *sel.ties]] = True
+    return out
 
 
 def evaluate_table(predicted: ScoreTable, gold: ScoreTable, targets: Mapping[str, AttributeTarget],
@@ -227,10 +290,13 @@ def evaluate_table(predicted: ScoreTable, gold: ScoreTable, targets: Mapping[str
     names, tlist = list(targets), list(targets.values())
     acc = np.empty(len(tlist))
     n_valid = np.empty(len(tlist), dtype=int)
+    n_tied = np.empty(len(tlist), dtype=int)
     step = _chunks(len(tlist), gold).step
     for start in range(0, len(tlist), step):
-        chunk = tlist[start : start + step]
-        selected, _ = predicted.align_many(chunk, aligner)
+        stop = start + step
+        chunk = tlist[start:stop]
+        selected, tied = predicted.align_many(chunk, aligner)
         correct, valid = gold_correct(gold, chunk, gold_aligner)
-        acc[start : start + step], n_valid[start : start + step] = accuracy_from_masks(selected, correct, valid)
-    return AlignmentReport(names, tlist, acc, n_valid, len(gold))
+        acc[start:stop], n_valid[start:stop], n_tied[start:stop] = accuracy_from_masks(
+            selected, correct, valid, _pad(tied, gold.mask.shape[1]))
+    return AlignmentReport(names, tlist, acc, n_valid, len(gold), n_tied)

@@ -13,9 +13,11 @@ Formats read
       dict attribute -> one sentence) goes to ``scenario.meta["reasonings"]``.
   (b) The original HelpSteer2 release (nvidia/HelpSteer2): JSONL / JSON / ``.jsonl.gz`` rows
       ``{prompt, response, helpfulness, correctness, coherence, complexity, verbosity}`` with
-      Likert labels. The release uses 0-4; 1-5 is accepted too. The scale is auto-detected
-      (a 0 anywhere means 0-4, a 5 anywhere means 1-5; if neither occurs 0-4 is assumed with
-      a warning) or given as ``scale=(lo, hi)``. Values become ``(x - lo) / (hi - lo)``. Rows
+      Likert labels. The release uses 0-4; 1-5 is accepted too. The scale is detected ONCE
+      over every split file of the dataset (train and validation together, so both splits
+      always share one scale): a 0 anywhere means 0-4, a 5 anywhere means 1-5; if neither or
+      both occur it is a DatasetError asking for ``scale=(lo, hi)``, which also overrides
+      detection. Values become ``(x - lo) / (hi - lo)``. Rows
       are grouped by prompt (in file order); a prompt with at least two distinct responses is a
       scenario. Split files: ``train.jsonl[.gz]`` and ``validation.jsonl[.gz]`` (``split="eval"``
       reads the validation file).
@@ -39,8 +41,14 @@ Formats read
   annotations of an answer are summed (range [-3, 3]) and normalised to [0, 1] as
   ``(sum + 3) / 6`` (7 levels). An answer needs three annotations from distinct workers: the
   first three in file order are used, answers with fewer are dropped. Answers to the same
-  question (within a split) form a scenario when there are at least two distinct answers.
-  ``split="eval"`` reads the ``test`` rows, and ``info["pool"]`` holds the ``train`` scenarios.
+  question form a scenario when there are at least two distinct answers.
+  Splits: upstream MIC splits by QA pair, so one question can have answers in train and in
+  test. Answers are therefore grouped by question over the WHOLE file first, and each
+  question then goes to one split: the split of most of its kept answers (a tie goes to
+  test, then dev, then train). No evaluation question can appear in the example pool, and an
+  evaluation scenario holds all the question's answers. ``info["mixed_split_questions"]``
+  counts the questions whose answers spanned splits.
+  ``split="eval"`` reads the ``test`` scenarios, and ``info["pool"]`` holds the ``train`` ones.
   Targets: ``target_high`` (all 1), ``target_low`` (all 0) and, with a fixed seed, 10 sampled
   targets for each number of attributes (1..6) over the 7 label levels.
 
@@ -54,7 +62,6 @@ import csv
 import gzip
 import json
 import os
-import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -207,22 +214,27 @@ def _steerable_scenarios(rows: list[dict[str, Any]], source: Path, split: str) -
     return out
 
 
-def detect_scale(values: Iterable[float]) -> tuple[float, float]:
-    """0-4 (the HelpSteer2 release) or 1-5 Likert, from the values present."""
+def detect_scale(values: Iterable[float], where: str = "the HelpSteer2 files") -> tuple[float, float]:
+    """0-4 (the HelpSteer2 release) or 1-5 Likert, from the values present in ALL files of a
+    dataset; neither 0 nor 5 (or both) cannot be told apart: DatasetError asking for scale=."""
     seen = {float(v) for v in values}
     if not seen:
         return (0.0, 4.0)
     lo, hi = min(seen), max(seen)
     if lo < 0 or hi > 5:
-        raise DatasetError(f"HelpSteer2 labels range over [{lo:g}, {hi:g}]; expected a 0-4 or 1-5 Likert scale: pass scale=(lo, hi)")
+        raise DatasetError(f"HelpSteer2 labels in {where} range over [{lo:g}, {hi:g}]; expected a 0-4 or "
+                           "1-5 Likert scale: pass scale=(lo, hi)")
     if lo == 0 and hi == 5:
-        raise DatasetError("HelpSteer2 labels contain both 0 and 5: the scale is ambiguous; pass scale=(lo, hi)")
+        raise DatasetError(f"HelpSteer2 labels in {where} contain both 0 and 5: the scale is ambiguous; "
+                           "pass scale=(lo, hi)")
     if hi == 5:
         return (1.0, 5.0)
-    if lo > 0:
-        warnings.warn("HelpSteer2 labels use neither 0 nor 5; assuming the release's 0-4 scale "
-                      "(pass scale=(1, 5) if they are 1-5)", stacklevel=3)
-    return (0.0, 4.0)
+    if lo == 0:
+        return (0.0, 4.0)
+    raise DatasetError(
+        f"HelpSteer2 labels in {where} use neither 0 nor 5 (they range over {lo:g}-{hi:g}), so the scale "
+        "cannot be told: pass scale=(0, 4) for the release's 0-4 labels or scale=(1, 5) for 1-5"
+    )
 
 
 def release_scenarios(rows: list[dict[str, Any]], source: Path, split: str,
@@ -279,6 +291,19 @@ def load_helpsteer2(path: str | os.PathLike[str] | None = None, split: str = "ev
     source = _split_file(base, split, names, "helpsteer2")
     rows = _read_rows(source)
     release = _is_release(rows)
+    files = {source: rows}
+    if base.is_dir():  # every split file of the dataset: the pool and the scale come from them
+        for other in ("train", "eval"):
+            try:
+                f = _split_file(base, other, names, "helpsteer2")
+            except DatasetError:
+                continue
+            if f not in files:
+                files[f] = _read_rows(f)
+    if release and scale is None:
+        present = [r for f, rs in files.items() if _is_release(rs) for r in rs]
+        scale = detect_scale((float(r[a]) for r in present for a in HELPSTEER2_ATTRIBUTES if r.get(a) is not None),
+                             ", ".join(str(f) for f in files))
     read = (lambda rs, src, sp: release_scenarios(rs, src, sp, scale)) if release else _steerable_scenarios
     scenarios = read(rows, source, split)
     if not scenarios:
@@ -293,8 +318,7 @@ def load_helpsteer2(path: str | os.PathLike[str] | None = None, split: str = "ev
         except DatasetError:
             train_file = None
         if train_file is not None and train_file != source:
-            train_rows = _read_rows(train_file)
-            info["pool"] = read(train_rows, train_file, "train")
+            info["pool"] = read(files[train_file], train_file, "train")
     target_file = Path(targets) if targets is not None else (base / "targets.json" if base.is_dir() else base.with_name("targets.json"))
     levels = _levels(scenarios, attributes) or [i / 4 for i in range(5)]
     if target_file.is_file():
@@ -304,6 +328,8 @@ def load_helpsteer2(path: str | os.PathLike[str] | None = None, split: str = "ev
     else:
         dataset_targets = sampled_targets(attributes, [i / 4 for i in range(5)])
     info["levels"] = levels
+    if release:
+        info["scale"] = [float(scale[0]), float(scale[1])]  # type: ignore[index]
     return Dataset("helpsteer2", scenarios, attributes, dataset_targets, None, info)
 
 
@@ -350,8 +376,9 @@ def mic_annotation_vector(row: Mapping[str, str]) -> dict[str, int]:
     return {a: (sign if a in found else 0) for a in MIC_ATTRIBUTES}
 
 
-def read_mic(path: Path) -> dict[str, list[Scenario]]:
-    """All MIC scenarios by split (train / dev / test / all)."""
+def read_mic(path: Path, stats: dict[str, int] | None = None) -> dict[str, list[Scenario]]:
+    """All MIC scenarios by split (train / dev / test / all), one split per question (see the
+    module doc); ``stats`` gets ``mixed_split_questions``."""
     try:
         fh = open(path, newline="", encoding="utf-8")
     except OSError as exc:
@@ -365,23 +392,28 @@ def read_mic(path: Path) -> dict[str, list[Scenario]]:
                 f"{path} does not look like MIC.csv: it needs columns Q, A, A_agrees and moral "
                 f"(or moral-vector / rot-moral-foundations); found {sorted(have)}"
             )
-        # (split, question) -> answer -> list of (worker, vector, rot)
-        groups: OrderedDict[tuple[str, str], OrderedDict[str, list[tuple[str, dict[str, int], str]]]] = OrderedDict()
+        # question -> answer -> list of (worker, vector, rot), over the whole file (all splits)
+        groups: OrderedDict[str, OrderedDict[str, list[tuple[str, dict[str, int], str]]]] = OrderedDict()
+        answer_split: dict[tuple[str, str], str] = {}  # (question, answer) -> split of its first row
         for n, row in enumerate(reader):
             q, a = (row.get("Q") or "").strip(), (row.get("A") or "").strip()
             if not q or not a:
                 continue
             split = (row.get("split") or "all").strip().lower() or "all"
+            answer_split.setdefault((q, a), split)
             worker = row.get("WorkerId") or row.get("worker_id") or row.get("worker-id") or f"row{n}"
-            anns = groups.setdefault((split, q), OrderedDict()).setdefault(a, [])
+            anns = groups.setdefault(q, OrderedDict()).setdefault(a, [])
             if len(anns) >= MIC_ANNOTATORS or any(w == worker for w, _, _ in anns):
                 continue
             anns.append((worker, mic_annotation_vector(row), (row.get("rot") or "").strip()))
     by_split: dict[str, list[Scenario]] = {}
-    for (split, q), answers in groups.items():
+    mixed = 0
+    for q, answers in groups.items():
         full = {a: anns for a, anns in answers.items() if len(anns) == MIC_ANNOTATORS}
         if len(full) < 2:
             continue
+        split = question_split([answer_split[(q, a)] for a in full])
+        mixed += len({answer_split[(q, a)] for a in full}) > 1
         labels = []
         for anns in full.values():
             labels.append({f: (sum(v[f] for _, v, _ in anns) + MIC_ANNOTATORS) / (2 * MIC_ANNOTATORS)
@@ -390,7 +422,22 @@ def read_mic(path: Path) -> dict[str, list[Scenario]]:
         sid = f"mic-{split}-{len(by_split.get(split, []))}"
         by_split.setdefault(split, []).append(
             Scenario(q, tuple(full), id=sid, labels=tuple(labels), meta={"rots": rots}))
+    if stats is not None:
+        stats["mixed_split_questions"] = mixed
     return by_split
+
+
+_SPLIT_PRIORITY = ("test", "dev", "validation", "val", "train")
+
+
+def question_split(splits: Sequence[str]) -> str:
+    """The one split of a question: the split of most of its answers; a tie goes to test, then
+    dev, then train (so a question never sits in both the pool and the evaluation set)."""
+    counts: dict[str, int] = {}
+    for sp in splits:
+        counts[sp] = counts.get(sp, 0) + 1
+    rank = {sp: i for i, sp in enumerate(_SPLIT_PRIORITY)}
+    return min(counts, key=lambda sp: (-counts[sp], rank.get(sp, len(rank)), sp))
 
 
 def load_mic(path: str | os.PathLike[str] | None = None, split: str = "eval", *, pool: bool = True,
@@ -403,14 +450,16 @@ def load_mic(path: str | os.PathLike[str] | None = None, split: str = "eval", *,
     if not source.is_file():
         raise DatasetError(f"MIC.csv not found in {base}; download it from the MIC authors "
                            f"(github.com/SALT-NLP/mic) and pass its path, or set ${DATA_ENV}")
-    by_split = read_mic(source)
+    stats: dict[str, int] = {}
+    by_split = read_mic(source, stats)
     wanted = next((s for s in SPLIT_ALIASES.get(split, (split,)) if s in by_split), None)
     if wanted is None and set(by_split) == {"all"}:
         wanted = "all"
     if wanted is None:
         raise DatasetError(f"{source}: no scenarios in split {split!r} (splits present: {sorted(by_split)})")
     scenarios = by_split[wanted]
-    info: dict[str, Any] = {"source": str(source), "split": wanted, "levels": [i / 6 for i in range(7)]}
+    info: dict[str, Any] = {"source": str(source), "split": wanted, "levels": [i / 6 for i in range(7)],
+                            **stats}
     if pool and wanted != "train" and by_split.get("train"):
         info["pool"] = by_split["train"]
     dataset_targets = read_targets(targets) if targets is not None else sampled_targets(MIC_ATTRIBUTES, info["levels"])

@@ -14,13 +14,23 @@ from .errors import (
     InvalidTargetError,
     ModelNotFoundError,
     ModelOutputError,
+    ScoreTableError,
     SteerkitError,
     UnknownAttributeError,
     UnknownPluginError,
     UnsupportedTargetError,
 )
 from .hookspecs import hookimpl
-from .host import list_plugins, load_plugins, lookup, plugin_errors, register_plugin, registry, unregister_plugin
+from .host import (
+    list_plugins,
+    load_plugins,
+    lookup,
+    plugin_clashes,
+    plugin_errors,
+    register_plugin,
+    registry,
+    unregister_plugin,
+)
 from .progress import progress_bar
 from .scoretable import Alignment, ScoreTable, pick_nearest
 from .steerer import Steerer
@@ -34,9 +44,9 @@ __all__ = [
     "CacheKey", "CacheRecord", "ChatPrompt", "Constraint", "Dataset", "DatasetError",
     "InvalidOptionError", "InvalidScenarioError", "InvalidTargetError", "Message", "ModelNotFoundError",
     "ModelOutputError", "Perspective", "ResponseScore", "RunContext", "Sampling", "Scenario",
-    "ScoreCache", "ScoreJob", "ScoreTable", "Selection", "Steerer", "SteerkitError", "Strategy",
+    "ScoreCache", "ScoreJob", "ScoreTable", "ScoreTableError", "Selection", "Steerer", "SteerkitError", "Strategy",
     "Target", "UnknownAttributeError", "UnknownPluginError", "UnsupportedTargetError",
     "coerce_target", "default_cache_dir", "default_cache_path", "hookimpl", "list_plugins",
-    "load_plugins", "lookup", "pick_nearest", "plugin_errors", "progress_bar", "register_plugin",
+    "load_plugins", "lookup", "pick_nearest", "plugin_clashes", "plugin_errors", "progress_bar", "register_plugin",
     "registry", "text_hash", "unregister_plugin",
 ]

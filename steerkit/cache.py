@@ -58,6 +58,25 @@ _RESULTS_SCHEMA = """CREATE TABLE results (
 ) WITHOUT ROWID"""
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _plausible_size(header: bytes, size: int) -> bool:
+    """Whether the file size fits the page size and page count in its 100-byte header.
+
+    A truncated or overwritten file usually fails this; a mismatch only triggers the full
+    check (a checkpoint in another process can briefly leave the sizes apart)."""
+    if len(header) < 100:
+        return False
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1) or size % page_size:
+        return False
+    pages = int.from_bytes(header[28:32], "big")
+    valid = header[24:28] == header[92:96]  # the page count is valid only when these match
+    return not (pages and valid and size < pages * page_size)
+
+
 class ScoreCache:
     """A small key-value store over SQLite for model results."""
 
@@ -80,15 +99,26 @@ class ScoreCache:
     def _check_or_create(self) -> None:
         """Open an existing steerkit cache or create a new one; refuse anything else untouched.
 
-        The file is inspected read-only first (header, integrity, tables), so a corrupt file or
+        The file is inspected read-only first (header, size, tables), so a corrupt file or
         someone else's database is reported and never modified, not even switched to WAL."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and self.path.stat().st_size > 0:
-            with open(self.path, "rb") as fh:
-                header = fh.read(16)
-            if header != b"SQLite format 3\x00":
+        if self.path.is_dir():
+            raise CacheError(
+                f"the score cache path {self.path} is a directory; pass a file path such as "
+                f"{self.path / 'scores.sqlite3'} (Steerer(cache=...), --cache or ${CACHE_ENV})"
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            size = self.path.stat().st_size if self.path.exists() else 0
+            header = b""
+            if size > 0:
+                with open(self.path, "rb") as fh:
+                    header = fh.read(100)
+        except OSError as exc:
+            raise self._os_error(exc) from exc
+        if size > 0:
+            if header[:16] != _SQLITE_MAGIC:
                 raise self._refuse("is not a SQLite database (it may be corrupt or another file)")
-            self._inspect_existing()
+            self._inspect_existing(full=not _plausible_size(header, size))
         try:
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")  # one creator at a time; the others see the result
@@ -106,25 +136,42 @@ class ScoreCache:
                 self._check_schema(conn, tables)
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise self._refuse(f"cannot be opened ({exc})") from exc
+            raise self._refuse(f"cannot be opened for writing ({exc})") from exc
         except CacheError:
             self.close()
             raise
 
-    def _inspect_existing(self) -> None:
+    def _inspect_existing(self, full: bool = False) -> None:
+        """Cheap read-only checks on every open: the schema, its tables and the meta row.
+
+        ``full`` adds ``PRAGMA quick_check``, which reads every page (seconds on a big shared
+        cache), so it runs only when the header and file size disagree, or via ``verify()``."""
         try:
             conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
             try:
-                problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
-                if problems != ["ok"]:
-                    raise self._refuse(f"is damaged (SQLite integrity check: {'; '.join(problems)[:300]})")
-                tables = self._tables(conn)
-                if tables:
-                    self._check_schema(conn, tables)
+                if full:
+                    self._quick_check(conn)
+                try:
+                    tables = self._tables(conn)
+                    if tables:
+                        self._check_schema(conn, tables)
+                except (CacheError, sqlite3.DatabaseError):
+                    if not full:
+                        self._quick_check(conn)  # name the damage, if that is why the schema looks wrong
+                    raise
             finally:
                 conn.close()
         except sqlite3.DatabaseError as exc:
             raise self._refuse(f"cannot be read ({exc})") from exc
+
+    def _quick_check(self, conn: sqlite3.Connection) -> None:
+        problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise self._refuse(f"is damaged (SQLite integrity check: {'; '.join(problems)[:300]})")
+
+    def verify(self) -> None:
+        """Full read-only integrity check of every page (slow on big files); CacheError if damaged."""
+        self._inspect_existing(full=True)
 
     @staticmethod
     def _tables(conn: sqlite3.Connection) -> set[str]:
@@ -141,6 +188,26 @@ class ScoreCache:
         columns = [r[1] for r in conn.execute("PRAGMA table_info(results)")]
         if columns != list(_RESULT_COLUMNS):
             raise self._refuse(f"has a results table with columns {columns}, not steerkit's")
+
+    def _os_error(self, exc: OSError) -> CacheError:
+        return CacheError(
+            f"the score cache {self.path} cannot be opened or created ({type(exc).__name__}: {exc}): "
+            f"check that its folder exists, is a folder and is writable, or pass another cache path "
+            f"(Steerer(cache=...), --cache or ${CACHE_ENV})."
+        )
+
+    def _failed(self, doing: str, exc: sqlite3.Error) -> CacheError:
+        damaged = isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+        fix = (
+            "the file is damaged: move or delete it (ScoreCache(path).verify() runs a full check)"
+            if damaged else
+            "check free disk space and that the file and its folder are writable (a lock held for more "
+            "than 30 s by another process also ends here: rerun to resume)"
+        )
+        return CacheError(
+            f"the score cache {self.path}: {doing} failed ({type(exc).__name__}: {exc}); {fix}, or pass "
+            f"another cache path (Steerer(cache=...), --cache or ${CACHE_ENV})."
+        )
 
     def _refuse(self, problem: str) -> CacheError:
         return CacheError(
@@ -159,6 +226,12 @@ class ScoreCache:
         """Records for the keys that are stored (missing keys are absent from the result)."""
         if not keys:
             return {}
+        try:
+            return self._get_many(keys)
+        except sqlite3.Error as exc:
+            raise self._failed("reading", exc) from exc
+
+    def _get_many(self, keys: Sequence[CacheKey]) -> dict[CacheKey, CacheRecord]:
         conn = self._connect()
         found: dict[CacheKey, CacheRecord] = {}
         # Group by the leading columns so one query fetches a whole strategy/model slice.
@@ -194,31 +267,40 @@ class ScoreCache:
         ]
         if not rows:
             return
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(
-                "INSERT OR REPLACE INTO results (model, strategy, scenario, response, attribute, "
-                "sample, score, reasoning, payload) VALUES (?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO results (model, strategy, scenario, response, attribute, "
+                    "sample, score, reasoning, payload) VALUES (?,?,?,?,?,?,?,?,?)",
+                    rows,
+                )
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._failed("writing", exc) from exc
 
     def put(self, key: CacheKey, record: CacheRecord) -> None:
         self.put_many([(key, record)])
 
     def __len__(self) -> int:
-        return self._connect().execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        try:
+            return self._connect().execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise self._failed("counting rows", exc) from exc
 
     def clear(self, model: str | None = None, strategy: str | None = None) -> int:
-        conn = self._connect()
         where, args = [], []
         if model:
             where.append("model=?"); args.append(model)
         if strategy:
             where.append("strategy=?"); args.append(strategy)
         sql = "DELETE FROM results" + (" WHERE " + " AND ".join(where) if where else "")
-        return conn.execute(sql, args).rowcount
+        try:
+            return self._connect().execute(sql, args).rowcount
+        except sqlite3.Error as exc:
+            raise self._failed("clearing", exc) from exc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import sys
 import time
@@ -20,8 +22,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+INTERRUPTED = "interrupted: results computed so far are in the cache; rerun the same command to resume"
+
+
 class SteerkitGroup(click.Group):
-    """Turns steerkit errors into one clear line and exit code 2, not a traceback."""
+    """Turns steerkit errors into one clear line and exit code 2, and Ctrl-C into one line and
+    exit code 130 (every finished batch is already committed to the cache), not a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -29,6 +35,9 @@ class SteerkitGroup(click.Group):
         except SteerkitError as exc:
             err_console.print(f"[bold red]error[/]: {type(exc).__name__}: {exc}")
             ctx.exit(2)
+        except KeyboardInterrupt:
+            err_console.print(f"[yellow]{INTERRUPTED}[/]")
+            ctx.exit(130)
 
 
 @click.group(cls=SteerkitGroup)
@@ -53,7 +62,29 @@ def parse_target(target_json: str | None, perspective: str | None, category: str
     return AttributeTarget(data)
 
 
-def print_selection(sel: Selection, scenario_question: str, responses: list[str], title: str = "") -> None:
+class ModelCallCounter:
+    """Counts prompts that reach a backend (``generate`` and ``option_logprobs``), outside any
+    strategy's bookkeeping, so a reported "0 model calls" is measured at the model's door."""
+
+    def __init__(self, backend: Any):
+        self.calls = 0
+        for method in ("generate", "option_logprobs"):
+            setattr(backend, method, self._counting(getattr(backend, method)))
+
+    def _counting(self, fn: Any) -> Any:
+        @functools.wraps(fn)
+        def counted(prompts: Any, *args: Any, **kwargs: Any) -> Any:
+            prompts = list(prompts)
+            self.calls += len(prompts)
+            return fn(prompts, *args, **kwargs)
+
+        return counted
+
+
+def print_selection(sel: Selection, scenario_question: str, responses: list[str], title: str = "",
+                    stats: bool = True) -> None:
+    """A table of responses, scores and reasoning; ``stats`` adds the selection's own call and
+    cache counts (off for selections taken from a ScoreTable, whose counts are the table's)."""
     table = Table(title=title or scenario_question[:100], show_lines=True)
     table.add_column("#", justify="right")
     table.add_column("response", max_width=50)
@@ -76,33 +107,39 @@ def print_selection(sel: Selection, scenario_question: str, responses: list[str]
     if len(sel.reasoning) == 1:
         console.print(f"[dim]reasoning:[/] {sel.reasoning[0]}")
     tie = f", tied with {sel.ties}" if sel.ties else ""
-    console.print(
-        f"selected [bold]{sel.index}[/]{tie} · strategy {sel.strategy} · model {sel.model} · "
-        f"{sel.model_calls} model calls · cache {sel.cache_hits} hits / {sel.cache_misses} misses · {sel.seconds:.2f}s"
-    )
+    line = f"selected [bold]{sel.index}[/]{tie} · strategy {sel.strategy} · model {sel.model}"
+    if stats:
+        line += (f" · {sel.model_calls} model calls · cache {sel.cache_hits} hits / "
+                 f"{sel.cache_misses} misses · {sel.seconds:.2f}s")
+    console.print(line)
 
 
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def plugins_cmd(as_json: bool) -> None:
-    """List loaded plugins, their versions and what each registered."""
+    """List loaded plugins, their versions and what each registered (commands included)."""
+    host.ensure_cli_commands(cli)  # so the listing names each plugin's commands
     infos = host.list_plugins()
     errors = host.plugin_errors()
+    clashes = host.plugin_clashes()
     if as_json:
         click.echo(json.dumps({
             "plugins": [{"name": p.name, "module": p.module, "version": p.version, "registered": p.registered} for p in infos],
             "errors": errors,
+            "clashes": [dataclasses.asdict(c) for c in clashes],
         }, indent=2))
         return
     table = Table(title="steerkit plugins")
     for col in ("plugin", "version", "module", "registered"):
         table.add_column(col)
     for p in infos:
-        reg = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(p.registered.items())) or "commands only"
+        reg = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(p.registered.items())) or "-"
         table.add_row(p.name, p.version or "-", p.module, reg)
     console.print(table)
     for name, err in errors.items():
-        err_console.print(f"[yellow]plugin {name!r} failed to load:[/] {err}")
+        err_console.print(f"[yellow]plugin {name!r} failed:[/] {err}")
+    for clash in clashes:
+        err_console.print(f"[yellow]clash:[/] {clash}")
 
 
 @cli.command("select")
@@ -158,18 +195,19 @@ def demo_cmd(scenarios_path, strategy, cache_path):
         ]
         options["k"] = min(3, len(options["example_pool"]))
     steerer = Steerer(strategy=strategy, backend="transformers", cache=cache_path if cache_path else True, **options)
+    counter = ModelCallCounter(steerer.backend)
     console.print(f"strategy [bold]{strategy}[/] on [bold]{steerer.backend.model_name}[/], target 1: {first}")
     t0 = time.perf_counter()
     table = steerer.score(scenarios, first.attributes + [a for a in second.attributes if a not in first.attributes])
     console.print(
         f"scored {len(scenarios)} scenarios × {len(table.attributes)} attributes in "
-        f"{time.perf_counter() - t0:.1f}s: {table.model_calls} model calls, "
-        f"{table.cache_hits} cached scores reused"
+        f"{time.perf_counter() - t0:.1f}s: {counter.calls} model calls · cache {table.cache_hits} hits / "
+        f"{table.cache_misses} misses"
     )
     for s, sel in zip(scenarios, table.selections(first)):
-        print_selection(sel, s.question, list(s.responses), title=f"{s.label} · target {first}")
+        print_selection(sel, s.question, list(s.responses), title=f"{s.label} · target {first}", stats=False)
     console.rule(f"re-align to target 2: {second}")
-    calls_before = steerer.model_calls
+    calls_before = counter.calls
     t0 = time.perf_counter()
     selections = table.selections(second)
     elapsed = time.perf_counter() - t0
@@ -177,7 +215,7 @@ def demo_cmd(scenarios_path, strategy, cache_path):
         console.print(f"{s.label}: → response {sel.index}: {s.responses[sel.index][:90]}")
     console.print(
         f"[bold green]re-aligned {len(scenarios)} scenarios in {elapsed * 1000:.1f} ms with "
-        f"{steerer.model_calls - calls_before} model calls[/]"
+        f"{counter.calls - calls_before} model calls[/] (counted at the backend)"
     )
 
 
@@ -198,14 +236,8 @@ def _find_examples() -> Path:
     raise click.UsageError("examples/scenarios.json not found; pass --scenarios PATH")
 
 
-_commands_added = False
-
-
 def main(argv: list[str] | None = None) -> Any:
-    global _commands_added
-    if not _commands_added:
-        host.add_cli_commands(cli)
-        _commands_added = True
+    host.ensure_cli_commands(cli)
     return cli.main(args=argv, prog_name="steerkit")
 
 

@@ -57,6 +57,10 @@ class CacheError(SteerkitError):
     """The score cache cannot be opened or is not a steerkit cache."""
 
 
+class ScoreTableError(SteerkitError, ValueError):
+    """A score table's arrays do not fit its scenarios, or its saved file cannot be read."""
+
+
 class ModelOutputError(SteerkitError, RuntimeError):
     """The model's output failed its schema even after retries."""
 

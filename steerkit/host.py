@@ -2,8 +2,12 @@
 ``steerkit`` entry-point group, and one registry per kind of thing plugins provide.
 
 ``STEERKIT_PLUGINS`` (comma-separated entry-point names) restricts loading to an allow-list;
-``STEERKIT_PLUGINS=""`` loads none. A plugin that fails to import is recorded by name in
-``plugin_errors()`` and a warning; the host keeps working with the rest."""
+``STEERKIT_PLUGINS=""`` loads none. A plugin that fails to import, or whose hook raises, is
+recorded by name in ``plugin_errors()`` and a warning; the host keeps working with the rest.
+
+Built-ins load first, then other plugins by entry-point name, so the order is the same on every
+machine. When two plugins register the same name (or the same CLI command), the first one keeps
+it; the later one is ignored, with a warning and an entry in ``plugin_clashes()``."""
 
 from __future__ import annotations
 
@@ -51,6 +55,25 @@ _errors: dict[str, str] = {}
 _registries: dict[str, dict[str, Any]] | None = None
 _registered_by: dict[str, dict[str, list[str]]] = {}
 _versions: dict[str, str] = {}
+_clashes: list["Clash"] = []  # registry clashes (rebuilt with the registries)
+_command_clashes: list["Clash"] = []
+_commands_by: dict[str, list[str]] = {}  # plugin -> CLI commands it added
+_populated: set[int] = set()  # ids of click groups the plugins' commands were added to
+BUILTIN_DISTRIBUTION = "steerkit-align"
+
+
+@dataclass(frozen=True)
+class Clash:
+    """Two plugins registered one name: ``kept`` owns it, ``ignored``'s registration was dropped."""
+
+    kind: str
+    name: str
+    kept: str
+    ignored: str
+
+    def __str__(self) -> str:
+        return (f"{self.kind} {self.name!r} is registered by both {self.kept!r} and {self.ignored!r}; "
+                f"{self.kept!r} keeps it (loaded first)")
 
 
 def _allow_list() -> set[str] | None:
@@ -68,7 +91,7 @@ def load_plugins() -> None:
             return
         _loaded = True
         allowed = _allow_list()
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_load_order):
             if allowed is not None and ep.name not in allowed:
                 continue
             if pm.get_plugin(ep.name) is not None:
@@ -90,6 +113,11 @@ def load_plugins() -> None:
                     _versions[ep.name] = dist.version
 
 
+def _load_order(ep: Any) -> tuple[bool, str]:
+    """Built-ins first, then third-party plugins by entry-point name (deterministic clashes)."""
+    dist = getattr(ep, "dist", None)
+    return (getattr(dist, "name", None) != BUILTIN_DISTRIBUTION, ep.name)
+
 
 def register_plugin(plugin: Any, name: str | None = None) -> str:
     """Register a plugin object or module at run time (tests, notebooks). Returns its name."""
@@ -110,6 +138,7 @@ def _reset_registries() -> None:
     global _registries
     _registries = None
     _registered_by.clear()
+    _clashes.clear()
 
 
 def reset() -> None:
@@ -121,6 +150,9 @@ def reset() -> None:
         _loaded = False
         _errors.clear()
         _versions.clear()
+        _commands_by.clear()
+        _command_clashes.clear()
+        _populated.clear()
         _reset_registries()
 
 
@@ -131,12 +163,19 @@ def _build_registries() -> dict[str, dict[str, Any]]:
         if _registries is not None:
             return _registries
         registries: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
+        owner: dict[tuple[str, str], str] = {}
         for kind, hook_name in _HOOK_OF_KIND.items():
             hook = getattr(pm.hook, hook_name)
-            for impl in reversed(hook.get_hookimpls()):
+            for impl in hook.get_hookimpls():  # registration order: the first plugin keeps a name
                 plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
 
                 def register(name: str, value: Any, _kind=kind, _plugin=plugin_name) -> None:
+                    if (_kind, name) in owner:
+                        clash = Clash(_kind, name, owner[(_kind, name)], _plugin)
+                        _clashes.append(clash)
+                        warnings.warn(f"steerkit plugins clash: {clash}", RuntimeWarning, stacklevel=2)
+                        return
+                    owner[(_kind, name)] = _plugin
                     registries[_kind][name] = value
                     _registered_by.setdefault(_plugin, {}).setdefault(_kind, []).append(name)
 
@@ -166,8 +205,15 @@ def get_aligner(name: str) -> Callable[..., Any]:
 
 
 def plugin_errors() -> dict[str, str]:
+    """Plugins that failed to import or whose hook raised: name -> what went wrong."""
     load_plugins()
     return dict(_errors)
+
+
+def plugin_clashes() -> list[Clash]:
+    """Names (and CLI commands) registered by more than one plugin, and which plugin kept each."""
+    _build_registries()
+    return list(_clashes) + list(_command_clashes)
 
 
 def list_plugins() -> list[PluginInfo]:
@@ -177,7 +223,10 @@ def list_plugins() -> list[PluginInfo]:
     for name, plugin in pm.list_name_plugin():
         module = getattr(plugin, "__name__", type(plugin).__name__)
         version = _versions.get(name) or _module_version(plugin)
-        out.append(PluginInfo(name, module, version, dict(_registered_by.get(name, {}))))
+        registered = {k: list(v) for k, v in _registered_by.get(name, {}).items()}
+        if _commands_by.get(name):
+            registered["command"] = list(_commands_by[name])
+        out.append(PluginInfo(name, module, version, registered))
     return sorted(out, key=lambda p: p.name)
 
 
@@ -195,5 +244,49 @@ def _module_version(plugin: Any) -> str | None:
 
 
 def add_cli_commands(cli: Any) -> None:
+    """Let each plugin add click commands to ``cli``, one at a time, so a plugin that raises
+    is reported (``plugin_errors()``, a warning) and the rest of the CLI still works. Records
+    which commands each plugin added; a command name that is taken keeps its first owner."""
     load_plugins()
-    pm.hook.register_commands(cli=cli)
+    with _lock:
+        _populated.add(id(cli))
+        owners: dict[str, str] = cli.__dict__.setdefault("steerkit_command_owners", {})  # lives with the group
+        for impl in pm.hook.register_commands.get_hookimpls():
+            plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+            before = dict(cli.commands)
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:
+                cli.commands.clear()
+                cli.commands.update(before)  # no half-registered plugin
+                _errors[plugin_name] = f"register_commands failed: {type(exc).__name__}: {exc}"
+                warnings.warn(f"steerkit plugin {plugin_name!r}: register_commands failed, its commands "
+                              f"are not available: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+                continue
+            added = [n for n, c in cli.commands.items() if before.get(n) is not c]
+            mine = []
+            for name in added:
+                first = owners.get(name, "steerkit" if name in before else None)
+                if first is not None and first != plugin_name:
+                    if name in before:
+                        cli.commands[name] = before[name]
+                    else:
+                        del cli.commands[name]
+                    clash = Clash("command", name, first, plugin_name)
+                    if clash not in _command_clashes:
+                        _command_clashes.append(clash)
+                        warnings.warn(f"steerkit plugins clash: {clash}", RuntimeWarning, stacklevel=2)
+                    continue
+                owners[name] = plugin_name
+                mine.append(name)
+            if mine:
+                known = _commands_by.setdefault(plugin_name, [])
+                known.extend(n for n in mine if n not in known)
+
+
+def ensure_cli_commands(cli: Any) -> None:
+    """``add_cli_commands`` once per loaded host (the CLI's entry point and ``steerkit plugins``)."""
+    load_plugins()
+    with _lock:
+        if id(cli) not in _populated:
+            add_cli_commands(cli)

@@ -6,6 +6,7 @@ response counts, so re-aligning thousands of targets is a few vectorised array o
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidTargetError, UnknownAttributeError
+from .errors import InvalidTargetError, ScoreTableError, SteerkitError, UnknownAttributeError
 from .types import AttributeTarget, Scenario, Selection, coerce_target
 
 TIE_TOLERANCE = 1e-9
@@ -52,9 +53,18 @@ class ScoreTable:
     seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        s, r, a = self.scores.shape
-        if self.mask.shape != (s, r) or a != len(self.attributes) or s != len(self.scenarios):
-            raise ValueError("ScoreTable shapes do not match its scenarios and attributes")
+        shape = np.shape(self.scores)
+        if len(shape) != 3:
+            raise ScoreTableError(
+                f"ScoreTable scores must be a 3-d array (scenarios x responses x attributes), got shape {shape}"
+            )
+        s, r, a = shape
+        if np.shape(self.mask) != (s, r) or a != len(self.attributes) or s != len(self.scenarios):
+            raise ScoreTableError(
+                f"ScoreTable shapes do not fit: scores {shape}, mask {np.shape(self.mask)}, "
+                f"{len(self.scenarios)} scenarios, {len(self.attributes)} attributes; build tables with "
+                "ScoreTable.empty(scenarios, attributes) or Steerer.score()"
+            )
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -140,7 +150,10 @@ class ScoreTable:
 
         targets = [_as_attribute_target(t) for t in targets]
         fn = get_aligner(aligner)
-        values, weights = self._target_arrays(targets, getattr(fn, "uses_weights", False))
+        uses_weights = getattr(fn, "uses_weights", False)
+        if not uses_weights:
+            _warn_if_weights_ignored(targets, aligner)
+        values, weights = self._target_arrays(targets, uses_weights)
         used = weights.sum(axis=0) > 0
         if np.any(~np.isfinite(self.scores[self.mask][:, used])):
             missing = [a for a, u in zip(self.attributes, used) if u and np.any(~np.isfinite(self.scores[..., self.attributes.index(a)][self.mask]))]
@@ -210,12 +223,31 @@ class ScoreTable:
 
     @classmethod
     def load(cls, path: str | Path) -> "ScoreTable":
-        data = json.loads(Path(path).read_text())
-        scores = np.asarray(data["scores"], dtype=float)
+        """Read a table written by ``save``; a missing or foreign file is a ScoreTableError."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ScoreTableError(
+                f"score table file {path} does not exist: pass the path that ScoreTable.save() wrote"
+            ) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ScoreTableError(
+                f"cannot read the score table {path} ({type(exc).__name__}: {exc}); pass a file written by ScoreTable.save()"
+            ) from None
+        try:
+            scores = np.asarray(data["scores"], dtype=float)
+            scenarios = [Scenario(d["question"], d["responses"], id=d.get("id"), labels=d.get("labels")) for d in data["scenarios"]]
+            mask = np.asarray(data["mask"], dtype=bool)
+            attributes, reasonings = data["attributes"], data["reasonings"]
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, SteerkitError):
+                raise
+            raise ScoreTableError(
+                f"{path} is not a steerkit score table ({type(exc).__name__}: {exc}); pass a file written by ScoreTable.save()"
+            ) from None
         scores[scores < 0] = np.nan
-        scenarios = [Scenario(d["question"], tuple(d["responses"]), id=d.get("id"), labels=d.get("labels")) for d in data["scenarios"]]
-        return cls(scenarios, data["attributes"], scores, np.asarray(data["mask"], dtype=bool),
-                   data["reasonings"], data.get("strategy", ""), data.get("model", ""))
+        return cls(scenarios, attributes, scores, mask, reasonings, data.get("strategy", ""), data.get("model", ""))
 
 
 def pick_nearest(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -224,6 +256,20 @@ def pick_nearest(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     tied = np.isfinite(distances) & (distances <= best + TIE_TOLERANCE)
     indices = np.argmax(tied, axis=-1)
     return indices, tied
+
+
+def _warn_if_weights_ignored(targets: Sequence[AttributeTarget], aligner: str) -> None:
+    """Weights that would change the result must not vanish silently into an unweighted aligner."""
+    for t in targets:
+        if t.weights and len({t.weight_of(a) for a in t.attributes}) > 1:
+            warnings.warn(
+                f"target ({t}) has weights {t.weights}, but aligner {aligner!r} does not use weights "
+                "(it only sees which attributes the target names); pass aligner=\"weighted-euclidean\" "
+                "(--aligner weighted-euclidean) to apply them",
+                UserWarning,
+                stacklevel=4,
+            )
+            return
 
 
 def _as_attribute_target(target: Any) -> AttributeTarget:

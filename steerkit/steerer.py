@@ -46,10 +46,13 @@ class Steerer:
             self.strategy = strategy
         else:
             self.strategy = lookup("strategy", strategy)(**strategy_options)
+        # close() frees only what this Steerer built; a backend or cache passed in stays the caller's.
+        self._owns_backend = not isinstance(backend, Backend)
         if isinstance(backend, Backend):
             self.backend = backend
         else:
             self.backend = lookup("backend", backend)(model=model, **dict(backend_options or {}))
+        self._owns_cache = not isinstance(cache, ScoreCache)
         if cache is True:
             self.cache: ScoreCache | None = ScoreCache()
         elif cache is False or cache is None:
@@ -66,7 +69,7 @@ class Steerer:
     # -- public API ---------------------------------------------------------------------
     def select(self, question: str, responses: Sequence[str], target: Any, *, id: str | None = None) -> Selection:
         """Pick the response to ``question`` that best fits ``target``."""
-        scenario = Scenario(question, tuple(responses), id=id)
+        scenario = Scenario(question, responses, id=id)  # a string or None is refused, not split
         return self.select_many([scenario], target)[0]
 
     def select_many(self, scenarios: Iterable[Any], target: Any) -> list[Selection]:
@@ -107,7 +110,7 @@ class Steerer:
                 define(name, definition)
             attributes = list(attributes)
         scenarios = [Scenario.coerce(s) for s in scenarios]
-        attributes = list(attributes)
+        attributes = list(dict.fromkeys(attributes))  # a repeated name would make a second, empty column
         self.strategy.check_attributes(attributes)
         return self.strategy.score(self._run(), scenarios, attributes)
 
@@ -124,8 +127,10 @@ class Steerer:
         return self.last_run
 
     def close(self) -> None:
-        self.backend.close()
-        if self.cache is not None:
+        """Free the backend and cache this Steerer created (not ones passed in)."""
+        if self._owns_backend:
+            self.backend.close()
+        if self.cache is not None and self._owns_cache:
             self.cache.close()
 
     def __enter__(self) -> "Steerer":

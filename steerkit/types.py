@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -40,9 +40,7 @@ class Scenario:
             raise InvalidScenarioError(
                 f"scenario {self.id or ''} has an empty question: give the question or situation text".replace("  ", " ")
             )
-        responses = tuple(self.responses) if not isinstance(self.responses, str) else None
-        if responses is None:
-            raise InvalidScenarioError("responses must be a list of strings, not one string")
+        responses = _response_tuple(self.responses, self.id or self.question[:60])
         object.__setattr__(self, "responses", responses)
         if len(responses) < 2:
             raise InvalidScenarioError(
@@ -90,20 +88,35 @@ class Scenario:
         if isinstance(value, Scenario):
             return value
         if isinstance(value, Mapping):
+            if "responses" not in value:
+                raise InvalidScenarioError(
+                    f"scenario dict {dict(value)!r:.80} has no 'responses': give a list of at least two response strings"
+                )
             question = value.get("question", value.get("prompt"))
             return cls(
                 question=question,
-                responses=tuple(value.get("responses", ())),
+                responses=value.get("responses"),
                 id=value.get("id"),
                 labels=value.get("labels"),
                 meta=dict(value.get("meta", {})),
             )
         if isinstance(value, Sequence) and len(value) == 2 and not isinstance(value, str):
-            return cls(question=value[0], responses=tuple(value[1]))
+            return cls(question=value[0], responses=value[1])
         raise InvalidScenarioError(
             f"cannot read a scenario from {type(value).__name__}: pass steerkit.Scenario, "
             "a dict with 'question' and 'responses', or a (question, responses) pair"
         )
+
+
+def _response_tuple(value: Any, label: str) -> tuple[Any, ...]:
+    """The responses as a tuple; one string or None is a mistake, not a list of characters."""
+    if isinstance(value, str) or value is None or not isinstance(value, Iterable) or isinstance(value, Mapping):
+        got = f"one string ({value[:40]!r})" if isinstance(value, str) else f"{value!r:.40}"
+        raise InvalidScenarioError(
+            f"scenario {label!r}: responses must be a list of at least two strings, not {got}; "
+            "e.g. responses=['Yes, tell them.', 'No, keep quiet.']"
+        )
+    return tuple(value)
 
 
 @dataclass(frozen=True)

@@ -304,3 +304,91 @@ def test_a_results_table_with_another_schema_is_a_cache_error_at_open(tmp_path):
     conn.close()
     with pytest.raises(CacheError):
         ScoreCache(path)
+
+
+# -- unusable paths and errors after open ----------------------------------------------------
+
+def test_a_directory_as_cache_path_is_a_cache_error(tmp_path):
+    with pytest.raises(CacheError, match="is a directory.*scores.sqlite3"):
+        ScoreCache(tmp_path)
+    with pytest.raises(CacheError, match="is a directory"):
+        steerkit.Steerer("random", backend=FakeBackend(), cache=tmp_path)
+
+
+def test_a_path_that_cannot_be_created_is_a_cache_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CacheError, match="cannot be opened or created.*is a folder and is writable"):
+        ScoreCache(blocker / "scores.sqlite3")
+    assert blocker.read_text() == "not a folder"
+    # /sys refuses new entries even to root: a real PermissionError
+    with pytest.raises(CacheError, match="PermissionError") as exc:
+        ScoreCache("/sys/steerkit-test-cache/scores.sqlite3")
+    assert "another cache path" in str(exc.value)
+
+
+def _damage_a_data_page(tmp_path):
+    """A real cache with a page deep inside the results table overwritten: its header, schema and
+    meta table are intact, so only reading those rows (or a full check) can see the damage."""
+    path = tmp_path / "scores.sqlite3"
+    cache = ScoreCache(path)
+    keys = [CacheKey("m", "s", f"sc{i}", "r" * 30, "a" * 40) for i in range(2000)]
+    cache.put_many((k, CacheRecord(0.5, "x" * 300)) for k in keys)
+    cache.close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    assert conn.execute("SELECT max(rootpage) FROM sqlite_master").fetchone()[0] < 50
+    conn.close()
+    data = bytearray(path.read_bytes())
+    data[100 * page + 8 : 100 * page + 200] = b"\xff" * 192
+    path.write_bytes(bytes(data))
+    return path, keys
+
+
+def test_open_is_cheap_damage_shows_on_read_or_verify_as_a_cache_error(tmp_path):
+    path, keys = _damage_a_data_page(tmp_path)
+    before = _digest(path)
+    cache = ScoreCache(path)  # the per-open check reads the schema, not every page
+    with pytest.raises(CacheError) as exc:
+        cache.get_many(keys)
+    msg = str(exc.value)
+    assert "reading failed" in msg and "damaged" in msg and "move or delete it" in msg and str(path) in msg
+    with pytest.raises(CacheError, match="is damaged \\(SQLite integrity check"):
+        cache.verify()
+    cache.close()
+    assert _digest(path) == before
+    ScoreCache(_real_cache(tmp_path / "fine.sqlite3")).verify()  # a sound cache passes the full check
+
+
+def _real_cache(path):
+    _real_cache_bytes(path, n=50)
+    return path
+
+
+def test_sqlite_errors_after_open_are_cache_errors(cache_path):
+    cache = ScoreCache(cache_path)
+    cache.put(KEY, CacheRecord(0.5))
+    blocker = sqlite3.connect(cache_path, timeout=0, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+    try:
+        cache._connect().execute("PRAGMA busy_timeout=50")  # do not wait the default 30 s here
+        with pytest.raises(CacheError, match="writing failed.*OperationalError.*another cache path"):
+            cache.put(replace(KEY, sample=1), CacheRecord(0.1))
+        with pytest.raises(CacheError, match="clearing failed"):
+            cache.clear()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    cache.put(replace(KEY, sample=1), CacheRecord(0.1))  # usable again once the lock is gone
+    assert len(cache) == 2
+
+
+def test_header_size_check_sends_truncated_files_to_the_full_check(tmp_path):
+    from steerkit.cache import _plausible_size
+
+    real = _real_cache_bytes(tmp_path / "real.sqlite3")
+    assert _plausible_size(real[:100], len(real))
+    assert not _plausible_size(real[:100], len(real) // 3)
+    assert not _plausible_size(real[:100], len(real) - 100)  # not a whole number of pages
+    assert not _plausible_size(b"SQLite format 3\x00" + bytes(84), 4096)  # page size 0

@@ -131,3 +131,85 @@ def test_bad_input_from_a_real_process_has_no_traceback():
     )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "InvalidTargetError" in out.stderr
+
+
+def test_plugins_lists_the_commands_each_plugin_added():
+    result, out = invoke("plugins", "--json")
+    by_name = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
+    assert {"eval", "realign"} <= set(by_name["evaluation"]["registered"]["command"])
+    assert json.loads(result.stdout)["clashes"] == []
+    _, table = invoke("plugins")
+    assert "commands only" not in table
+    assert "command: eval" in " ".join(table.split())
+
+
+def test_ctrl_c_prints_one_line_and_exits_130():
+    @cli_module.cli.command("tmp-interrupted")
+    def interrupted():
+        raise KeyboardInterrupt
+
+    try:
+        result, out = invoke("tmp-interrupted")
+    finally:
+        del cli_module.cli.commands["tmp-interrupted"]
+    assert result.exit_code == 130
+    assert "Traceback" not in out and "Aborted" not in out
+    assert "interrupted: results computed so far are in the cache; rerun the same command to resume" in " ".join(out.split())
+
+
+MINI_DEMO = {
+    "targets": [{"helpfulness": 1.0}, {"helpfulness": 0.0}],
+    "scenarios": [{
+        "id": "reverse-list",
+        "question": "How do I reverse a list in Python?",
+        "responses": ["Use my_list.reverse() in place, or my_list[::-1] for a reversed copy.",
+                      "You cannot reverse lists in Python."],
+    }],
+    "pool": [{
+        "question": "What is the boiling point of water at sea level?",
+        "responses": ["100 degrees Celsius (212 degrees Fahrenheit).", "It boils when it gets hot enough."],
+        "labels": [{"helpfulness": 1.0}, {"helpfulness": 0.25}],
+        "reasonings": [{"helpfulness": "Exact and correct."}, {"helpfulness": "Vague, no figure."}],
+    }],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:example pool has no example")  # a one-example pool, on purpose
+def test_demo_on_the_embedded_model_counts_calls_at_the_backend(tmp_path, monkeypatch):
+    """The real demo: Ctrl-C during the first run exits 130 with one line; a full run scores the
+    first target with one model call (one scenario x one attribute), re-aligns with 0 calls
+    counted at the backend; a second run takes every score from the cache."""
+    import os
+    import signal
+
+    scenarios = tmp_path / "demo.json"
+    scenarios.write_text(json.dumps(MINI_DEMO))
+    cache = tmp_path / "demo.sqlite3"
+    args = ["demo", "--scenarios", str(scenarios), "--cache", str(cache)]
+    # the converted model lives in the user's cache dir (converting it again here costs a minute)
+    env = {k: v for k, v in os.environ.items() if k not in ("STEERKIT_CACHE_DIR", "STEERKIT_CACHE")}
+    env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen([sys.executable, "-m", "steerkit.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if "target 1" in line:  # inside the command: scoring starts now
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "rerun the same command to resume" in " ".join(err.split())
+
+    monkeypatch.delenv("STEERKIT_CACHE_DIR")
+    result, out = invoke(*args)
+    assert result.exit_code == 0, out[-3000:]
+    flat = " ".join(out.split())
+    assert "scored 1 scenarios × 1 attributes" in flat and "1 model calls · cache 0 hits / 2 misses" in flat
+    assert "re-aligned 1 scenarios" in flat and "with 0 model calls (counted at the backend)" in flat
+    assert "· strategy comparative-regression · model SmolLM2-135M-Instruct" in flat
+    assert "model calls · cache 0 hits / 0 misses · 0.00s" not in flat  # no per-selection zeros
+
+    again, out2 = invoke(*args)
+    flat2 = " ".join(out2.split())
+    assert again.exit_code == 0 and "0 model calls · cache 2 hits / 0 misses" in flat2
+    assert "with 0 model calls (counted at the backend)" in flat2

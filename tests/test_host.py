@@ -312,3 +312,124 @@ def test_unknown_names_through_lookup(fresh_host):
 def test_unknown_plugin_message_plural_is_english():
     err = steerkit.UnknownPluginError("strategy", "nope", ["random"])
     assert "Known strategies: random" in str(err)
+
+
+# -- CLI commands from plugins, and name clashes -----------------------------------------------
+
+def _group():
+    import click
+
+    @click.group()
+    def group():
+        pass
+
+    @group.command("plugins")
+    def plugins():
+        pass
+
+    return group
+
+
+def test_a_plugin_whose_register_commands_raises_does_not_take_the_cli_down(fresh_host):
+    import click
+
+    class Good:
+        @steerkit.hookimpl
+        def register_commands(self, cli):
+            @cli.command("tmp-good")
+            def good():
+                click.echo("good ran")
+
+    class Bad:
+        @steerkit.hookimpl
+        def register_commands(self, cli):
+            @cli.command("tmp-half")
+            def half():
+                pass
+
+            raise RuntimeError("no commands today")
+
+    steerkit.register_plugin(Good(), name="tmp-good-commands")
+    steerkit.register_plugin(Bad(), name="tmp-bad-commands")
+    group = _group()
+    with pytest.warns(RuntimeWarning, match="tmp-bad-commands.*register_commands failed.*no commands today"):
+        host.add_cli_commands(group)
+    assert "no commands today" in host.plugin_errors()["tmp-bad-commands"]
+    assert "tmp-good" in group.commands and "tmp-half" not in group.commands  # nothing half-registered
+    info = {p.name: p for p in host.list_plugins()}
+    assert info["tmp-good-commands"].registered == {"command": ["tmp-good"]}
+    assert "command" not in info["tmp-bad-commands"].registered
+    # the built-in plugins' commands are recorded by name too
+    assert {"eval", "realign"} <= set(info["evaluation"].registered["command"])
+    from click.testing import CliRunner
+
+    assert CliRunner().invoke(group, ["tmp-good"]).output == "good ran\n"
+    # adding again (a second CLI start in one process) is not a clash with itself
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.filterwarnings("ignore", message=".*tmp-bad-commands")
+        host.add_cli_commands(group)
+    assert {p.name: p for p in host.list_plugins()}["tmp-good-commands"].registered == {"command": ["tmp-good"]}
+
+
+def test_name_clashes_keep_the_first_plugin_and_are_reported(fresh_host):
+    def mine(scores, values, weights):
+        raise AssertionError("the clashing aligner must not be used")
+
+    class Clashing:
+        @steerkit.hookimpl
+        def register_aligners(self, register):
+            register("euclidean", mine)  # taken by the built-in 'aligners'
+            register("tmp-own", mine)
+
+        @steerkit.hookimpl
+        def register_commands(self, cli):
+            @cli.command("plugins")
+            def hijack():
+                pass
+
+    steerkit.register_plugin(Clashing(), name="tmp-clashing")
+    with pytest.warns(RuntimeWarning, match="aligner 'euclidean' is registered by both 'aligners' and 'tmp-clashing'"):
+        reg = steerkit.registry("aligner")
+    assert reg["euclidean"] is not mine and reg["tmp-own"] is mine
+    clashes = steerkit.plugin_clashes()
+    assert [(c.kind, c.name, c.kept, c.ignored) for c in clashes] == [("aligner", "euclidean", "aligners", "tmp-clashing")]
+    info = {p.name: p for p in host.list_plugins()}
+    assert info["tmp-clashing"].registered == {"aligner": ["tmp-own"]}  # only what it really owns
+    assert "euclidean" in info["aligners"].registered["aligner"]
+    group = _group()
+    original = group.commands["plugins"]
+    with pytest.warns(RuntimeWarning, match="command 'plugins' is registered by both 'steerkit' and 'tmp-clashing'"):
+        host.add_cli_commands(group)
+    assert group.commands["plugins"] is original
+    assert ("command", "plugins", "steerkit", "tmp-clashing") in [(c.kind, c.name, c.kept, c.ignored) for c in steerkit.plugin_clashes()]
+
+
+def test_entry_points_load_built_ins_first_then_by_name(fresh_host, monkeypatch, tmp_path):
+    # "aaa_clash" sorts before every built-in, and still loses "random" to the built-in baselines
+    root = make_distribution(
+        tmp_path / "site", "steerkit-aaa-clash", "1.0",
+        "[steerkit]\naaa_clash = steerkit_aaa_clash_mod\n",
+        {"steerkit_aaa_clash_mod": """
+            import steerkit
+
+            class Mine(steerkit.Strategy):
+                name = "random"
+
+                def select_many(self, run, scenarios, targets):
+                    raise AssertionError("not this one")
+
+            @steerkit.hookimpl
+            def register_strategies(register):
+                register("random", Mine)
+            """},
+    )
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delitem(sys.modules, "steerkit_aaa_clash_mod", raising=False)
+    host.reset()
+    host.load_plugins()
+    names = [n for n, _ in host.pm.list_name_plugin()]
+    assert names.index("aaa_clash") > names.index("baselines")
+    with pytest.warns(RuntimeWarning, match="strategy 'random'.*'baselines' keeps it"):
+        assert steerkit.lookup("strategy", "random").__module__ == "steerkit_plugins.baselines"
+    assert steerkit.plugin_errors() == {}

@@ -38,13 +38,15 @@ def test_hand_computed_distances():
     weighted = steerkit.AttributeTarget({"care": 0.0, "fairness": 0.0}, {"care": 4.0, "fairness": 1.0})
     d = t.align(weighted, aligner="weighted-euclidean").distances[0]
     np.testing.assert_allclose(d, [0.0, np.sqrt(5.0), np.sqrt(4 * 0.09 + 0.16)])
-    # plain euclidean ignores the weights; weighted with no weights equals plain
-    np.testing.assert_allclose(t.align(weighted).distances[0], [0.0, np.sqrt(2), 0.5])
+    # plain euclidean ignores the weights, and says so; weighted with no weights equals plain
+    with pytest.warns(UserWarning, match="aligner 'euclidean' does not use weights.*weighted-euclidean"):
+        np.testing.assert_allclose(t.align(weighted).distances[0], [0.0, np.sqrt(2), 0.5])
     np.testing.assert_allclose(
         t.align(target, aligner="weighted-euclidean").distances[0], t.align(target).distances[0]
     )
 
 
+@pytest.mark.filterwarnings("ignore:.*does not use weights")
 def test_distances_match_scipy():
     rng = np.random.default_rng(7)
     t = table_from(rng.uniform(size=(6, 4, 3)).tolist())
@@ -62,6 +64,7 @@ def test_distances_match_scipy():
         np.testing.assert_allclose(d, expected, err_msg=name)
 
 
+@pytest.mark.filterwarnings("ignore:.*does not use weights")
 @pytest.mark.parametrize("aligner", ["euclidean", "weighted-euclidean", "manhattan"])
 def test_align_many_equals_a_loop_of_align(aligner):
     rng = np.random.default_rng(3)
@@ -178,3 +181,40 @@ def test_from_labels_and_subset():
     assert len(sub) == 1 and sub.align({"care": 0.4}).indices.tolist() == [1]
     with pytest.raises(UnknownAttributeError):
         ScoreTable.from_labels([Scenario("q", ("a", "b"))])
+
+
+def test_weights_that_matter_warn_only_with_an_aligner_that_ignores_them():
+    import warnings
+
+    t = table_from([[[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]])
+    weighted = steerkit.AttributeTarget({"care": 1.0, "fairness": 1.0}, {"care": 5.0, "fairness": 1.0})
+    for aligner in ("euclidean", "manhattan"):
+        with pytest.warns(UserWarning, match=f"aligner {aligner!r} does not use weights") as record:
+            t.align(weighted, aligner)
+        assert 'aligner="weighted-euclidean"' in str(record[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about:
+        assert t.align(weighted, "weighted-euclidean").indices.tolist() == [1]  # weights used
+        t.align({"care": 1.0}, "euclidean")  # no weights
+        t.align(steerkit.AttributeTarget({"care": 1.0, "fairness": 0.5}, {"care": 2, "fairness": 2}))  # uniform
+        t.align_many([weighted], "weighted-euclidean")
+
+
+def test_misshapen_table_is_a_score_table_error():
+    s = [Scenario("q", ("a", "b"))]
+    with pytest.raises(steerkit.ScoreTableError, match="shapes do not fit") as exc:
+        ScoreTable(s, ["care"], np.zeros((1, 2, 2)), np.ones((1, 2), dtype=bool))
+    assert "ScoreTable.empty" in str(exc.value) and isinstance(exc.value, ValueError)
+    with pytest.raises(steerkit.ScoreTableError, match="3-d array"):
+        ScoreTable(s, ["care"], np.zeros((2, 2)), np.ones((1, 2), dtype=bool))
+
+
+def test_loading_a_missing_or_foreign_file_is_a_score_table_error(tmp_path):
+    with pytest.raises(steerkit.ScoreTableError, match="does not exist.*ScoreTable.save"):
+        ScoreTable.load(tmp_path / "nope.json")
+    for name, text in [("broken.json", "{not json"), ("other.json", '{"hello": 1}'), ("list.json", "[1, 2]")]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(steerkit.ScoreTableError, match="ScoreTable.save"):
+            ScoreTable.load(tmp_path / name)
+    with pytest.raises(steerkit.ScoreTableError, match="cannot read"):
+        ScoreTable.load(tmp_path)  # a directory

@@ -216,3 +216,72 @@ def test_run_choose_returns_letters_and_refuses_anything_else():
     broken = RunContext(FakeBackend(responder=lambda p, c: "maybe"), progress=False)
     with pytest.raises(steerkit.ModelOutputError, match=r"cot: backend fake returned 'maybe' under a choice constraint \['A', 'B'\]"):
         broken.choose([prompt], ["A", "B"], what="cot")
+
+
+@pytest.mark.parametrize("responses", ["Yes", None])
+def test_select_refuses_one_string_or_none_as_responses(forbidden, responses):
+    with pytest.raises(steerkit.InvalidScenarioError, match="list of at least two strings"):
+        forbidden.select(Q, responses, {"care": 1.0})
+    with pytest.raises(steerkit.InvalidScenarioError, match="list of at least two strings"):
+        forbidden.select_many([{"question": Q, "responses": responses}], {"care": 1.0})
+    assert forbidden.backend.batches == 0
+
+
+def test_score_with_a_repeated_attribute_scores_it_once(steerer):
+    table = steerer.score([(Q, RESPONSES)], ["care", "verbosity", "care"])
+    assert table.attributes == ["care", "verbosity"] and table.complete
+    assert table.model_calls == 2
+    assert table.align({"care": 1.0}).indices.tolist() == [1]
+
+
+def test_weighted_target_with_an_unweighted_aligner_warns(cache_path):
+    # care barely counts: weighted, the most verbose response wins; unweighted, the apology does
+    target = steerkit.AttributeTarget({"care": 1.0, "verbosity": 1.0}, {"care": 0.001, "verbosity": 1.0})
+    s = steerkit.Steerer(KeywordJudge(), backend=CountingBackend(), cache=cache_path, progress=False)
+    with pytest.warns(UserWarning, match="aligner 'euclidean' does not use weights.*weighted-euclidean"):
+        assert s.select(Q, RESPONSES, target).index == 1
+    import warnings
+
+    w = steerkit.Steerer(KeywordJudge(), backend=CountingBackend(), cache=cache_path, progress=False,
+                         aligner="weighted-euclidean")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert w.select(Q, RESPONSES, target).index == 2
+
+
+class ClosableBackend(CountingBackend):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.closed = 0
+
+    def close(self):
+        self.closed += 1
+
+
+def test_close_frees_only_what_the_steerer_created(cache_path, spy_factory):
+    backend, cache = ClosableBackend(), steerkit.ScoreCache(cache_path)
+    with steerkit.Steerer(KeywordJudge(), backend=backend, cache=cache, progress=False) as s:
+        s.select(Q, RESPONSES, {"care": 1.0})
+    assert backend.closed == 0
+    assert len(cache) == 3  # the caller's cache is still open and usable
+    cache.put(steerkit.CacheKey("m", "s", "sc", "r", "a"), steerkit.CacheRecord(0.5))
+    # what the Steerer built from names and paths, it closes
+    own = steerkit.Steerer(KeywordJudge(), backend="closable-test", cache=cache_path, progress=False)
+    own.select(Q, RESPONSES, {"care": 1.0})
+    own.close()
+    assert spy_factory[-1].closed == 1
+    assert getattr(own.cache._local, "conn", None) is None
+
+
+@pytest.fixture
+def spy_factory():
+    built: list[ClosableBackend] = []
+
+    class Plugin:
+        @steerkit.hookimpl
+        def register_backends(self, register):
+            register("closable-test", lambda model=None, **kw: built.append(ClosableBackend()) or built[-1])
+
+    name = steerkit.register_plugin(Plugin(), name="closable-test-plugin")
+    yield built
+    steerkit.unregister_plugin(name)

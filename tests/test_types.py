@@ -22,7 +22,7 @@ def test_error_classes_form_one_hierarchy():
     for name in (
         "InvalidScenarioError", "InvalidTargetError", "UnsupportedTargetError", "UnknownAttributeError",
         "UnknownPluginError", "ModelNotFoundError", "CacheError", "ModelOutputError", "DatasetError",
-        "BackendError",
+        "BackendError", "ScoreTableError",
     ):
         cls = getattr(steerkit, name)
         assert issubclass(cls, steerkit.SteerkitError), name
@@ -70,6 +70,28 @@ def test_empty_response(bad):
 def test_responses_as_one_string_is_rejected():
     with pytest.raises(InvalidScenarioError, match="not one string"):
         Scenario("Q?", "ab")
+
+
+@pytest.mark.parametrize("responses, words", [
+    ("Yes", ["not one string ('Yes')", "list of at least two strings"]),
+    (None, ["not None", "list of at least two strings"]),
+    (3, ["not 3"]),
+])
+def test_responses_that_are_not_a_list_are_refused_not_split(responses, words):
+    # a string must not become a tuple of characters, None must not be a raw TypeError
+    for build in (
+        lambda: Scenario("Q", responses),
+        lambda: Scenario.coerce({"question": "Q", "responses": responses}),
+        lambda: Scenario.coerce(("Q", responses)),
+    ):
+        with pytest.raises(InvalidScenarioError) as exc:
+            build()
+        for w in words:
+            assert w in str(exc.value)
+    with pytest.raises(InvalidScenarioError, match="has no 'responses'"):
+        Scenario.coerce({"question": "Q"})
+    # any iterable of strings is still fine
+    assert Scenario.coerce(("Q", iter(["a", "b"]))).responses == ("a", "b")
 
 
 def test_labels_must_match_responses():

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 import steerkit
 from steerkit import cli as cli_module
+from steerkit_plugins import alignment_eval as ae
 from steerkit_plugins import evaluation
 from tests.conftest import DATA
 from tests.fakes import FakeBackend
@@ -117,11 +118,13 @@ def test_eval_scores_once_then_realign_makes_zero_model_calls(tmp_path):
     re = run_json("realign", *common, "--targets", "all")
     assert re["model_calls"] == 0 and CALLS["generate"] == 30
     assert re["n_targets"] == 3125 and re["mean_accuracy"] is not None and re["cache_hits"] == 60
+    assert res["retried"] == 0 and re["retried"] == 0 and 0.0 <= res["tie_rate"] <= 1.0
     text = invoke("realign", *common, "--targets", "sampled").output
     assert "0 model calls" in text and "accuracy %" in text
     # realign agrees with eval on the same targets
     same = run_json("realign", *common, "--targets", "sampled")
     assert same["mean_accuracy"] == pytest.approx(res["mean_accuracy"])
+    assert same["tie_rate"] == pytest.approx(res["tie_rate"])
 
 
 def test_realign_without_cached_scores_is_a_clear_error(tmp_path):
@@ -178,10 +181,117 @@ def test_real_model_eval_then_realign_from_cache(tmp_path):
     res = run("eval", "--targets", str(first), "--no-plots", "--out", str(tmp_path / "real"))
     assert res["model_calls"] == 1 and res["cache_misses"] == 2 and res["config"]["example_pool"] == 500
     assert "SmolLM2" in res["config"]["model"] and res["config"]["strategy_options"]["k"] == 1
-    assert res["n_targets"] == 1 and (res["mean_accuracy"] is None or res["mean_accuracy"] in (0.0, 1.0))
     re = run("realign", "--targets", str(new))
     assert re["model_calls"] == 0 and re["model_loaded"] is False and re["n_targets"] == 5
     assert re["cache_hits"] == 2 and set(re["selections"]) == {f"h{v}" for v in (0.0, 0.25, 0.5, 0.75, 1.0)}
-    assert re["selections"]["h1.0"] == [0] or re["selections"]["h1.0"] == [1]
+    # what the model scored, read back from the same cache in this process (no model loads):
+    # realign's selections and eval's accuracy must be exactly what these scores give
+    ds = steerkit.lookup("dataset", "helpsteer2")().head(1)
+    inner = steerkit.lookup("backend", "transformers")()
+    steerer = steerkit.Steerer("comparative-regression", backend=evaluation.CacheOnlyBackend(inner), cache=cache,
+                               progress=False, example_pool=ds.info["pool"], k=1)
+    table = steerer.score(ds.scenarios, ["helpfulness"])
+    assert table.model_calls == 0 and table.complete and not inner.loaded
+    for v in (0.0, 0.25, 0.5, 0.75, 1.0):
+        assert re["selections"][f"h{v}"] == table.align({"helpfulness": v}).indices.tolist()
+    gold = steerkit.ScoreTable.from_labels(ds.scenarios, ds.attributes)
+    expected = ae.evaluate_table(table, gold, {"helpful": steerkit.AttributeTarget({"helpfulness": 1.0})})
+    assert res["mean_accuracy"] == ae.num(expected.mean) and res["tie_rate"] == ae.num(expected.tie_rate)
     again = run("eval", "--targets", str(first), "--no-plots", "--out", str(tmp_path / "real2"))
     assert again["model_calls"] == 0 and again["mean_accuracy"] == res["mean_accuracy"]
+
+
+# -- perspective datasets through the same command ---------------------------------------
+@pytest.mark.parametrize("dataset", ["vk", "opinionqa"])
+def test_eval_cot_on_perspective_datasets_uses_their_own_default_split(dataset, tmp_path):
+    """No --split: each loader's default (their files are steerable_test.json)."""
+    res = run_json("eval", "--strategy", "cot", "--dataset", dataset, "--limit", "3", "--backend", "fake-eval",
+                   "--cache", str(tmp_path / "c.sqlite3"), "--out", str(tmp_path / "out"))
+    assert res["n"] == 3 and res["dataset"] == dataset
+    assert {"accuracy", "balanced_accuracy", "macro_f1"} <= set(res["metrics"])
+    assert res["model_calls"] == 6 == CALLS["generate"]  # per item: the reasoning, then the letter
+    assert res["items"][0]["pred"] == 0  # the fake answers A
+
+
+# -- bad options are usage errors -------------------------------------------------------
+def test_bad_strategy_options_are_clear_usage_errors(tmp_path):
+    common = ["eval", "--strategy", "zero-shot-comparative", "--dataset", "helpsteer2", "--limit", "2",
+              "--backend", "fake-eval", "--cache", str(tmp_path / "c.sqlite3")]
+    r = invoke(*common, "--k", "-1", ok=False)
+    assert r.exit_code == 2 and "k=-1" in r.output and "whole number >= 0" in r.output and "Traceback" not in r.output
+    r = invoke(*common, "-o", "kk=3", ok=False)
+    assert r.exit_code == 2 and "unknown options ['kk']" in r.output
+    r = invoke(*common, "--samples", "0", ok=False)
+    assert r.exit_code == 2 and "samples=0" in r.output
+    r = invoke(*common, "-o", f"example_pool={tmp_path / 'none.json'}", ok=False)
+    assert r.exit_code == 2 and "none.json does not exist" in r.output
+    assert CALLS["generate"] == 0
+
+
+# -- retries and ties reach the results ----------------------------------------------------
+def test_results_count_retried_scores(tmp_path):
+    ds = steerkit.lookup("dataset", "helpsteer2")().head(3)
+    seen = []
+
+    def flaky(prompt, constraint):
+        seen.append(1)
+        if len(seen) == 1:
+            return "not json"
+        return FakeBackend().generate([prompt], constraint=constraint)[0]
+
+    steerer = steerkit.Steerer("zero-shot-comparative", backend=FakeBackend(responder=flaky),
+                               cache=tmp_path / "c.sqlite3", progress=False)
+    targets = {"h": steerkit.AttributeTarget({"helpfulness": 1.0})}
+    res = evaluation.evaluate_attribute_dataset(steerer, ds, targets, plots=False, progress=False)
+    assert res["retried"] == 2 and res["model_calls"] == 4  # one job retried once: its 2 scores
+    assert res["tie_rate"] is not None and res["targets"][0]["n_tied"] is not None
+
+
+# -- MIC end to end: eval, then realign from the cache --------------------------------------
+def mic_fixture(path):
+    from tests.test_datasets_attributes import _mic_row, _write_mic
+
+    rows, n = [], 0
+    plan = {  # question -> split -> answers as (foundation, agree code per annotator)
+        ("Is it fine to skip a friend's wedding?", "test"): [("care", (2, 2, 1)), ("loyalty", (0, 0, 1)), ("fairness", (2, 1, 0))],
+        ("Should I report a coworker who steals?", "test"): [("fairness", (2, 2, 2)), ("loyalty", (2, 2, 0)), ("authority", (0, 1, 1))],
+        ("Can I eat meat?", "test"): [("sanctity", (0, 0, 0)), ("liberty", (2, 2, 2))],
+        ("Do you obey your parents?", "test"): [("authority", (2, 2, 1)), ("liberty", (2, 0, 1))],
+        ("Is lying ok?", "train"): [("care", (0, 0, 1)), ("fairness", (2, 2, 2))],
+        ("Should I vote?", "train"): [("liberty", (2, 1, 1)), ("authority", (0, 0, 2)), ("loyalty", (1, 1, 1))],
+    }
+    for (q, split), answers in plan.items():
+        for j, (moral, codes) in enumerate(answers):
+            for w, code in enumerate(codes):
+                n += 1
+                rows.append(_mic_row(n, f"w{w}", q, f"answer {j} to {q}", moral, code, split))
+    return _write_mic(path, rows)
+
+
+def test_mic_eval_then_realign_end_to_end(tmp_path):
+    data = mic_fixture(tmp_path / "MIC.csv")
+    cache = str(tmp_path / "scores.sqlite3")
+    common = ["--strategy", "zero-shot-comparative", "--dataset", "mic", "--data", str(data),
+              "--backend", "fake-eval", "--cache", cache]
+    res = run_json("eval", *common, "--targets", "sampled", "--no-plots", "--out", str(tmp_path / "e"))
+    assert res["config"]["n_scenarios"] == 4 and res["config"]["example_pool"] == 2
+    assert res["n_targets"] == 60 and set(res["by_n_attributes"]) == {str(n) for n in range(1, 7)}
+    assert res["model_calls"] == 4 * 6 == CALLS["generate"]  # one prompt per scenario and foundation
+    assert res["mean_accuracy"] is not None and res["retried"] == 0
+    re = run_json("realign", *common, "--targets", "sampled")
+    assert re["model_calls"] == 0 and CALLS["generate"] == 24
+    assert re["cache_hits"] == (3 + 3 + 2 + 2) * 6
+    assert re["mean_accuracy"] == pytest.approx(res["mean_accuracy"]) and re["tie_rate"] == pytest.approx(res["tie_rate"])
+    # realign's selections are the cached scores aligned in this process
+    ds = steerkit.lookup("dataset", "mic")(path=data)
+    targets = ae.resolve_targets(ds, "sampled")
+    steerer = steerkit.Steerer("zero-shot-comparative", backend=evaluation.CacheOnlyBackend(CountingFake()),
+                               cache=cache, progress=False)
+    table = steerer.score(ds.scenarios, ds.attributes)
+    assert table.model_calls == 0 and [len(s.responses) for s in ds.scenarios] == [3, 3, 2, 2]
+    for name, t in targets.items():
+        assert re["selections"][name] == table.align(t).indices.tolist()
+    gold = steerkit.ScoreTable.from_labels(ds.scenarios, ds.attributes)
+    assert res["mean_accuracy"] == pytest.approx(ae.evaluate_table(table, gold, targets).mean)
+    text = invoke("realign", *common, "--targets", "high").output
+    assert "0 model calls" in text and "tied predictions" in text

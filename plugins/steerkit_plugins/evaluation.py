@@ -10,8 +10,13 @@ Perspective datasets (vk, opinionqa) go to ``choice_eval.evaluate_choice_dataset
 the backend is wrapped so that any generation raises, and the cache is checked for every
 score first, so a missing score is a clear error (run ``steerkit eval`` first).
 
+Accuracy scores a tied prediction as a uniform random tie-break and reports the tie rate
+(``alignment_eval``); ``retried`` counts the scores whose generation needed retries.
+``--split`` defaults to each dataset's own default split (eval for helpsteer2/mic, test for
+vk/opinionqa).
+
 Outputs (``--out DIR``): ``results.json`` (config, per-target accuracy, per-number-of-attributes
-mean/SE, timings, model calls, cache hits), ``accuracy_by_attributes.png`` and
+mean/SE, tie rate, timings, model calls, cache hits, retried scores), ``accuracy_by_attributes.png`` and
 ``high_low_polar.png`` (accuracy of the one-attribute high and low targets per attribute)."""
 
 from __future__ import annotations
@@ -128,9 +133,12 @@ def strategy_options(strategy: str, dataset: Dataset, samples: int | None = None
     return options
 
 
-def load_dataset(name: str, data: str | None, split: str, limit: int | None) -> Dataset:
+def load_dataset(name: str, data: str | None, split: str | None, limit: int | None) -> Dataset:
+    """The dataset; ``split`` None leaves the loader's own default split."""
     loader = steerkit.lookup("dataset", name)
-    kwargs: dict[str, Any] = {"split": split}
+    kwargs: dict[str, Any] = {}
+    if split is not None:
+        kwargs["split"] = split
     if data:
         kwargs["path"] = data
     dataset = loader(**kwargs)
@@ -179,31 +187,35 @@ def evaluate_attribute_dataset(
         table = steerer.score(dataset.scenarios, needed)
         timings["score_seconds"] = time.perf_counter() - t0
         model_calls, hits, misses = table.model_calls, table.cache_hits, table.cache_misses
+        retried = steerer.last_run.retried if steerer.last_run is not None else 0
         t1 = time.perf_counter()
         report = ae.evaluate_table(table, gold, all_targets, steerer.aligner)
         timings["align_seconds"] = time.perf_counter() - t1
     else:
         names = list(all_targets)
         selected = np.zeros((len(names), len(dataset)), dtype=int)
-        model_calls = hits = misses = 0
+        per_target: list[list[steerkit.Selection]] = []
+        model_calls = hits = misses = retried = 0
         iterator = track(names, description=f"{steerer.strategy.name}: targets", console=err_console) if progress else names
         for i, name in enumerate(iterator):
             sels = steerer.select_many(dataset.scenarios, all_targets[name])
             selected[i] = [s.index for s in sels]
+            per_target.append(sels)
             model_calls += steerer.model_calls
             hits += sum(s.cache_hits for s in sels)
             misses += sum(s.cache_misses for s in sels)
+            retried += steerer.last_run.retried if steerer.last_run is not None else 0
         timings["select_seconds"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        report = ae.evaluate_selections(gold, all_targets, selected, _gold_aligner(steerer.aligner))
+        tied = ae.tied_from_selections(per_target, gold.mask.shape[1])
+        report = ae.evaluate_selections(gold, all_targets, selected, _gold_aligner(steerer.aligner), tied=tied)
         timings["align_seconds"] = time.perf_counter() - t1
     timings["total_seconds"] = time.perf_counter() - t0
     timings["seconds_per_scenario"] = timings["total_seconds"] / max(1, len(dataset))
     position = {n: i for i, n in enumerate(report.names)}
     main_idx = [position[n] for n in targets]
     side_idx = {n: position[n] if n in targets else position[f"__{n}"] for n in side}
-    main = ae.AlignmentReport([report.names[i] for i in main_idx], [report.targets[i] for i in main_idx],
-                              report.accuracy[main_idx], report.n_valid[main_idx], report.n_scenarios)
+    main = report.subset(main_idx)
     results: dict[str, Any] = {
         "config": {
             "dataset": dataset.name, "split": dataset.info.get("split"), "n_scenarios": len(dataset),
@@ -219,10 +231,11 @@ def evaluate_attribute_dataset(
         "model_calls": int(model_calls),
         "cache_hits": int(hits),
         "cache_misses": int(misses),
+        "retried": int(retried),
     }
     if side:
         results["per_attribute_high_low"] = {
-            a: {lvl: ae._num(float(report.accuracy[side_idx[f"{a}={lvl}"]])) for lvl in ("high", "low")}
+            a: {lvl: ae.num(float(report.accuracy[side_idx[f"{a}={lvl}"]])) for lvl in ("high", "low")}
             for a in dataset.attributes
         }
     return results
@@ -247,6 +260,9 @@ def print_results(results: Mapping[str, Any], title: str) -> None:
     table.add_row("[bold]all[/]", str(results["n_targets"]), f"[bold]{_pct(results['mean_accuracy'])}[/]",
                   _pct(results["se"]), end_section=True)
     console.print(table)
+    if results.get("tie_rate") is not None:
+        console.print(f"tied predictions: {_pct(results['tie_rate'])}% of scored scenarios "
+                      "(each scored as a uniform random tie-break)")
     hl = results.get("per_attribute_high_low")
     if hl:
         t2 = Table(title="one-attribute targets: high vs low")
@@ -260,6 +276,7 @@ def print_results(results: Mapping[str, Any], title: str) -> None:
     console.print(
         f"{results['config']['n_scenarios']} scenarios · {results['model_calls']} model calls · cache "
         f"{results['cache_hits']} hits / {results['cache_misses']} misses · "
+        f"{results.get('retried', 0)} retried scores · "
         f"{tm.get('total_seconds', 0):.2f}s ({tm.get('seconds_per_scenario', 0):.3f}s per scenario)"
     )
 
@@ -373,7 +390,7 @@ def realign(
     load_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     tlist = list(targets.values())
-    selected, _ = table.align_many(tlist, aligner)
+    selected, tied = table.align_many(tlist, aligner)
     align_seconds = time.perf_counter() - t1
     results: dict[str, Any] = {
         "config": {"dataset": dataset.name, "n_scenarios": len(dataset), "strategy": strategy,
@@ -383,13 +400,14 @@ def realign(
         "model_calls": int(table.model_calls + steerer.model_calls),
         "model_loaded": bool(getattr(inner, "loaded", False)),
         "cache_hits": int(table.cache_hits),
+        "retried": int(steerer.last_run.retried if steerer.last_run is not None else 0),
         "timings": {"load_scores_seconds": load_seconds, "align_seconds": align_seconds},
         "selections": {name: [int(x) for x in row] for name, row in zip(targets, selected)} if len(tlist) <= 100 else None,
     }
     gold = _gold(dataset)
     if gold is not None:
         t2 = time.perf_counter()
-        report = ae.evaluate_selections(gold, targets, selected, _gold_aligner(aligner))
+        report = ae.evaluate_selections(gold, targets, selected, _gold_aligner(aligner), tied=tied)
         results["timings"]["score_accuracy_seconds"] = time.perf_counter() - t2
         results.update(report.to_dict(per_target=len(tlist) <= 1000))
     return results
@@ -404,7 +422,7 @@ _common = [
     click.option("--strategy", required=True, help="strategy name (steerkit plugins lists them)"),
     click.option("--dataset", "dataset_name", required=True, help="dataset name: helpsteer2, mic, vk, opinionqa"),
     click.option("--data", default=None, help="dataset file or folder (default: $STEERKIT_DATA or ../shared/data)"),
-    click.option("--split", default="eval", show_default=True),
+    click.option("--split", default=None, help="dataset split (default: the dataset's own: eval for helpsteer2/mic, test for vk/opinionqa)"),
     click.option("--targets", "targets_spec", default="sampled", show_default=True,
                  help="sampled | high | low | all | all-subsets | named | a JSON file of targets"),
     click.option("--limit", type=int, default=None, help="first N scenarios only"),

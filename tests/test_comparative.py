@@ -410,6 +410,10 @@ def test_levels_of_a_user_attribute_are_checked_against_the_pool(tmp_path):
     with pytest.warns(UserWarning, match=r"warmth at level 0\.5"):
         s.score(scenarios(1, 2), ["warmth"])
     assert [m["role"] for m in s.backend.prompts_seen[0]] == ["system"] + ["user", "assistant"] * 2 + ["user"]
+    # the same through Steerer.score's definitions mapping
+    t = steerer(example_pool=ExampleIndex(pool, encoder=CountingEncoder(), cache_dir=tmp_path), k=2)
+    with pytest.warns(UserWarning, match=r"warmth at level 0\.25"):
+        t.score(scenarios(1, 2), {"warmth": {"definition": "How warm it feels.", "levels": [0, 0.25, 1]}})
 
 
 # -- choice baselines ---------------------------------------------------------------------

@@ -216,10 +216,7 @@ class ComparativeRegression(steerkit.AttributeStrategy):
                 "{'warmth': 'How warm the response feels.'}"
             )
         for name, text in (definitions or {}).items():
-            if isinstance(text, Mapping):
-                self.define(name, text.get("definition", ""), text.get("levels"))
-            else:
-                self.define(name, text)
+            self.define(name, text)
         if isinstance(example_pool, (str, os.PathLike)):
             example_pool = load_pool(example_pool)
         if isinstance(example_pool, ExampleIndex):
@@ -240,11 +237,14 @@ class ComparativeRegression(steerkit.AttributeStrategy):
                         "example_chars": self.example_chars}
 
     # -- attributes and cache identity --------------------------------------------------
-    def define(self, name: str, definition: str, levels: Sequence[float] | None = None) -> None:
+    def define(self, name: str, definition: str | Mapping[str, Any], levels: Sequence[float] | None = None) -> None:
         """Add (or replace) an attribute definition; its hash is part of the cache key.
 
         ``levels`` (values in [0, 1]) are the label levels the attribute uses: the example
-        pool is then checked for them, as for the built-in attributes."""
+        pool is then checked for them, as for the built-in attributes. ``definition`` may also
+        be ``{"definition": text, "levels": [...]}``."""
+        if isinstance(definition, Mapping):
+            definition, levels = definition.get("definition", ""), definition.get("levels", levels)
         if not isinstance(name, str) or not name.strip():
             raise steerkit.InvalidTargetError(f"attribute names must be non-empty strings, got {name!r}")
         if not isinstance(definition, str) or not definition.strip():

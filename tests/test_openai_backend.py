@@ -441,7 +441,8 @@ def test_real_server_json_choice_and_detection(served):
     outs = served.generate([[{"role": "user", "content": f"{q} yes or no?"}] for q in ("Is water wet", "Is fire cold")],
                            steerkit.Sampling(max_tokens=4), steerkit.Constraint.choice(["yes", "no"]))
     assert set(outs) <= {"yes", "no"}
-    assert served.fingerprint().startswith("openai:") and served.fingerprint().endswith("@127.0.0.1")
+    port = served.servers[0].public.split(":")[2].split("/")[0]
+    assert served.fingerprint() == f"openai:{served.model_id}@127.0.0.1:{port}/v1"
 
 
 @pytest.mark.slow

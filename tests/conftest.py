@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
+DATA = Path(os.environ.get("STEERKIT_DATA") or ROOT.parent / "shared" / "data")
 
 
 @pytest.fixture
 def data_dir() -> Path:
-    assert DATA.exists(), f"benchmark data not found at {DATA}"
+    assert DATA.exists(), f"benchmark data not found at {DATA}: set $STEERKIT_DATA to its folder"
     return DATA
 
 

@@ -20,12 +20,8 @@ import numpy as np
 import steerkit
 from steerkit import Backend, ChatPrompt, Constraint, Sampling
 
-from .embedded import EMBEDDED_NAME, _FORMAT_VERSION, convert_gguf, embedded_gguf, embedded_model_dir
+from .embedded import EMBEDDED_NAME, FORMAT_VERSION, embedded_gguf, embedded_model_dir, ensure_converted, gguf_model_dir
 from .model_source import folder_digest, looks_like_path, resolve_hub_name
-
-
-
-
 
 
 class TransformersBackend(Backend):
@@ -87,10 +83,11 @@ class TransformersBackend(Backend):
         path = src["path"]
         if src["kind"] in ("embedded", "gguf"):
             st = Path(path).stat()
-            h.update(f"{st.st_size}:{_FORMAT_VERSION}".encode())
+            h.update(f"{st.st_size}:{FORMAT_VERSION}".encode())
         elif path is not None:
             h.update(folder_digest(path).encode())
         h.update(self.dtype.encode())
+        h.update(b":compact-json" if self.compact_json else b":flexible-json")  # changes the JSON grammar
         return f"transformers:{src['name']}:{h.hexdigest()[:16]}"
 
     # -- loading ------------------------------------------------------------------------
@@ -104,9 +101,7 @@ class TransformersBackend(Backend):
         if src["kind"] == "embedded":
             return embedded_model_dir()
         if src["kind"] == "gguf":
-            digest = hashlib.sha256(f"{src['path']}:{Path(src['path']).stat().st_size}".encode()).hexdigest()[:12]
-            target = steerkit.default_cache_dir() / "models" / f"{src['name']}-{digest}"
-            return target if (target / "steerkit-converted.json").exists() else convert_gguf(Path(src["path"]), target)
+            return ensure_converted(Path(src["path"]), gguf_model_dir(Path(src["path"])))
         return src["path"] if src["path"] is not None else src["name"]
 
     def _load(self) -> None:

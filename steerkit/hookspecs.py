@@ -41,4 +41,5 @@ def register_classifiers(register):
 
 @hookspec
 def register_commands(cli):
-    """Add click commands to the ``steerkit`` command group."""
+    """Add click commands to the ``steerkit`` command group (a plugin that raises here is
+    reported and skipped; a command name that is already taken keeps its first owner)."""

@@ -25,7 +25,6 @@ import steerkit
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 FORMAT_VERSION = "1"  # bump when the conversion changes: it names the folders and enters fingerprints
-_FORMAT_VERSION = FORMAT_VERSION  # the old private name (vllm_backend still reads it)
 MARKER = "steerkit-converted.json"  # written last: a folder without it is not finished
 
 

@@ -167,7 +167,7 @@ class VLLMBackend(steerkit.Backend):
         if src["kind"] == "embedded":
             # Same identity before and after the one-time conversion: the GGUF file and the
             # conversion format version (the converted folder is derived from them).
-            version = getattr(embedded, "_FORMAT_VERSION", "1")
+            version = embedded.FORMAT_VERSION
             h.update(f"{src['gguf'].stat().st_size}:{version}".encode())
         elif src["path"] is not None:
             h.update(folder_digest(Path(src["path"])).encode())

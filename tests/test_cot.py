@@ -225,3 +225,21 @@ def test_cot_real_model(embedded_backend, data_dir, cache_path):
         assert all(0.0 <= p <= 1.0 for p in dist) and sel.index == int(np.argmax(dist))
     d.select_many(oq.scenarios, oq.perspectives)
     assert d.model_calls == 0
+
+
+def test_per_selection_counters_and_partial_failure_keep_the_rest(tmp_path):
+    """Each selection is charged its own calls (2 per item: free text + answer), and a broken
+    answer step for one item keeps the other items' results in the cache."""
+    items = [VK, OQA, GEN]
+    perspectives = [steerkit.Perspective("Right to life")] * 3
+    backend = RecordingBackend(answers=["A", "not-a-letter", "B"])
+    s = steerer(backend, tmp_path / "c.sqlite3")
+    with pytest.raises(steerkit.ModelOutputError, match=r"1 of 3 item\(s\) failed") as err:
+        s.select_many(items, perspectives)
+    assert "not-a-letter" in str(err.value)
+    backend.answers = []  # a working backend: the rerun computes only the failed item
+    sels = s.select_many(items, perspectives)
+    assert s.model_calls == 2
+    assert [sel.model_calls for sel in sels] == [0, 2, 0]
+    assert [(sel.cache_hits, sel.cache_misses) for sel in sels] == [(1, 0), (0, 1), (1, 0)]
+    assert sels[0].extra["letter"] == "A" and sels[2].extra["letter"] == "B"

@@ -213,7 +213,6 @@ def num(x: float | None) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-_num = num  # the old private name, still used by benchmarks
 
 
 def _sem(values: np.ndarray) -> float:

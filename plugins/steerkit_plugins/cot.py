@@ -169,8 +169,10 @@ class ChainOfThought(Strategy):
         return Sampling(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=seed + sample)
 
     # -- the two steps ------------------------------------------------------------------
-    def _compute(self, run: RunContext, items: list[tuple[int, int, str, Scenario, Perspective]]) -> list[list[CacheRecord]]:
-        out: list[list[CacheRecord]] = [None] * len(items)  # type: ignore[list-item]
+    def _compute(self, run: RunContext, items: list[tuple[int, int, str, Scenario, Perspective]]) -> list[Any]:
+        """Per item one record, or the ModelOutputError of an answer step that failed (the
+        other items of the batch are kept; ``RunContext.cached`` reports the failures)."""
+        out: list[Any] = [None] * len(items)
         by_sample: dict[int, list[int]] = {}
         for j, it in enumerate(items):
             by_sample.setdefault(it[1], []).append(j)
@@ -191,7 +193,7 @@ class ChainOfThought(Strategy):
             groups: dict[int, list[int]] = {}
             for k, letters in enumerate(letter_sets):
                 groups.setdefault(len(letters), []).append(k)
-            letters_out: list[str] = [""] * len(rows)
+            letters_out: list[Any] = [""] * len(rows)
             dists: list[list[float] | None] = [None] * len(rows)
             for n_opt, ks in groups.items():
                 letters = letters_for(n_opt)
@@ -204,10 +206,13 @@ class ChainOfThought(Strategy):
                         dists[k] = [float(x) for x in row]
                         letters_out[k] = letters[int(np.argmax(row))]
                 else:
-                    answers = run.choose(sub, letters, what=self.name)
+                    answers = run.choose(sub, letters, what=self.name, strict=False)
                     for k, a in zip(ks, answers):
                         letters_out[k] = a
             for k, j in enumerate(rows):
+                if isinstance(letters_out[k], BaseException):
+                    out[j] = letters_out[k]
+                    continue
                 idx = LETTERS.index(letters_out[k])
                 out[j] = [CacheRecord(
                     score=float(idx), reasoning=cots[k],
@@ -235,9 +240,8 @@ class ChainOfThought(Strategy):
         for k in range(self.samples):  # sample-major: one sampling setting per batch
             for i, (s, t) in enumerate(zip(scenarios, targets)):
                 keyed.append(([per_item[i][1][k]], (i, k, per_item[i][0], s, t)))
-        calls, hits, misses = run.model_calls, run.cache_hits, run.cache_misses
-        records = run.cached(keyed, lambda items: self._compute(run, items), description="cot: reasoning")
-        n = max(1, len(scenarios))
+        records = run.cached(keyed, lambda items: self._compute(run, items), description="cot: reasoning",
+                             owner=lambda item: item[0])
         selections = []
         for i, s in enumerate(scenarios):
             fmt, keys = per_item[i]
@@ -267,11 +271,7 @@ class ChainOfThought(Strategy):
                     "had_parsable_answer": [bool(r.payload["had_parsable_answer"]) for r in recs],
                 },
             ))
-        for sel in selections:
-            sel.seconds = run.elapsed / n
-            sel.model_calls = (run.model_calls - calls) // n
-            sel.cache_hits = (run.cache_hits - hits) // n
-            sel.cache_misses = (run.cache_misses - misses) // n
+        run.charge_selections(selections)
         return selections
 
 

@@ -130,6 +130,7 @@ def tiny():
     yield make
     for s in servers:
         s.shutdown()
+        s.server_close()
 
 
 def prompts(n):

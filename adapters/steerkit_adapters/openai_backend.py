@@ -37,6 +37,7 @@ import random
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -122,11 +123,13 @@ class _HTTPStatusError(Exception):
 
 
 class _LoopThread:
-    """One event loop in a daemon thread: sync callers (in or outside a running loop) submit
-    coroutines to it."""
+    """One event loop in a daemon thread, and the HTTP client that lives on it: sync callers
+    (in or outside a running loop) submit coroutines to it. ``stop`` closes both; the backend
+    also registers it as a finalizer, so a backend dropped without ``close()`` leaks no socket."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self.client: Any = None
         self.thread = threading.Thread(target=self.loop.run_forever, name="steerkit-openai", daemon=True)
         self.thread.start()
 
@@ -134,10 +137,20 @@ class _LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def stop(self) -> None:
+        on_loop = threading.current_thread() is self.thread
+        client, self.client = self.client, None
+        if client is not None and not on_loop and not self.loop.is_closed():
+            try:
+                self.run(client.aclose())
+            except Exception:  # pragma: no cover - closing is best effort
+                pass
+        if self.loop.is_closed():
+            return
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-        if not self.thread.is_alive():
-            self.loop.close()
+        if not on_loop:
+            self.thread.join(timeout=5)
+            if not self.thread.is_alive():
+                self.loop.close()
 
 
 class OpenAIBackend(steerkit.Backend):
@@ -191,7 +204,6 @@ class OpenAIBackend(steerkit.Backend):
         self.fingerprint_id = fingerprint_id
         self._schema_ok = True  # flips to False when a server rejects json_schema
         self._loop: _LoopThread | None = None
-        self._client = None
         self._semaphore: asyncio.Semaphore | None = None
         self._rr = 0
         self._lock = threading.Lock()
@@ -229,18 +241,20 @@ class OpenAIBackend(steerkit.Backend):
         with self._lock:
             if self._loop is None:
                 self._loop = _LoopThread()
+                weakref.finalize(self, self._loop.stop)
         return self._loop.run(coro)
 
     async def _get_client(self):
-        if self._client is None:
+        assert self._loop is not None  # clients live on the backend's loop thread
+        if self._loop.client is None:
             import httpx
 
             limits = httpx.Limits(max_connections=self.concurrency * 2, max_keepalive_connections=self.concurrency * 2)
-            self._client = httpx.AsyncClient(
+            self._loop.client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout), limits=limits
             )
             self._semaphore = asyncio.Semaphore(self.concurrency)
-        return self._client
+        return self._loop.client
 
     def _pick(self) -> _Server:
         now = time.monotonic()
@@ -527,15 +541,8 @@ class OpenAIBackend(steerkit.Backend):
 
     def close(self) -> None:
         loop, self._loop = self._loop, None
-        if loop is None:
-            return
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                loop.run(client.aclose())
-            except Exception:  # pragma: no cover
-                pass
-        loop.stop()
+        if loop is not None:
+            loop.stop()
 
 
 def _first_choice(data: dict) -> dict:

@@ -38,8 +38,9 @@ class Script:
     """What the tiny server does. ``statuses`` are served in order before successes: an HTTP
     status, "badjson" (200 with a broken body) or ("sleep", seconds) (a slow reply)."""
 
-    def __init__(self, statuses=(), reject_schema=False, delay=0.0, top=TOP):
+    def __init__(self, statuses=(), reject_schema=False, delay=0.0, top=TOP, contents=()):
         self.statuses = list(statuses)
+        self.contents = list(contents)  # replies served (in order) instead of schema-valid ones
         self.reject_schema = reject_schema
         self.delay = delay
         self.top = list(top)
@@ -97,7 +98,11 @@ def serve(script):
                 if script.reject_schema and (body.get("response_format") or {}).get("type") == "json_schema":
                     return self._send(400, {"error": {"message": "response_format json_schema is not supported"}})
                 schema = _schema_of(body)
-                if schema is not None:  # a schema-valid instance (a wrapped choice: its first option)
+                with script.lock:
+                    scripted = script.contents.pop(0) if script.contents and schema is not None else None
+                if scripted is not None:
+                    content = scripted
+                elif schema is not None:  # a schema-valid instance (a wrapped choice: its first option)
                     content = json.dumps(minimal_instance(schema, np.random.default_rng(len(script.requests))))
                 else:
                     content = body["messages"][-1]["content"]
@@ -174,6 +179,26 @@ def test_json_schema_falls_back_to_json_mode(tiny):
     kinds = [r[1].get("response_format", {}).get("type") for r in script.requests]
     assert kinds[0] == "json_schema" and kinds[-1] == "json_object"
     assert "JSON schema" in script.requests[-1][1]["messages"][0]["content"]
+
+
+def test_comparative_through_json_mode_retries_bad_output_then_names_the_scenario(tiny, cache_path):
+    """A server without schema support (JSON mode) can return JSON that breaks the score
+    schema: comparative-regression retries it, and when it stays bad raises a ModelOutputError
+    naming the scenario, storing no default score."""
+    good = json.dumps({"A": {"reasoning": "clear", "score": 90}, "B": {"reasoning": "vague", "score": 10}})
+    script, url = tiny(reject_schema=True, contents=['{"A": {"reasoning": "x", "score": 400}}', "not json", good])
+    b = OpenAIBackend("tiny", base_url=url, vllm_extras=False)
+    scenario = steerkit.Scenario("Q?", ("first answer", "second answer"), id="scn-1")
+    s = steerkit.Steerer("zero-shot-comparative", backend=b, cache=cache_path, progress=False, shuffle=False)
+    table = s.score([scenario], ["helpfulness"])
+    assert table.scores[0, :, 0].tolist() == [0.9, 0.1] and table.model_calls == 3
+    script.contents = ['{"B": {"reasoning": "x", "score": 5}}'] * 3
+    with pytest.raises(steerkit.ModelOutputError, match="scn-2"):
+        s.score([steerkit.Scenario("Q2?", ("one", "two"), id="scn-2")], ["helpfulness"])
+    cache = steerkit.ScoreCache(cache_path)
+    assert len(cache) == 2  # the good scenario's two scores; nothing for the failed one
+    cache.close()
+    s.close()
 
 
 def test_concurrency_limit_and_load_spread_over_servers(tiny):

@@ -3,6 +3,7 @@ any model loads; the backend loads weights on first real use; the cache sits und
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -45,7 +46,10 @@ class Steerer:
         if isinstance(strategy, Strategy):
             self.strategy = strategy
         else:
-            self.strategy = lookup("strategy", strategy)(**strategy_options)
+            factory = lookup("strategy", strategy)
+            if "seed" not in strategy_options and _takes_option(factory, "seed"):
+                strategy_options["seed"] = seed  # one seed: shuffles and sampling follow Steerer(seed=...)
+            self.strategy = factory(**strategy_options)
         # close() frees only what this Steerer built; a backend or cache passed in stays the caller's.
         self._owns_backend = not isinstance(backend, Backend)
         if isinstance(backend, Backend):
@@ -138,6 +142,13 @@ class Steerer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _takes_option(factory: Any, name: str) -> bool:
+    try:
+        return name in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _is_attribute(factory: Any) -> bool:

@@ -285,3 +285,14 @@ def spy_factory():
     name = steerkit.register_plugin(Plugin(), name="closable-test-plugin")
     yield built
     steerkit.unregister_plugin(name)
+
+
+def test_steerer_seed_reaches_strategies_that_take_one():
+    """One seed: Steerer(seed=...) is the seed of strategies that take one (shuffles, sampling,
+    cache key); strategies without a seed option are built as before."""
+    a = steerkit.Steerer("comparative-regression", backend=FakeBackend(), cache=False, seed=7)
+    b = steerkit.Steerer("comparative-regression", backend=FakeBackend(), cache=False, seed=8)
+    assert a.strategy.seed == 7 and a.strategy.fingerprint() != b.strategy.fingerprint()
+    r = steerkit.Steerer("random", backend=FakeBackend(), cache=False, seed=5)
+    assert r.strategy.seed == 5
+    assert steerkit.Steerer("oracle", backend=FakeBackend(), cache=False, seed=5).strategy.options == {}

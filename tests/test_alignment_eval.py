@@ -4,7 +4,6 @@ weights and the per-number-of-attributes summary; target sets on the real HelpSt
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -128,11 +127,8 @@ def test_target_sets_on_real_helpsteer2(helpsteer2, tmp_path):
 def test_gold_table_is_perfect_and_random_is_half_on_all_targets(helpsteer2):
     gold = ScoreTable.from_labels(helpsteer2.scenarios, helpsteer2.attributes)
     targets = ae.resolve_targets(helpsteer2, "all")
-    t0 = time.perf_counter()
-    rep = ae.evaluate_table(gold, gold, targets)
-    seconds = time.perf_counter() - t0
+    rep = ae.evaluate_table(gold, gold, targets)  # speed: benchmarks/bench_comparative.py row 2
     assert np.nanmin(rep.accuracy) == 1.0 and rep.n_scenarios == 359
-    assert seconds < 20  # vectorised: thousands of targets in seconds, even on a busy CPU
     rng = np.random.default_rng(0)
     rand = ae.evaluate_selections(gold, targets, rng.integers(0, 2, size=(len(targets), len(helpsteer2))))
     assert abs(rand.mean - 0.5) < 0.02

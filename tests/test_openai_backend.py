@@ -205,13 +205,12 @@ def test_concurrency_limit_and_load_spread_over_servers(tiny):
     s1, u1 = tiny(delay=0.2)
     s2, u2 = tiny(delay=0.2)
     b = OpenAIBackend("tiny", base_url=[u1, u2], concurrency=4, vllm_extras=False)
-    start = time.perf_counter()
     out = b.generate(prompts(16))
-    elapsed = time.perf_counter() - start
     assert out == [f"question {i}" for i in range(16)]  # order kept
     assert len(s1.requests) == len(s2.requests) == 8
     assert s1.max_inflight + s2.max_inflight <= 4 + 1
-    assert elapsed < 16 * 0.2 / 2  # concurrent, not sequential
+    assert max(s1.max_inflight, s2.max_inflight) > 1  # concurrent, not sequential
+    assert b.stats["peak_in_flight"] == 4
     p1, p2 = sorted(u.split(":")[2].split("/")[0] for u in (u1, u2))
     # host:port and path of every server (two servers on one host may serve different weights)
     assert b.fingerprint() == f"openai:tiny@127.0.0.1:{p1}/v1,127.0.0.1:{p2}/v1"
@@ -346,10 +345,10 @@ def test_backoff_grows_when_every_server_is_down():
 def test_a_ready_server_takes_the_retry_at_once(tiny):
     bad, bad_url = tiny(statuses=[503] * 100)
     good, good_url = tiny()
-    b = OpenAIBackend("tiny", base_url=[bad_url, good_url], backoff=5.0, vllm_extras=False, concurrency=1)
+    b = OpenAIBackend("tiny", base_url=[bad_url, good_url], backoff=60.0, max_backoff=120.0, vllm_extras=False, concurrency=1)
     start = time.perf_counter()
     assert b.generate(prompts(4)) == [f"question {i}" for i in range(4)]
-    assert time.perf_counter() - start < 2.0  # no 5 s backoff: the healthy server was ready
+    assert time.perf_counter() - start < 20.0  # no 60 s backoff: the healthy server was ready
     assert len(good.requests) == 4 and len(bad.requests) == 1
 
 
@@ -482,21 +481,19 @@ def test_real_server_option_logprobs_match_offline_engine(served, embedded_backe
 
 
 @pytest.mark.slow
-def test_real_server_concurrency(served):
+def test_real_server_concurrency_limit_is_obeyed_and_changes_nothing_but_overlap(served):
+    """The limit bounds requests in flight; outputs do not depend on it (speed: bench_vllm)."""
     ps = [[{"role": "user", "content": f"Count to {i}."}] for i in range(16)]
     sampling = steerkit.Sampling(max_tokens=24)
     served.concurrency = 1
-    served._client = None  # new semaphore with the new limit
-    t = time.perf_counter()
+    served.stats["peak_in_flight"] = 0
     one = served.generate(ps, sampling)
-    t1 = time.perf_counter() - t
-    served.concurrency = 16
-    served._client = None
-    t = time.perf_counter()
+    assert served.stats["peak_in_flight"] == 1
+    served.concurrency = 16  # takes effect on the next call
+    served.stats["peak_in_flight"] = 0
     many = served.generate(ps, sampling)
-    t16 = time.perf_counter() - t
+    assert 1 < served.stats["peak_in_flight"] <= 16
     assert one == many  # greedy: same outputs whatever the concurrency
-    assert t16 < t1, (t1, t16)
 
 
 def stored_keys(path):

@@ -43,14 +43,14 @@ def test_embedded_folder_is_a_fixed_plain_hf_model():
     assert list(folder.glob("*.safetensors"))
 
 
-def test_reload_from_converted_folder_is_fast(embedded_backend):
-    start = time.perf_counter()
+def test_reload_uses_the_converted_folder_without_converting_again(embedded_backend, capfd):
+    capfd.readouterr()
     fresh = TransformersBackend()
     fresh._load()
-    elapsed = time.perf_counter() - start
     assert fresh.tokenizer.eos_token_id == 2
-    # measured 0.65-0.9 s warm on the shared 2-core CI machine (about 20 s from the GGUF)
-    assert elapsed < 3, f"reload took {elapsed:.1f}s; the converted folder should load in about a second"
+    assert fresh.model_dir() == embedded_backend.model_dir()
+    # no GGUF read: that is what makes a reload take about a second (bench: demo warm rerun)
+    assert "converting" not in capfd.readouterr().err
 
 
 def test_converted_tokenizer_adds_no_bos_by_default_and_opens_assistant_turn(embedded_backend):
@@ -285,12 +285,10 @@ def test_a_users_gguf_file_is_converted_once_and_generates(tmp_path, monkeypatch
     assert backend.tokenizer.eos_token_id == 2
     assert "converting my-model.Q4_1.gguf" in capfd.readouterr().err  # progress on stderr
     assert not list(folder.parent.glob(".convert-*"))  # no temp folder left behind
-    # a second backend reuses the folder: no conversion, fast load
-    start = time.perf_counter()
+    # a second backend reuses the folder: no conversion
     again = TransformersBackend(model=str(gguf))
     assert again.model_dir() == folder and again.fingerprint() == backend.fingerprint()
     again._load()
-    assert time.perf_counter() - start < 3
     assert "converting" not in capfd.readouterr().err
     backend.close()
     again.close()

@@ -205,6 +205,7 @@ class OpenAIBackend(steerkit.Backend):
         self._schema_ok = True  # flips to False when a server rejects json_schema
         self._loop: _LoopThread | None = None
         self._semaphore: asyncio.Semaphore | None = None
+        self._semaphore_size = 0
         self._rr = 0
         self._lock = threading.Lock()
         self._token_ids: dict[str, list[int]] = {}
@@ -249,12 +250,19 @@ class OpenAIBackend(steerkit.Backend):
         if self._loop.client is None:
             import httpx
 
-            limits = httpx.Limits(max_connections=self.concurrency * 2, max_keepalive_connections=self.concurrency * 2)
+            # the semaphore bounds requests; the pool only keeps connections alive for reuse
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
             self._loop.client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout), limits=limits
             )
-            self._semaphore = asyncio.Semaphore(self.concurrency)
         return self._loop.client
+
+    def _gate(self) -> asyncio.Semaphore:
+        """The concurrency limit; rebuilt when ``concurrency`` changed since the last call."""
+        if self._semaphore is None or self._semaphore_size != self.concurrency:
+            self._semaphore = asyncio.Semaphore(self.concurrency)
+            self._semaphore_size = self.concurrency
+        return self._semaphore
 
     def _pick(self) -> _Server:
         now = time.monotonic()
@@ -284,6 +292,8 @@ class OpenAIBackend(steerkit.Backend):
             base = server.public[: -len("/v1")] if root and server.public.endswith("/v1") else server.public
             server.inflight += 1
             server.sent += 1
+            in_flight = sum(s.inflight for s in self.servers)
+            self.stats["peak_in_flight"] = max(self.stats["peak_in_flight"], in_flight)
             self.stats["http_requests"] += 1
             retry_after = None
             headers = self._headers()
@@ -402,8 +412,7 @@ class OpenAIBackend(steerkit.Backend):
         return body, unwrap
 
     async def _complete(self, prompt: ChatPrompt, sampling: Sampling, constraint: Constraint | None) -> str:
-        assert self._semaphore is not None
-        async with self._semaphore:
+        async with self._gate():
             while True:
                 body, unwrap = self._body(prompt, sampling, constraint)
                 try:
@@ -473,7 +482,6 @@ class OpenAIBackend(steerkit.Backend):
         return ids
 
     async def _option_row(self, prompt: ChatPrompt, options: Sequence[str], variants: list[list[int]] | None) -> np.ndarray:
-        assert self._semaphore is not None
         body, _ = self._body(prompt, Sampling(temperature=0.0, max_tokens=1, seed=None), None)
         body["logprobs"] = True
         if variants is not None:
@@ -481,7 +489,7 @@ class OpenAIBackend(steerkit.Backend):
             body["return_tokens_as_token_ids"] = True
         else:
             body["top_logprobs"] = 20
-        async with self._semaphore:
+        async with self._gate():
             try:
                 data = await self._request("POST", "/chat/completions", body)
             except _HTTPStatusError as exc:

@@ -48,7 +48,11 @@ def test_default_location_from_env_and_cwd(data_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("STEERKIT_DATA", str(data_dir))
     assert len(da.load_helpsteer2()) == 359
     monkeypatch.delenv("STEERKIT_DATA")
-    monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # ../shared/data from the repo root
+    # ../shared/data from the working directory (the repo root), wherever the clone lives
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "data").symlink_to(data_dir, target_is_directory=True)
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
     assert len(da.load_helpsteer2()) == 359
 
 

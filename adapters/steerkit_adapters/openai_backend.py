@@ -204,6 +204,7 @@ class OpenAIBackend(steerkit.Backend):
         self.fingerprint_id = fingerprint_id
         self._schema_ok = True  # flips to False when a server rejects json_schema
         self._loop: _LoopThread | None = None
+        self._finalizer: weakref.finalize | None = None  # stops the loop thread, once
         self._semaphore: asyncio.Semaphore | None = None
         self._semaphore_size = 0
         self._rr = 0
@@ -242,7 +243,7 @@ class OpenAIBackend(steerkit.Backend):
         with self._lock:
             if self._loop is None:
                 self._loop = _LoopThread()
-                weakref.finalize(self, self._loop.stop)
+                self._finalizer = weakref.finalize(self, self._loop.stop)
         return self._loop.run(coro)
 
     async def _get_client(self):
@@ -437,7 +438,6 @@ class OpenAIBackend(steerkit.Backend):
         return text
 
     async def _gather(self, coros) -> list:
-        await self._get_client()
         results = await asyncio.gather(*coros, return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):
@@ -455,7 +455,6 @@ class OpenAIBackend(steerkit.Backend):
             return []
 
         async def go():
-            await self._get_client()
             await self._ensure_ready()
             return await self._gather([self._complete(p, sampling, constraint) for p in prompts])
 
@@ -481,11 +480,12 @@ class OpenAIBackend(steerkit.Backend):
             ids = self._token_ids[option] = sorted(found)
         return ids
 
-    async def _option_row(self, prompt: ChatPrompt, options: Sequence[str], variants: list[list[int]] | None) -> np.ndarray:
+    async def _option_row(self, prompt: ChatPrompt, options: Sequence[str], variants: list[list[int]] | None,
+                          wanted: list[int] | None) -> np.ndarray:
         body, _ = self._body(prompt, Sampling(temperature=0.0, max_tokens=1, seed=None), None)
         body["logprobs"] = True
         if variants is not None:
-            body["logprob_token_ids"] = sorted({i for ids in variants for i in ids})
+            body["logprob_token_ids"] = wanted
             body["return_tokens_as_token_ids"] = True
         else:
             body["top_logprobs"] = 20
@@ -524,13 +524,12 @@ class OpenAIBackend(steerkit.Backend):
             return np.zeros((0, len(options)))
 
         async def go():
-            await self._get_client()
             await self._ensure_ready()
-            variants = None
+            variants = wanted = None
             if self.vllm_extras:
                 variants = [await self._option_ids(o) for o in options]
-                check_option_tokens(options, variants)
-            return await self._gather([self._option_row(p, options, variants) for p in prompts])
+                wanted = check_option_tokens(options, variants)
+            return await self._gather([self._option_row(p, options, variants, wanted) for p in prompts])
 
         rows = np.stack(self._run(go()))
         if not self.vllm_extras:  # top_logprobs: say when the options were unlikely next tokens
@@ -548,9 +547,9 @@ class OpenAIBackend(steerkit.Backend):
         return rows
 
     def close(self) -> None:
-        loop, self._loop = self._loop, None
-        if loop is not None:
-            loop.stop()
+        self._loop = None
+        if self._finalizer is not None:
+            self._finalizer()
 
 
 def _first_choice(data: dict) -> dict:

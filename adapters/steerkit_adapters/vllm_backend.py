@@ -74,9 +74,10 @@ def first_content_token(ids: Sequence[int], pieces: Sequence[str]) -> int | None
     return None
 
 
-def check_option_tokens(options: Sequence[str], variants: Sequence[Sequence[int]]) -> None:
+def check_option_tokens(options: Sequence[str], variants: Sequence[Sequence[int]]) -> list[int]:
     """Option log-probabilities read only the first token: each option needs one, and no two
-    options may share it (their probabilities would be the same number)."""
+    options may share it (their probabilities would be the same number). Returns the sorted
+    token ids to ask the engine for."""
     owner: dict[int, str] = {}
     for option, ids in zip(options, variants):
         if not ids:
@@ -89,11 +90,18 @@ def check_option_tokens(options: Sequence[str], variants: Sequence[Sequence[int]
                     "token (e.g. score the letters A, B, C instead of the option texts)"
                 )
             owner[i] = option
-    wanted = {i for ids in variants for i in ids}
+    wanted = sorted(owner)
     if len(wanted) > MAX_OPTION_TOKENS:
         raise steerkit.InvalidOptionError(
             f"{len(options)} options need {len(wanted)} token ids; vLLM scores at most {MAX_OPTION_TOKENS}"
         )
+    return wanted
+
+
+def default_cpu_kv_bytes() -> int | None:
+    """None when ``VLLM_CPU_KVCACHE_SPACE`` is set (vLLM reads it), else a small default
+    (``DEFAULT_CPU_KV_GIB``) so the engine starts on a machine that other processes share."""
+    return None if os.environ.get("VLLM_CPU_KVCACHE_SPACE", "").strip() else DEFAULT_CPU_KV_GIB * GiB
 
 
 class VLLMBackend(steerkit.Backend):
@@ -228,7 +236,7 @@ class VLLMBackend(steerkit.Backend):
                 kv = self.cpu_kv_bytes()
                 if kv is not None:
                     kwargs["kv_cache_memory_bytes"] = kv
-            kwargs["max_logprobs"] = max(20, MAX_OPTION_TOKENS)  # option_logprobs asks for up to this many
+            kwargs["max_logprobs"] = MAX_OPTION_TOKENS  # option_logprobs asks for up to this many
             kwargs.update(self.engine_kwargs)
             started = time.perf_counter()
             try:
@@ -242,17 +250,14 @@ class VLLMBackend(steerkit.Backend):
             self.engine_start_seconds = time.perf_counter() - started
 
     def cpu_kv_bytes(self) -> int | None:
-        """KV cache size on the CPU build: ``cpu_kvcache_space_gib`` (whole GiB), else None when
-        ``VLLM_CPU_KVCACHE_SPACE`` is set (vLLM reads it), else a small default
-        (``DEFAULT_CPU_KV_GIB``) so the engine starts on a machine that other processes share."""
+        """KV cache size on the CPU build: ``cpu_kvcache_space_gib`` (whole GiB), else
+        ``default_cpu_kv_bytes()``."""
         if self.cpu_kvcache_space_gib is not None:
             # vLLM lets the environment variable override the engine argument: keep them equal
             gib = max(1, int(round(float(self.cpu_kvcache_space_gib))))
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(gib)
             return gib * GiB
-        if os.environ.get("VLLM_CPU_KVCACHE_SPACE", "").strip():
-            return None
-        return DEFAULT_CPU_KV_GIB * GiB
+        return default_cpu_kv_bytes()
 
     @property
     def tokenizer(self):
@@ -347,8 +352,7 @@ class VLLMBackend(steerkit.Backend):
         if not prompts:
             return np.zeros((0, len(options)))
         variants = [self._option_token_ids(o) for o in options]
-        check_option_tokens(options, variants)
-        wanted = sorted({i for ids in variants for i in ids})
+        wanted = check_option_tokens(options, variants)
         params = self.sampling_params(
             Sampling(temperature=0.0, max_tokens=1), None, logprobs=len(wanted), logprob_token_ids=wanted
         )
@@ -399,6 +403,7 @@ def serve_command(model: str | os.PathLike[str] | None = None, *, host: str = "1
            "--host", host, "--port", str(port), "--max-model-len", str(max_model_len), "--enable-prefix-caching"]
     if cpu_build():
         cmd += ["--dtype", "float32", "--enforce-eager"]
-        if not os.environ.get("VLLM_CPU_KVCACHE_SPACE", "").strip() and "--kv-cache-memory-bytes" not in extra:
-            cmd += ["--kv-cache-memory-bytes", str(DEFAULT_CPU_KV_GIB * GiB)]
+        kv = default_cpu_kv_bytes()
+        if kv is not None and "--kv-cache-memory-bytes" not in extra:
+            cmd += ["--kv-cache-memory-bytes", str(kv)]
     return cmd + list(extra)

@@ -123,6 +123,11 @@ class Steerer:
         """Model calls made by the last select/score call."""
         return self.last_run.model_calls if self.last_run else 0
 
+    @property
+    def retried(self) -> int:
+        """Scores the last select/score call had to ask the model for again (bad output)."""
+        return self.last_run.retried if self.last_run else 0
+
     def _run(self) -> RunContext:
         self.last_run = RunContext(
             self.backend, self.cache, progress=self.progress, batch_size=self.batch_size,

@@ -8,6 +8,8 @@ import numpy as np
 import steerkit
 from steerkit import AttributeTarget, ScoreTable, Selection, Strategy
 
+from .comparative import int_option
+
 
 class RandomChoice(Strategy):
     """Uniform random choice, reproducible per scenario and seed."""
@@ -17,8 +19,7 @@ class RandomChoice(Strategy):
     def __init__(self, seed: int = 0, **options):
         if options:
             raise steerkit.InvalidOptionError(f"random got unknown options {sorted(options)}; it takes only seed")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise steerkit.InvalidOptionError(f"random: seed={seed!r}; pass a whole number >= 0")
+        seed = int_option("random", "seed", seed, 0, "any seed, e.g. 0")
         super().__init__(seed=seed)
         self.seed = seed
 

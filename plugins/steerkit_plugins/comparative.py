@@ -84,6 +84,25 @@ def level_word(value: float) -> str:
     return "high" if value >= 2 / 3 else "low" if value <= 1 / 3 else "moderate"
 
 
+def definitions_option(strategy: str, definitions: Any) -> Mapping[str, Any]:
+    """The ``definitions`` option: a mapping of attribute name to definition (or nothing)."""
+    if definitions is not None and not isinstance(definitions, Mapping):
+        raise steerkit.InvalidOptionError(
+            f"{strategy}: definitions must map attribute names to definitions, e.g. "
+            "{'warmth': 'How warm the response feels.'}"
+        )
+    return definitions or {}
+
+
+def definition_text(name: str, definition: Any) -> str:
+    """The stripped text of one definition, given as text or ``{"definition": text, ...}``."""
+    if isinstance(definition, Mapping):
+        definition = definition.get("definition", "")
+    if not isinstance(definition, str) or not definition.strip():
+        raise steerkit.InvalidTargetError(f"attribute {name!r} needs a non-empty definition")
+    return definition.strip()
+
+
 def int_option(strategy: str, name: str, value: Any, minimum: int, hint: str) -> int:
     """A whole-number option, or InvalidOptionError naming the option and the fix."""
     ok = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
@@ -210,12 +229,7 @@ class ComparativeRegression(steerkit.AttributeStrategy):
         self.shuffle = shuffle
         self.definitions: dict[str, str] = builtin_definitions()
         self.levels: dict[str, tuple[float, ...]] = {}
-        if definitions is not None and not isinstance(definitions, Mapping):
-            raise steerkit.InvalidOptionError(
-                f"{self.name}: definitions must map attribute names to definitions, e.g. "
-                "{'warmth': 'How warm the response feels.'}"
-            )
-        for name, text in (definitions or {}).items():
+        for name, text in definitions_option(self.name, definitions).items():
             self.define(name, text)
         if isinstance(example_pool, (str, os.PathLike)):
             example_pool = load_pool(example_pool)
@@ -244,11 +258,10 @@ class ComparativeRegression(steerkit.AttributeStrategy):
         pool is then checked for them, as for the built-in attributes. ``definition`` may also
         be ``{"definition": text, "levels": [...]}``."""
         if isinstance(definition, Mapping):
-            definition, levels = definition.get("definition", ""), definition.get("levels", levels)
+            levels = definition.get("levels", levels)
         if not isinstance(name, str) or not name.strip():
             raise steerkit.InvalidTargetError(f"attribute names must be non-empty strings, got {name!r}")
-        if not isinstance(definition, str) or not definition.strip():
-            raise steerkit.InvalidTargetError(f"attribute {name!r} needs a non-empty definition")
+        text = definition_text(name, definition)
         if levels is not None:
             ok = isinstance(levels, Sequence) and not isinstance(levels, str) and len(levels) > 0 and all(
                 isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 1 for v in levels)
@@ -257,7 +270,7 @@ class ComparativeRegression(steerkit.AttributeStrategy):
                     f"attribute {name!r}: levels={levels!r}; pass a list of label values in [0, 1], e.g. [0, 0.5, 1]"
                 )
             self.levels[name] = tuple(float(v) for v in levels)
-        self.definitions[name] = definition.strip()
+        self.definitions[name] = text
 
     def known_attributes(self) -> Sequence[str]:
         return list(self.definitions)
@@ -469,18 +482,11 @@ class _Choice(Strategy):
             raise steerkit.InvalidOptionError(
                 f"{self.name} got unknown options {sorted(options)}; it takes only definitions"
             )
-        if definitions is not None and not isinstance(definitions, Mapping):
-            raise steerkit.InvalidOptionError(
-                f"{self.name}: definitions must map attribute names to definitions, e.g. "
-                "{'warmth': 'How warm the response feels.'}"
-            )
+        definitions = definitions_option(self.name, definitions)
         super().__init__()
         self.definitions = builtin_definitions()
-        for name, text in (definitions or {}).items():
-            text = text.get("definition", "") if isinstance(text, Mapping) else text
-            if not isinstance(text, str) or not text.strip():
-                raise steerkit.InvalidTargetError(f"attribute {name!r} needs a non-empty definition")
-            self.definitions[name] = text.strip()
+        for name, text in definitions.items():
+            self.definitions[name] = definition_text(name, text)
 
     def system(self, target: Any) -> str:
         raise NotImplementedError

@@ -318,8 +318,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise DatasetError(f"OpinionQA release: {path} is missing (each wave folder needs info.csv, "
                            "metadata.csv and responses.csv)")
-    with open(path, newline="", encoding="utf-8") as fh:
-        return [dict(r) for r in csv.DictReader(fh)]
+    return read_records(path)
 
 
 def _wave_items(folder: Path, skipped: Counter[str]) -> Iterable[tuple[Scenario, Perspective]]:

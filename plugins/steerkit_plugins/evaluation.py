@@ -187,27 +187,26 @@ def evaluate_attribute_dataset(
         table = steerer.score(dataset.scenarios, needed)
         timings["score_seconds"] = time.perf_counter() - t0
         model_calls, hits, misses = table.model_calls, table.cache_hits, table.cache_misses
-        retried = steerer.last_run.retried if steerer.last_run is not None else 0
+        retried = steerer.retried
         t1 = time.perf_counter()
         report = ae.evaluate_table(table, gold, all_targets, steerer.aligner)
         timings["align_seconds"] = time.perf_counter() - t1
     else:
         names = list(all_targets)
         selected = np.zeros((len(names), len(dataset)), dtype=int)
-        per_target: list[list[steerkit.Selection]] = []
+        tied = np.zeros((len(names), len(dataset), gold.mask.shape[1]), dtype=bool)
         model_calls = hits = misses = retried = 0
         iterator = track(names, description=f"{steerer.strategy.name}: targets", console=err_console) if progress else names
         for i, name in enumerate(iterator):
             sels = steerer.select_many(dataset.scenarios, all_targets[name])
             selected[i] = [s.index for s in sels]
-            per_target.append(sels)
+            tied[i] = ae.tied_from_selections([sels], tied.shape[2])[0]
             model_calls += steerer.model_calls
             hits += sum(s.cache_hits for s in sels)
             misses += sum(s.cache_misses for s in sels)
-            retried += steerer.last_run.retried if steerer.last_run is not None else 0
+            retried += steerer.retried
         timings["select_seconds"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        tied = ae.tied_from_selections(per_target, gold.mask.shape[1])
         report = ae.evaluate_selections(gold, all_targets, selected, _gold_aligner(steerer.aligner), tied=tied)
         timings["align_seconds"] = time.perf_counter() - t1
     timings["total_seconds"] = time.perf_counter() - t0
@@ -400,7 +399,7 @@ def realign(
         "model_calls": int(table.model_calls + steerer.model_calls),
         "model_loaded": bool(getattr(inner, "loaded", False)),
         "cache_hits": int(table.cache_hits),
-        "retried": int(steerer.last_run.retried if steerer.last_run is not None else 0),
+        "retried": steerer.retried,
         "timings": {"load_scores_seconds": load_seconds, "align_seconds": align_seconds},
         "selections": {name: [int(x) for x in row] for name, row in zip(targets, selected)} if len(tlist) <= 100 else None,
     }

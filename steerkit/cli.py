@@ -178,7 +178,7 @@ def select_cmd(question, responses, target_json, perspective, category, strategy
 def demo_cmd(scenarios_path, strategy, cache_path):
     """Score the example scenarios on the embedded model, select for one target, then
     re-align to a second target with zero model calls."""
-    from .steerer import Steerer
+    from .steerer import Steerer, takes_option
     from .types import Scenario
 
     path = Path(scenarios_path) if scenarios_path else _find_examples()
@@ -187,7 +187,7 @@ def demo_cmd(scenarios_path, strategy, cache_path):
     first, second = (AttributeTarget(t) for t in data["targets"][:2])
     console.rule(f"[bold]steerkit demo[/]: {len(scenarios)} scenarios from {path}")
     options = {}
-    if data.get("pool") and _accepts(host.lookup("strategy", strategy), "example_pool"):
+    if data.get("pool") and takes_option(host.lookup("strategy", strategy), "example_pool"):
         options["example_pool"] = [
             Scenario(p["question"], tuple(p["responses"]), labels=p.get("labels"),
                      meta={"reasonings": p.get("reasonings")})
@@ -217,15 +217,6 @@ def demo_cmd(scenarios_path, strategy, cache_path):
         f"[bold green]re-aligned {len(scenarios)} scenarios in {elapsed * 1000:.1f} ms with "
         f"{counter.calls - calls_before} model calls[/] (counted at the backend)"
     )
-
-
-def _accepts(factory: Any, parameter: str) -> bool:
-    import inspect
-
-    try:
-        return parameter in inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _find_examples() -> Path:

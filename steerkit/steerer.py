@@ -47,7 +47,7 @@ class Steerer:
             self.strategy = strategy
         else:
             factory = lookup("strategy", strategy)
-            if "seed" not in strategy_options and _takes_option(factory, "seed"):
+            if "seed" not in strategy_options and takes_option(factory, "seed"):
                 strategy_options["seed"] = seed  # one seed: shuffles and sampling follow Steerer(seed=...)
             self.strategy = factory(**strategy_options)
         # close() frees only what this Steerer built; a backend or cache passed in stays the caller's.
@@ -114,7 +114,6 @@ class Steerer:
                 define(name, definition)
             attributes = list(attributes)
         scenarios = [Scenario.coerce(s) for s in scenarios]
-        attributes = list(dict.fromkeys(attributes))  # a repeated name would make a second, empty column
         self.strategy.check_attributes(attributes)
         return self.strategy.score(self._run(), scenarios, attributes)
 
@@ -149,7 +148,8 @@ class Steerer:
         self.close()
 
 
-def _takes_option(factory: Any, name: str) -> bool:
+def takes_option(factory: Any, name: str) -> bool:
+    """Whether a strategy factory accepts the keyword ``name`` (False if it cannot be inspected)."""
     try:
         return name in inspect.signature(factory).parameters
     except (TypeError, ValueError):

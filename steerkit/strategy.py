@@ -150,13 +150,15 @@ class RunContext:
         ``run.charge_selections(selections)``."""
         all_keys = [k for keys, _ in keyed_items for k in keys]
         found = self.cache.get_many(all_keys) if self.cache is not None else {}
-        todo = [(keys, item) for keys, item in keyed_items if any(k not in found for k in keys)]
-        self.cache_hits += sum(1 for k in all_keys if k in found)
-        self.cache_misses += sum(1 for keys, _ in todo for k in keys if k not in found)
-        if owner is not None:
-            for keys, item in keyed_items:
+        todo = []
+        for keys, item in keyed_items:
+            hits = sum(1 for k in keys if k in found)
+            self.cache_hits += hits
+            self.cache_misses += len(keys) - hits
+            if hits < len(keys):
+                todo.append((keys, item))
+            if owner is not None:
                 u = self.usage_by.setdefault(owner(item), Usage())
-                hits = sum(1 for k in keys if k in found)
                 u.cache_hits += hits
                 u.cache_misses += len(keys) - hits
         if not todo:
@@ -208,12 +210,12 @@ class RunContext:
         """Calls, hits and misses charged to ``owner`` by ``cached(..., owner=...)`` so far."""
         return self.usage_by.get(owner, Usage())
 
-    def charge_selections(self, selections: Sequence[Selection], owners: Sequence[Hashable] | None = None) -> None:
-        """Set each selection's counters from the usage of its owner (default: its position,
-        i.e. the scenario index used as ``owner``), and an equal share of the elapsed time."""
+    def charge_selections(self, selections: Sequence[Selection]) -> None:
+        """Set each selection's counters from the usage of its position (the scenario index
+        used as ``owner``), and an equal share of the elapsed time."""
         share = self.elapsed / max(1, len(selections))
         for i, sel in enumerate(selections):
-            u = self.usage(i if owners is None else owners[i])
+            u = self.usage(i)
             sel.model_calls, sel.cache_hits, sel.cache_misses = u.model_calls, u.cache_hits, u.cache_misses
             sel.seconds = share
 
@@ -333,6 +335,7 @@ class AttributeStrategy(Strategy):
 
     def score(self, run: RunContext, scenarios: Sequence[Scenario], attributes: Sequence[str]) -> ScoreTable:
         """Fill a ScoreTable, taking what is cached and computing the rest in batches."""
+        attributes = list(dict.fromkeys(attributes))  # a repeated name would make a second, empty column
         self.check_attributes(attributes)
         model_fp, strategy_fp = run.model_fingerprint, self.fingerprint()
         keyed: list[tuple[list[CacheKey], ScoreJob]] = []

@@ -8,6 +8,7 @@ from .dataset import Dataset
 from .errors import (
     BackendError,
     CacheError,
+    CheckpointError,
     DatasetError,
     InvalidOptionError,
     InvalidScenarioError,
@@ -40,7 +41,7 @@ from .types import AttributeTarget, Perspective, Scenario, Selection, Target, co
 __version__ = "0.1.0"
 
 __all__ = [
-    "Alignment", "AttributeStrategy", "AttributeTarget", "Backend", "BackendError", "CacheError",
+    "Alignment", "AttributeStrategy", "AttributeTarget", "Backend", "BackendError", "CacheError", "CheckpointError",
     "CacheKey", "CacheRecord", "ChatPrompt", "Constraint", "Dataset", "DatasetError",
     "InvalidOptionError", "InvalidScenarioError", "InvalidTargetError", "Message", "ModelNotFoundError",
     "ModelOutputError", "Perspective", "ResponseScore", "RunContext", "Sampling", "Scenario",

@@ -71,3 +71,7 @@ class DatasetError(SteerkitError, ValueError):
 
 class BackendError(SteerkitError, RuntimeError):
     """A backend could not be loaded or reached."""
+
+
+class CheckpointError(SteerkitError):
+    """A trained checkpoint folder is missing, unfinished, or not a steerkit checkpoint."""

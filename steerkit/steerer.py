@@ -11,7 +11,7 @@ from typing import Any
 
 from .backend import Backend
 from .cache import ScoreCache
-from .errors import InvalidTargetError, UnsupportedTargetError
+from .errors import InvalidOptionError, InvalidTargetError, UnsupportedTargetError
 from .host import lookup, registry
 from .scoretable import ScoreTable
 from .strategy import AttributeStrategy, RunContext, Strategy
@@ -52,9 +52,20 @@ class Steerer:
             self.strategy = factory(**strategy_options)
         # close() frees only what this Steerer built; a backend or cache passed in stays the caller's.
         self._owns_backend = not isinstance(backend, Backend)
+        required = self.strategy.required_model()  # e.g. a trained checkpoint serves its own weights
         if isinstance(backend, Backend):
+            if required is not None and not same_model(backend.model, required):
+                raise InvalidOptionError(
+                    f"strategy {self.strategy.name!r} runs on {required}, but the backend passed in "
+                    f"serves {backend.model!r}: pass the backend name instead (e.g. backend=\"{backend.name}\")"
+                )
             self.backend = backend
         else:
+            if required is not None and model is not None and not same_model(model, required):
+                raise InvalidOptionError(
+                    f"strategy {self.strategy.name!r} runs on {required}, not on model={model!r}: leave the model out"
+                )
+            model = required if required is not None else model
             self.backend = lookup("backend", backend)(model=model, **dict(backend_options or {}))
         self._owns_cache = not isinstance(cache, ScoreCache)
         if cache is True:
@@ -146,6 +157,16 @@ class Steerer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def same_model(given: Any, required: str) -> bool:
+    """Whether a model name or path names ``required`` (paths compared resolved)."""
+    if given is None:
+        return False
+    a, b = Path(str(given)).expanduser(), Path(required).expanduser()
+    if a.exists() and b.exists():
+        return a.resolve() == b.resolve()
+    return str(given) == required
 
 
 def takes_option(factory: Any, name: str) -> bool:

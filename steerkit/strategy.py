@@ -244,6 +244,11 @@ class Strategy(ABC):
     def cache_options(self) -> dict[str, Any]:
         return dict(self.options)
 
+    def required_model(self) -> str | None:
+        """The model this strategy must run on (a trained checkpoint's folder), or None when any
+        model will do. The Steerer loads it when the user names no model and refuses another one."""
+        return None
+
     def check_target(self, target: Target) -> None:
         """Raise before any model loads if this strategy cannot serve ``target``."""
         kind = "attributes" if isinstance(target, AttributeTarget) else "perspective"

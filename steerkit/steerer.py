@@ -49,6 +49,7 @@ class Steerer:
             factory = lookup("strategy", strategy)
             if "seed" not in strategy_options and takes_option(factory, "seed"):
                 strategy_options["seed"] = seed  # one seed: shuffles and sampling follow Steerer(seed=...)
+            check_options(strategy, factory, strategy_options)
             self.strategy = factory(**strategy_options)
         # close() frees only what this Steerer built; a backend or cache passed in stays the caller's.
         self._owns_backend = not isinstance(backend, Backend)
@@ -175,6 +176,24 @@ def takes_option(factory: Any, name: str) -> bool:
         return name in inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return False
+
+
+def check_options(name: str, factory: Any, options: Mapping[str, Any]) -> None:
+    """InvalidOptionError for options a strategy factory has no parameter for, naming the ones
+    it takes (a typo must not become a TypeError deep inside, or be dropped). Factories that
+    take ``**options`` check their own."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise InvalidOptionError(
+            f"strategy {name!r} got unknown options {unknown}; it takes {', '.join(names) or 'no options'}"
+        )
 
 
 def _is_attribute(factory: Any) -> bool:

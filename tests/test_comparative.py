@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 
 import numpy as np
 import pytest
 
 import steerkit
-from steerkit_plugins.comparative import ComparativeRegression, Prompts, score_schema
+from steerkit_plugins.comparative import LETTERS, ComparativeRegression, Prompts, ZeroShotFallbackWarning, score_schema
 from steerkit_plugins.fewshot import ExampleIndex, load_pool
 from tests.fakes import FakeBackend
 from tests.test_fewshot import CountingEncoder, make_pool
 
 TARGET = {"helpfulness": 1.0, "verbosity": 0.0}
+# most unit tests here run the few-shot strategy without a pool on purpose (prompt mechanics)
+pytestmark = pytest.mark.filterwarnings("ignore::steerkit_plugins.comparative.ZeroShotFallbackWarning")
 
 
 def scenarios(n: int = 3, responses: int = 3) -> list[steerkit.Scenario]:
@@ -246,12 +249,12 @@ def test_a_failed_choice_keeps_the_others_and_a_rerun_asks_only_it(tmp_path):
     cache = tmp_path / "c.sqlite3"
 
     def junk_for_s1(prompt, constraint):
-        return "Z" if "question 1 " in prompt[-1]["content"] else constraint.value[-1]
+        return "Z" if "question 1 " in prompt[-1]["content"] else pick_response(1)(prompt, constraint)
 
     bad = steerer("prompt-aligned", backend=FakeBackend(responder=junk_for_s1), cache=cache)
     with pytest.raises(steerkit.ModelOutputError, match=r"1 of 3 item\(s\) failed.*'s1'.*helpfulness=1"):
         bad.select_many(scenarios(3, 2), TARGET)
-    good = steerer("prompt-aligned", backend=FakeBackend(responder=lambda p, c: c.value[-1]), cache=cache)
+    good = steerer("prompt-aligned", backend=FakeBackend(responder=pick_response(1)), cache=cache)
     sels = good.select_many(scenarios(3, 2), TARGET)
     assert good.model_calls == 1 and [x.index for x in sels] == [1, 1, 1]
     assert [x.model_calls for x in sels] == [0, 1, 0] and [x.cache_hits for x in sels] == [1, 0, 1]
@@ -364,6 +367,7 @@ def test_bad_output_is_retried_then_raises_naming_the_scenario():
 
 @pytest.mark.parametrize("options, match", [
     ({"kk": 3}, r"unknown options \['kk'\].*takes k, samples"),
+    ({"sample": 5}, r"unknown options \['sample'\].*takes k, samples, temperature, definitions, example_pool"),
     ({"k": -1}, r"k=-1 .*whole number >= 0"),
     ({"k": 1.5}, r"k=1\.5"),
     ({"samples": 0}, r"samples=0.*>= 1"),
@@ -384,6 +388,30 @@ def test_bad_options_of_the_baselines_and_a_missing_pool_file(tmp_path):
             steerer(name, kk=1)
     with pytest.raises(steerkit.DatasetError, match=r"nope\.json does not exist"):
         steerer(example_pool=str(tmp_path / "nope.json"))
+
+
+def test_few_shot_without_a_pool_warns_and_records_k0(tmp_path, caplog):
+    """Naming the few-shot method without a pool must not pass zero-shot results off as
+    few-shot: a warning and a log line say so, and the table, selections and cache say k=0."""
+    with pytest.warns(ZeroShotFallbackWarning, match=r"comparative-regression got no example_pool.*ZERO-SHOT \(k=0\).*example_pool="):
+        s = steerer()
+    assert any("ZERO-SHOT (k=0)" in r.getMessage() and r.name == "steerkit" for r in caplog.records)
+    table = s.score(scenarios(1, 2), ["helpfulness"])
+    assert [m["role"] for m in s.backend.prompts_seen[0]] == ["system", "user"]
+    assert table.strategy == "comparative-regression (zero-shot: k=0)"
+    assert s.select_many(scenarios(1, 2), TARGET)[0].strategy == "comparative-regression (zero-shot: k=0)"
+    assert s.strategy.cache_options()["k"] == 0
+    with pytest.warns(ZeroShotFallbackWarning, match=r"^regression got no example_pool"):
+        steerer("regression")
+    with pytest.warns(ZeroShotFallbackWarning):
+        steerer(example_pool=[])  # an empty pool is no pool
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ZeroShotFallbackWarning)  # none of these warn
+        k0, zero = steerer(k=0), steerer("zero-shot-comparative")
+        few = steerer(example_pool=fake_index(tmp_path))
+    assert k0.strategy.fingerprint() == s.strategy.fingerprint()  # the cache identity is k=0's
+    assert few.score(scenarios(1, 2), ["helpfulness"]).strategy == "comparative-regression"
+    assert zero.score(scenarios(1, 2), ["helpfulness"]).strategy == "zero-shot-comparative"
 
 
 # -- example pool coverage ----------------------------------------------------------------
@@ -421,13 +449,26 @@ def last_letter(prompt, constraint):
     return constraint.value[-1]
 
 
+def first_letter(prompt, constraint):
+    return constraint.value[0]
+
+
+def pick_response(r: int):
+    """A responder that answers the letter under which response r ("answer i.r") is shown."""
+    def respond(prompt, constraint):
+        shown = re.findall(r"Response ([A-Z]):\nanswer \d+\.(\d)", prompt[-1]["content"])
+        return next(letter for letter, idx in shown if int(idx) == r)
+    return respond
+
+
 def test_prompt_aligned_describes_target_maps_letters_and_caches(tmp_path):
-    s = steerer("prompt-aligned", backend=FakeBackend(responder=last_letter), cache=tmp_path / "c.sqlite3")
+    s = steerer("prompt-aligned", backend=FakeBackend(responder=pick_response(1)), cache=tmp_path / "c.sqlite3")
     data = [*scenarios(2, 2), scenarios(3, 3)[2], scenarios(4, 4)[3]]  # 2, 2, 3 and 4 responses
     sels = s.select_many(data, TARGET)
-    assert [x.index for x in sels] == [1, 1, 2, 3]  # the last letter maps to the last response
-    assert [x.response for x in sels] == [d.responses[-1] for d in data]
-    assert [x.extra["letter"] for x in sels] == ["B", "B", "C", "D"] and sels[0].model_calls == 1
+    assert [x.index for x in sels] == [1, 1, 1, 1]  # the letter maps back to the response shown under it
+    assert [x.response for x in sels] == [d.responses[1] for d in data]
+    assert [x.extra["letter"] for x in sels] == [LETTERS[x.extra["order"].index(1)] for x in sels]
+    assert sels[0].model_calls == 1
     system = s.backend.prompts_seen[0][0]["content"]
     assert "High helpfulness (1 on a 0-1 scale)" in system and "Low verbosity (0 on a 0-1 scale)" in system
     again = s.select_many(data, TARGET)
@@ -450,11 +491,40 @@ def test_prompt_aligned_targets_differ_by_value_not_only_by_word(tmp_path):
 
 
 def test_unaligned_takes_any_target_and_caches(tmp_path):
-    s = steerer("unaligned", backend=FakeBackend(responder=last_letter), cache=tmp_path / "c.sqlite3")
+    s = steerer("unaligned", backend=FakeBackend(responder=pick_response(2)), cache=tmp_path / "c.sqlite3")
     sels = s.select_many(scenarios(2, 3), steerkit.Perspective("Right to life"))
     assert [x.index for x in sels] == [2, 2]
     s.select_many(scenarios(2, 3), TARGET)  # the target is ignored: same cached answer
     assert s.model_calls == 0
+
+
+@pytest.mark.parametrize("name", ["prompt-aligned", "unaligned"])
+def test_choice_baselines_shuffle_letters_so_a_letter_bias_is_no_position_bias(name, tmp_path):
+    """A model that always answers "A" must not always get the first response: the letters are
+    shuffled per scenario (seeded) and mapped back, as in the scoring strategies."""
+    data = scenarios(12, 4)
+    s = steerer(name, backend=FakeBackend(responder=first_letter), cache=tmp_path / "c.sqlite3")
+    sels = s.select_many(data, TARGET)
+    assert len({x.index for x in sels}) > 1  # not always response 0
+    for x, prompt in zip(sels, s.backend.prompts_seen):
+        shown_under_a = re.search(r"Response A:\n(.*?)\n\n", prompt[-1]["content"], re.S).group(1)
+        assert x.response == shown_under_a and x.extra["letter"] == "A"
+        assert sorted(x.extra["order"]) == [0, 1, 2, 3] and x.extra["order"][0] == x.index
+    again = steerer(name, backend=FakeBackend(responder=first_letter), cache=False)
+    assert [x.index for x in again.select_many(data, TARGET)] == [x.index for x in sels]  # seeded
+    other = steerer(name, backend=FakeBackend(responder=first_letter), cache=False, seed=3)
+    assert [x.index for x in other.select_many(data, TARGET)] != [x.index for x in sels]
+    plain = steerer(name, backend=FakeBackend(responder=first_letter), cache=False, shuffle=False)
+    assert {x.index for x in plain.select_many(data, TARGET)} == {0}
+    fps = {steerer(name, **o).strategy.fingerprint() for o in ({}, {"seed": 3}, {"shuffle": False})}
+    assert len(fps) == 3  # seed and shuffle are part of the cache identity
+
+
+def test_choice_baselines_have_their_own_prompt_version():
+    from steerkit_plugins.comparative import PromptAligned, Unaligned
+
+    assert PromptAligned.prompt_version == Unaligned.prompt_version == Prompts.choice_version
+    assert Prompts.choice_version != ComparativeRegression.prompt_version
 
 
 # -- the real embedded model --------------------------------------------------------------

@@ -296,3 +296,35 @@ def test_steerer_seed_reaches_strategies_that_take_one():
     r = steerkit.Steerer("random", backend=FakeBackend(), cache=False, seed=5)
     assert r.strategy.seed == 5
     assert steerkit.Steerer("oracle", backend=FakeBackend(), cache=False, seed=5).strategy.options == {}
+
+
+def test_unknown_strategy_options_are_refused_naming_the_valid_ones():
+    """A misspelt option (sample=5 for samples=5) never runs something else silently: built-in
+    strategies refuse it themselves, and a plugin strategy with a plain signature gets the same
+    typed error from the Steerer (not a TypeError), before any model loads."""
+
+    class Strict(steerkit.Strategy):
+        name = "test-strict"
+
+        def __init__(self, samples: int = 1, *, depth: int = 2):
+            super().__init__(samples=samples, depth=depth)
+
+        def select_many(self, run, scenarios, targets):
+            raise AssertionError("never reached")
+
+    class Plugin:
+        @steerkit.hookimpl
+        def register_strategies(self, register):
+            register("test-strict", Strict)
+
+    name = steerkit.register_plugin(Plugin(), name="test-strict-plugin")
+    try:
+        with pytest.raises(steerkit.InvalidOptionError, match=r"'test-strict' got unknown options \['sample'\]; it takes samples, depth"):
+            steerkit.Steerer("test-strict", backend=CountingBackend(forbid=True), cache=False, sample=5)
+        assert steerkit.Steerer("test-strict", backend=FakeBackend(), cache=False, samples=3).strategy.options["samples"] == 3
+    finally:
+        steerkit.unregister_plugin(name)
+    for strategy in ("comparative-regression", "regression", "zero-shot-comparative", "prompt-aligned",
+                     "unaligned", "cot", "random", "oracle"):
+        with pytest.raises(steerkit.InvalidOptionError, match=r"unknown options \['sample'\]; it takes "):
+            steerkit.Steerer(strategy, backend=CountingBackend(forbid=True), cache=False, sample=5)

@@ -8,7 +8,7 @@ import numpy as np
 import steerkit
 from steerkit import AttributeTarget, ScoreTable, Selection, Strategy
 
-from .comparative import int_option
+from .options import int_option, refuse_unknown
 
 
 class RandomChoice(Strategy):
@@ -17,8 +17,7 @@ class RandomChoice(Strategy):
     name = "random"
 
     def __init__(self, seed: int = 0, **options):
-        if options:
-            raise steerkit.InvalidOptionError(f"random got unknown options {sorted(options)}; it takes only seed")
+        refuse_unknown(self, options)
         seed = int_option("random", "seed", seed, 0, "any seed, e.g. 0")
         super().__init__(seed=seed)
         self.seed = seed
@@ -40,8 +39,7 @@ class Oracle(Strategy):
     name = "oracle"
 
     def __init__(self, **options):
-        if options:
-            raise steerkit.InvalidOptionError(f"oracle got unknown options {sorted(options)}; it takes none")
+        refuse_unknown(self, options)
         super().__init__()
 
     def select_many(self, run, scenarios, targets):

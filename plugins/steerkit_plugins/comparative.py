@@ -11,14 +11,17 @@
 - ``zero-shot-comparative``: k = 0.
 - ``prompt-aligned``: the target is described in the system prompt (a level word and the
   value on the 0-1 scale per attribute) and the model picks a letter (choice constraint).
-  ``unaligned``: the model picks a letter with no target.
+  ``unaligned``: the model picks a letter with no target. Both shuffle the letters per
+  scenario (options ``seed``, ``shuffle``) and map the answer back, like the scoring strategies.
 
 Options of the scoring strategies: ``k`` (examples, default 5), ``samples`` (self-consistency,
 averaged), ``temperature`` (0 when samples == 1, else 0.7 unless given), ``definitions``
 (name -> definition for your own attributes, or name -> {"definition": ..., "levels": [...]}
 to have the pool checked for those label levels; also ``define(name, text, levels)``),
 ``example_pool`` (list of labelled scenarios with ``meta['reasonings']``, a path to a JSON file
-in the steerable format, or an ``ExampleIndex``; without a pool the strategy runs zero-shot),
+in the steerable format, or an ``ExampleIndex``; without one a few-shot strategy runs zero-shot:
+it warns (``ZeroShotFallbackWarning`` and a log line) and its tables and selections name the
+strategy "comparative-regression (zero-shot: k=0)", its cache key k=0),
 ``shuffle`` (letter order shuffled per prompt, default True), ``seed`` (shuffles and sampling)
 and the length budgets ``response_chars`` (query responses in all) and ``example_chars`` (each
 example response). Bad values raise InvalidOptionError (a missing pool file DatasetError).
@@ -41,6 +44,7 @@ response_chars = 2000, example_chars = 300. The output needs ~80 tokens per resp
 from __future__ import annotations
 
 import json
+import logging
 import numbers
 import os
 import warnings
@@ -58,6 +62,7 @@ from steerkit import (
 
 from .attributes import builtin_definitions
 from .fewshot import ExampleIndex, load_pool
+from .options import bool_option, float_option, int_option, refuse_unknown
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 RETRY_TEMPERATURE = 0.3
@@ -103,30 +108,29 @@ def definition_text(name: str, definition: Any) -> str:
     return definition.strip()
 
 
-def int_option(strategy: str, name: str, value: Any, minimum: int, hint: str) -> int:
-    """A whole-number option, or InvalidOptionError naming the option and the fix."""
-    ok = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
-    if isinstance(value, bool) or not ok or value < minimum:
-        raise steerkit.InvalidOptionError(
-            f"{strategy}: {name}={value!r} is not allowed; pass a whole number >= {minimum} ({hint})"
-        )
-    return int(value)
+class ZeroShotFallbackWarning(UserWarning):
+    """A few-shot strategy was built without an example pool, so it runs zero-shot (k=0)."""
 
 
-def float_option(strategy: str, name: str, value: Any, minimum: float, hint: str) -> float:
-    """A number option >= ``minimum``, or InvalidOptionError naming the option and the fix."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= minimum:
-        raise steerkit.InvalidOptionError(
-            f"{strategy}: {name}={value!r} is not allowed; pass a number >= {minimum:g} ({hint})"
-        )
-    return float(value)
+def warn_zero_shot(strategy: str, k: int) -> None:
+    """Say loudly (a warning and a log line) that a few-shot method runs zero-shot."""
+    message = (
+        f"{strategy} got no example_pool, so it runs ZERO-SHOT (k=0), not the few-shot method with "
+        f"k={k}; results and the cache record k=0. Pass example_pool=[labelled scenarios] or a path "
+        "to a JSON file of them (e.g. helpsteer2/train.json); if zero-shot is what you want, pass k=0 "
+        "(or use strategy 'zero-shot-comparative')"
+    )
+    warnings.warn(message, ZeroShotFallbackWarning, stacklevel=4)  # user -> Steerer -> __init__ -> here
+    logging.getLogger("steerkit").warning(message)
 
 
 class Prompts:
-    """Every prompt text of this module, in one place. Bump ``version`` when any changes: it
-    is part of the cache key of every strategy here."""
+    """Every prompt text of this module, in one place. Bump ``version`` when a scoring prompt
+    changes and ``choice_version`` when a choice prompt does: each is part of the cache key of
+    its strategies."""
 
     version = "3"  # 3: every sample shuffled (shuffle option); target values in prompt-aligned
+    choice_version = "choice-1"  # choice baselines: own version; letters shuffled per scenario
     question_chars = 1500
     responses_chars = 6000
     response_chars = 3000
@@ -210,11 +214,7 @@ class ComparativeRegression(steerkit.AttributeStrategy):
         shuffle: bool = True,
         **options: Any,
     ):
-        if options:
-            raise steerkit.InvalidOptionError(
-                f"{self.name} got unknown options {sorted(options)}; it takes k, samples, temperature, "
-                "definitions, example_pool, shuffle, seed, response_chars and example_chars"
-            )
+        refuse_unknown(self, options)
         super().__init__(samples=samples)
         self.k = self.default_k if k is None else int_option(self.name, "k", k, 0, "in-context examples; 0 = zero-shot")
         self.temperature = (
@@ -224,9 +224,7 @@ class ComparativeRegression(steerkit.AttributeStrategy):
         self.seed = int_option(self.name, "seed", seed, 0, "any seed, e.g. 0")
         self.response_chars = int_option(self.name, "response_chars", response_chars, 100, "characters of all query responses")
         self.example_chars = int_option(self.name, "example_chars", example_chars, 50, "characters per example response")
-        if not isinstance(shuffle, bool):
-            raise steerkit.InvalidOptionError(f"{self.name}: shuffle={shuffle!r}; pass true or false")
-        self.shuffle = shuffle
+        self.shuffle = bool_option(self.name, "shuffle", shuffle)
         self.definitions: dict[str, str] = builtin_definitions()
         self.levels: dict[str, tuple[float, ...]] = {}
         for name, text in definitions_option(self.name, definitions).items():
@@ -246,6 +244,8 @@ class ComparativeRegression(steerkit.AttributeStrategy):
             )
         self._pending: list[Scenario] = []
         self._warned_k: set[str] = set()
+        if self.k > 0 and not self.uses_examples:
+            warn_zero_shot(self.name, self.k)
         self.options = {"k": self.k, "samples": self.samples, "temperature": self.temperature, "seed": self.seed,
                         "shuffle": self.shuffle, "response_chars": self.response_chars,
                         "example_chars": self.example_chars}
@@ -285,6 +285,12 @@ class ComparativeRegression(steerkit.AttributeStrategy):
     @property
     def uses_examples(self) -> bool:
         return self.k > 0 and self.index is not None and bool(self.index.pool)
+
+    @property
+    def label(self) -> str:
+        """The method as it runs, for ScoreTable/Selection ``strategy``: a few-shot method run
+        without examples says so, so no result passes for few-shot when k was 0."""
+        return self.name if self.uses_examples or self.default_k == 0 else f"{self.name} (zero-shot: k=0)"
 
     def effective_k(self, attribute: str) -> int:
         """Examples a prompt on ``attribute`` gets: k, capped by the pool scenarios labelled with it."""
@@ -327,9 +333,11 @@ class ComparativeRegression(steerkit.AttributeStrategy):
         self.warn_missing_examples(attributes)
         self._pending = list(scenarios)  # embedded in one batch when the first job needs it
         try:
-            return super().score(run, scenarios, attributes)
+            table = super().score(run, scenarios, attributes)
         finally:
             self._pending = []
+        table.strategy = self.label
+        return table
 
     def order(self, job: ScoreJob) -> list[int]:
         """Response indices in the order shown: shuffled for every sample (seeded by the seed,
@@ -472,18 +480,21 @@ class ZeroShotComparative(ComparativeRegression):
 class _Choice(Strategy):
     """The model picks one response letter under a choice constraint (cached per target).
 
+    The letters are shuffled per scenario (seeded by ``seed`` and the scenario, the same order
+    for every target) and the answer mapped back, so a model that favours "A" does not favour
+    the first response: the position bias the scoring strategies remove is removed here too.
     An answer outside the letters fails only its own scenario: the others are cached and one
     ModelOutputError names the failures. Counters are charged per scenario."""
 
-    prompt_version = Prompts.version
+    prompt_version = Prompts.choice_version
 
-    def __init__(self, definitions: Mapping[str, Any] | None = None, **options: Any):
-        if options:
-            raise steerkit.InvalidOptionError(
-                f"{self.name} got unknown options {sorted(options)}; it takes only definitions"
-            )
+    def __init__(self, definitions: Mapping[str, Any] | None = None, seed: int = 0, shuffle: bool = True,
+                 **options: Any):
+        refuse_unknown(self, options)
         definitions = definitions_option(self.name, definitions)
         super().__init__()
+        self.seed = int_option(self.name, "seed", seed, 0, "any seed, e.g. 0")
+        self.shuffle = bool_option(self.name, "shuffle", shuffle)
         self.definitions = builtin_definitions()
         for name, text in definitions.items():
             self.definitions[name] = definition_text(name, text)
@@ -492,7 +503,24 @@ class _Choice(Strategy):
         raise NotImplementedError
 
     def cache_options(self) -> dict[str, Any]:
-        return {}
+        return {"shuffle": True, "seed": self.seed} if self.shuffle else {"shuffle": False}
+
+    def order(self, scenario: Scenario) -> list[int]:
+        """Response indices in the order they are lettered A, B, C..."""
+        shown = list(range(len(scenario.responses)))
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, int(scenario.key[:8], 16)])
+            shown = [int(i) for i in rng.permutation(len(shown))]
+        return shown
+
+    def prompt(self, scenario: Scenario, system: str, shown: Sequence[int]) -> list[dict[str, str]]:
+        each = min(Prompts.response_chars, Prompts.responses_chars // len(shown))
+        return [
+            {"role": "system", "content": system},
+            {"role": "user", "content": Prompts.choice_user.format(
+                question=clip(scenario.question, Prompts.question_chars),
+                responses=Prompts.lettered([clip(scenario.responses[r], each) for r in shown]))},
+        ]
 
     def select_many(self, run: RunContext, scenarios: Sequence[Scenario], targets: Sequence[Any]) -> list[Selection]:
         check_scenarios(scenarios)
@@ -512,31 +540,28 @@ class _Choice(Strategy):
                 groups.setdefault(len(s.responses), []).append(j)
             for n, rows in groups.items():
                 letters = list(LETTERS[:n])
-                prompts = [[
-                    {"role": "system", "content": items[j][2]},
-                    {"role": "user", "content": Prompts.choice_user.format(
-                        question=clip(items[j][1].question, Prompts.question_chars),
-                        responses=Prompts.lettered([clip(r, min(Prompts.response_chars, Prompts.responses_chars // n))
-                                                    for r in items[j][1].responses]))},
-                ] for j in rows]
+                shown = {j: self.order(items[j][1]) for j in rows}
+                prompts = [self.prompt(items[j][1], items[j][2], shown[j]) for j in rows]
                 answers = run.choose(prompts, letters, what=self.name, strict=False)
                 for j, a in zip(rows, answers):
                     if isinstance(a, BaseException):
                         out[j] = steerkit.ModelOutputError(
                             f"scenario {items[j][1].label!r} (target {self.describe(items[j][3])}): {a}")
                     else:
-                        out[j] = [CacheRecord(float(letters.index(a)), "", {"letter": a})]
+                        chosen = shown[j][letters.index(a)]
+                        out[j] = [CacheRecord(float(chosen), "", {"letter": a, "order": shown[j]})]
             return out
 
         records = run.cached(keyed, compute, description=f"{self.name}: choosing", owner=lambda item: item[0])
         selections = []
         for (keys, _), s in zip(keyed, scenarios):
-            idx = int(records[keys[0]].score)  # type: ignore[arg-type]
+            rec = records[keys[0]]
+            idx = int(rec.score)  # type: ignore[arg-type]
             selections.append(Selection(
                 index=idx, response=s.responses[idx],
                 scores=[{"chosen": 1.0 if j == idx else 0.0} for j in range(len(s.responses))],
                 reasoning=[], strategy=self.name, model=run.backend.model_name, scenario_id=s.id,
-                extra={"letter": LETTERS[idx]},
+                extra={"letter": rec.payload.get("letter"), "order": rec.payload.get("order")},
             ))
         run.charge_selections(selections)
         return selections

@@ -50,8 +50,37 @@ def test_attribute_target_is_rejected_before_any_model_call():
     s = steerer(ExplodingBackend())
     with pytest.raises(steerkit.UnsupportedTargetError, match="perspective"):
         s.select_many([VK], {"care": 0.8})
-    with pytest.raises(ValueError, match="format"):
+    with pytest.raises(steerkit.InvalidOptionError, match=r"format='poetry'; pass one of auto, vk, opinionqa, general"):
         ChainOfThought(format="poetry")
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"sample": 5}, r"cot got unknown options \['sample'\]; it takes format, samples, distribution, max_tokens"),
+    ({"samples": 0}, r"samples=0 .*whole number >= 1"),
+    ({"samples": "5"}, r"samples='5'"),
+    ({"samples": 2.5}, r"samples=2\.5"),
+    ({"max_tokens": 0}, r"max_tokens=0"),
+    ({"distribution": "yes"}, r"distribution='yes'; pass true or false"),
+    ({"temperature": -1}, r"temperature=-1"),
+    ({"top_p": 1.5}, r"top_p=1\.5 .*in \[0, 1\]"),
+])
+def test_unknown_or_bad_options_are_refused_before_any_model_call(options, match):
+    with pytest.raises(steerkit.InvalidOptionError, match=match):
+        steerer(ExplodingBackend(), **options)
+
+
+def test_vk_format_lists_the_items_own_options():
+    """The vk prompt shows the item's options, not a hard-coded list."""
+    worded = steerkit.Scenario("Helping refugees", ("Supports", "Opposes", "Either way"), meta={"task": "vk"})
+    text = build_prompt("vk", worded, steerkit.Perspective("Duty to help"))[0]["content"]
+    assert text.endswith("A. Supports B. Opposes C. Either way") and "A. Support B." not in text
+    be = RecordingBackend(answers=["B"])
+    sel = steerer(be).select_many([worded], steerkit.Perspective("Duty to help"))[0]
+    assert be.calls[0][0][0][0]["content"] == text and sel.response == "Opposes" and sel.extra["format"] == "vk"
+    four = steerkit.Scenario("Helping refugees", ("Support", "Oppose", "Either", "Unsure"), meta={"task": "vk"})
+    with pytest.raises(steerkit.InvalidScenarioError, match=r"needs 3 options .* not 4.*format='general'"):
+        steerer(ExplodingBackend(), format="vk").select_many([four], steerkit.Perspective("Duty to help"))
+    assert resolve_format("auto", four) == "general"
 
 
 def test_prompt_formats():
@@ -210,8 +239,10 @@ def test_cot_real_model(embedded_backend, data_dir, cache_path):
     s = steerkit.Steerer("cot", backend=embedded_backend, cache=cache_path, progress=False, max_tokens=40)
     sels = s.select_many(vk.scenarios, vk.perspectives)
     assert s.model_calls == 8
-    for sel in sels:
-        assert sel.extra["letter"] in "ABC" and sel.response == vk.scenarios[0].responses[sel.index]
+    assert [sel.scenario_id for sel in sels] == [sc.id for sc in vk.scenarios]
+    for sel, sc in zip(sels, vk.scenarios):  # each selection against its own item
+        assert sel.extra["letter"] == "ABC"[sel.index] and sel.response == sc.responses[sel.index]
+        assert sel.extra["format"] == "vk"
         assert len(sel.reasoning) == 1 and isinstance(sel.reasoning[0], str)
     assert any(sel.reasoning[0].strip() for sel in sels)
     again = s.select_many(vk.scenarios, vk.perspectives)

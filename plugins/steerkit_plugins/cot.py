@@ -14,6 +14,11 @@ Options:
 - ``distribution``: probabilities over the option letters from the backend's option
   log-probabilities after the reasoning (averaged over samples); the letter is their argmax.
 - ``max_tokens``: length limit of the reasoning (default 256).
+- ``temperature``, ``top_p``: sampling settings when ``samples`` > 1.
+Unknown or out-of-range options raise InvalidOptionError naming the valid ones.
+
+The ``vk`` format asks whether the value/right/duty supports, opposes or either, and lists the
+item's own three options (the VK loader's are Support / Oppose / Either).
 
 Results are cached per (scenario, format + perspective category and text, sample; with
 ``samples`` > 1 also the Steerer's seed); a rerun makes no model call.
@@ -31,6 +36,8 @@ import numpy as np
 
 import steerkit
 from steerkit import CacheKey, CacheRecord, Perspective, RunContext, Sampling, Scenario, Selection, Strategy
+
+from .options import bool_option, float_option, int_option, refuse_unknown
 
 FORMATS = ("auto", "vk", "opinionqa", "general")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -71,7 +78,7 @@ def build_prompt(fmt: str, scenario: Scenario, perspective: Perspective) -> list
             f"{_REASON}\n\n"
             f"Situation: {scenario.question}\n\n"
             f"Value/right/duty: {perspective.text}\n\n"
-            "A. Support B. Oppose C. Either"
+            f"{_options_block(scenario.responses)}"  # the item's own options, e.g. A. Support B. Oppose C. Either
         )
     elif fmt == "opinionqa":
         who = f"{perspective.category} {perspective.text}" if perspective.category else perspective.text
@@ -141,19 +148,22 @@ def target_key(fmt: str, perspective: Perspective, seed: int | None) -> str:
 
 class ChainOfThought(Strategy):
     name = "cot"
-    prompt_version = "2"  # 2: reasoning cut at the last answer line, not the first "answer:"
+    prompt_version = "3"  # 3: vk lists the item's own options; 2: reasoning cut at the last answer line
     target_kinds: ClassVar[frozenset[str]] = frozenset({"perspective"})
 
     def __init__(self, format: str = "auto", samples: int = 1, distribution: bool = False,
                  max_tokens: int = 256, temperature: float = 0.7, top_p: float = 0.95, **options: Any):
+        refuse_unknown(self, options)  # e.g. sample=5 for samples=5 must not run greedy silently
         if format not in FORMATS:
-            raise ValueError(f"cot format must be one of {FORMATS}, got {format!r}")
-        if int(samples) < 1:
-            raise ValueError("samples must be >= 1")
-        super().__init__(format=format, samples=int(samples), distribution=bool(distribution),
-                         max_tokens=int(max_tokens), temperature=float(temperature), top_p=float(top_p), **options)
-        self.format, self.samples, self.distribution = format, int(samples), bool(distribution)
-        self.max_tokens, self.temperature, self.top_p = int(max_tokens), float(temperature), float(top_p)
+            raise steerkit.InvalidOptionError(f"cot: format={format!r}; pass one of {', '.join(FORMATS)}")
+        self.format = format
+        self.samples = int_option(self.name, "samples", samples, 1, "1 = greedy; e.g. 5 for a majority vote")
+        self.distribution = bool_option(self.name, "distribution", distribution)
+        self.max_tokens = int_option(self.name, "max_tokens", max_tokens, 1, "length limit of the reasoning")
+        self.temperature = float_option(self.name, "temperature", temperature, 0.0, "sampling temperature when samples > 1")
+        self.top_p = float_option(self.name, "top_p", top_p, 0.0, "nucleus sampling when samples > 1", maximum=1.0)
+        super().__init__(format=format, samples=self.samples, distribution=self.distribution,
+                         max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p)
 
     def cache_options(self) -> dict[str, Any]:
         # format is resolved per item and goes into the key's attribute part
@@ -232,7 +242,9 @@ class ChainOfThought(Strategy):
             letters_for(len(s.responses))
             if fmt == "vk" and len(s.responses) != 3:
                 raise steerkit.InvalidScenarioError(
-                    f"scenario {s.label!r}: the vk format needs the 3 options Support/Oppose/Either"
+                    f"scenario {s.label!r}: the vk format asks whether a value supports, opposes or either, "
+                    f"so it needs 3 options (e.g. Support, Oppose, Either), not {len(s.responses)}; "
+                    "use format='general' for other multiple-choice items"
                 )
             attribute = target_key(fmt, t, run.seed if self.samples > 1 else None)
             keys = [CacheKey(model_fp, strategy_fp, s.key, "", attribute, k) for k in range(self.samples)]

@@ -174,27 +174,38 @@ def select_cmd(question, responses, target_json, perspective, category, strategy
 @click.option("--scenarios", "scenarios_path", type=click.Path(dir_okay=False), default=None,
               help="JSON file of scenarios (default: examples/scenarios.json)")
 @click.option("--strategy", default="comparative-regression", show_default=True)
+@click.option("--backend", default=None,
+              help="transformers (default), vllm or openai (an OpenAI-compatible server: give --base-url)")
+@click.option("--model", default=None, help="model folder, GGUF file or hub name (default: the embedded SmolLM2-135M)")
+@click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (implies --backend openai)")
 @click.option("--cache", "cache_path", default=None, help="score cache file (default: user cache dir)")
-def demo_cmd(scenarios_path, strategy, cache_path):
-    """Score the example scenarios on the embedded model, select for one target, then
-    re-align to a second target with zero model calls."""
+def demo_cmd(scenarios_path, strategy, backend, model, base_url, cache_path):
+    """Score the example scenarios (on the embedded model unless --model/--backend/--base-url
+    say otherwise), select for one target, then re-align to a second target with zero model calls."""
     from .steerer import Steerer, takes_option
     from .types import Scenario
 
+    if base_url and backend not in (None, "openai"):
+        raise click.UsageError(f"--base-url is for --backend openai, not --backend {backend}")
+    backend = backend or ("openai" if base_url else "transformers")
+    embedded = backend == "transformers" and model is None
     path = Path(scenarios_path) if scenarios_path else _find_examples()
     data = json.loads(path.read_text())
     scenarios = [Scenario.coerce(s) for s in data["scenarios"]]
     first, second = (AttributeTarget(t) for t in data["targets"][:2])
     console.rule(f"[bold]steerkit demo[/]: {len(scenarios)} scenarios from {path}")
     options = {}
-    if data.get("pool") and takes_option(host.lookup("strategy", strategy), "example_pool"):
+    factory = host.lookup("strategy", strategy)
+    if data.get("pool") and takes_option(factory, "example_pool"):
         options["example_pool"] = [
             Scenario(p["question"], tuple(p["responses"]), labels=p.get("labels"),
                      meta={"reasonings": p.get("reasonings")})
             for p in data["pool"]
         ]
-        options["k"] = min(3, len(options["example_pool"]))
-    steerer = Steerer(strategy=strategy, backend="transformers", cache=cache_path if cache_path else True, **options)
+        if getattr(factory, "default_k", 0):  # a small pool: fewer examples, but a zero-shot strategy stays so
+            options["k"] = min(3, len(options["example_pool"]))
+    steerer = Steerer(strategy=strategy, backend=backend, model=model, cache=cache_path if cache_path else True,
+                      backend_options={"base_url": base_url} if base_url else None, **options)
     counter = ModelCallCounter(steerer.backend)
     console.print(f"strategy [bold]{strategy}[/] on [bold]{steerer.backend.model_name}[/], target 1: {first}")
     t0 = time.perf_counter()
@@ -217,6 +228,15 @@ def demo_cmd(scenarios_path, strategy, cache_path):
         f"[bold green]re-aligned {len(scenarios)} scenarios in {elapsed * 1000:.1f} ms with "
         f"{counter.calls - calls_before} model calls[/] (counted at the backend)"
     )
+    if embedded:
+        console.print(EMBEDDED_NOTE)
+
+
+EMBEDDED_NOTE = (
+    "[yellow]note:[/] the embedded 135M model is for trying the plumbing, not for good choices; run the "
+    "same demo on a real model with --model PATH|NAME (a local folder or hub name; or with --backend vllm) "
+    "or --base-url URL --model NAME (an OpenAI-compatible server)"
+)
 
 
 def _find_examples() -> Path:

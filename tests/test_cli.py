@@ -10,6 +10,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+import steerkit
 from steerkit import cli as cli_module
 
 BUILTIN_ALIGNERS = {"euclidean", "weighted-euclidean", "manhattan"}
@@ -174,6 +175,66 @@ MINI_DEMO = {
 }
 
 
+@pytest.fixture
+def demo_backends():
+    """A fake backend registered as "demo-fake" that records how the demo built it."""
+    from tests.fakes import FakeBackend
+
+    built = []
+
+    class Recording(FakeBackend):
+        def __init__(self, model=None, **options):
+            super().__init__(model)
+            self.built_with = {"model": model, **options}
+            built.append(self)
+
+    class Plugin:
+        @steerkit.hookimpl
+        def register_backends(self, register):
+            register("demo-fake", Recording)
+
+    name = steerkit.register_plugin(Plugin(), name="demo-fake-plugin")
+    yield built
+    steerkit.unregister_plugin(name)
+
+
+def test_demo_points_at_another_model_with_one_flag(tmp_path, demo_backends):
+    """--backend and --model reach the backend the demo builds; the embedded-model note is
+    only shown on the embedded model; --base-url belongs to the openai backend."""
+    scenarios = tmp_path / "demo.json"
+    scenarios.write_text(json.dumps(MINI_DEMO))
+    base = ["demo", "--scenarios", str(scenarios), "--cache", str(tmp_path / "c.sqlite3"),
+            "--strategy", "zero-shot-comparative"]
+    result, out = invoke(*base, "--backend", "demo-fake", "--model", "my-real-model")
+    assert result.exit_code == 0, out[-2000:]
+    assert demo_backends[-1].built_with == {"model": "my-real-model"}
+    # the demo's pool does not turn the zero-shot strategy into a few-shot one
+    assert [m["role"] for m in demo_backends[-1].prompts_seen[0]] == ["system", "user"]
+    flat = " ".join(out.split())
+    assert "on my-real-model" in flat and "re-aligned 1 scenarios" in flat
+    assert "for trying the plumbing" not in flat
+    result, out = invoke(*base, "--backend", "demo-fake", "--base-url", "http://127.0.0.1:9/v1")
+    assert result.exit_code == 2 and "--base-url is for --backend openai, not --backend demo-fake" in out
+
+
+def test_demo_on_an_openai_compatible_server_with_base_url(tmp_path):
+    """--base-url alone runs the demo through the openai backend against a real local server."""
+    from tests.test_openai_backend import Script, serve
+
+    server, url = serve(Script())
+    try:
+        scenarios = tmp_path / "demo.json"
+        scenarios.write_text(json.dumps(MINI_DEMO))
+        result, out = invoke("demo", "--scenarios", str(scenarios), "--cache", str(tmp_path / "c.sqlite3"),
+                             "--strategy", "zero-shot-comparative", "--base-url", url, "--model", "tiny")
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, out[-2000:]
+    flat = " ".join(out.split())
+    assert "1 model calls" in flat and "with 0 model calls (counted at the backend)" in flat
+    assert "for trying the plumbing" not in flat
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:example pool has no example")  # a one-example pool, on purpose
 def test_demo_on_the_embedded_model_counts_calls_at_the_backend(tmp_path, monkeypatch):
@@ -208,6 +269,8 @@ def test_demo_on_the_embedded_model_counts_calls_at_the_backend(tmp_path, monkey
     assert "re-aligned 1 scenarios" in flat and "with 0 model calls (counted at the backend)" in flat
     assert "· strategy comparative-regression · model SmolLM2-135M-Instruct" in flat
     assert "model calls · cache 0 hits / 0 misses · 0.00s" not in flat  # no per-selection zeros
+    assert "the embedded 135M model is for trying the plumbing" in flat and "--model PATH|NAME" in flat
+    assert "--base-url URL" in flat
 
     again, out2 = invoke(*args)
     flat2 = " ".join(out2.split())

@@ -1,6 +1,10 @@
 """The score cache: SQLite in WAL mode, one row per (model, strategy, scenario, response,
 attribute, sample). Every result is committed as it arrives, so an interrupted run loses
-nothing and several processes can share one file."""
+nothing and several processes can share one file.
+
+Opening never takes the write lock (a reader does not wait behind a writer, and a cache in a
+read-only file or folder opens for reading); each process and thread gets its own connection,
+so a fork (vLLM forks its workers) never shares one."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import json
 import os
 import sqlite3
 import threading
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,32 +87,76 @@ class ScoreCache:
 
     def __init__(self, path: str | os.PathLike[str] | None = None):
         self.path = Path(path) if path is not None else default_cache_path()
-        self._local = threading.local()
+        self.read_only = False
+        self._pid = os.getpid()
+        self._conns: dict[int, sqlite3.Connection] = {}  # thread id -> this process's connection
         self._check_or_create()
 
     # -- connection ---------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
+        """This thread's connection in this process (a forked child opens its own)."""
+        if self._pid != os.getpid():
+            # SQLite forbids using a connection across fork(), and closing the parent's would
+            # release or break its locks: keep them referenced, untouched, and start afresh.
+            _INHERITED.extend(self._conns.values())
+            self._conns, self._pid = {}, os.getpid()
+        conn = self._conns.get(threading.get_ident())
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
+            conn = self._reader() if self.read_only else self._writer()
+            self._conns[threading.get_ident()] = conn
         return conn
+
+    def _writer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=30000")
+        # On a database already in WAL mode this takes no lock; it switches a new file to WAL.
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+        except sqlite3.OperationalError as exc:  # another process holds a rollback-journal lock
+            mode = f"unchanged ({exc})"
+        if mode == "wal":
+            conn.execute("PRAGMA synchronous=NORMAL")  # safe in WAL mode only
+        elif not getattr(self, "_wal_warned", False):
+            self._wal_warned = True
+            warnings.warn(
+                f"the score cache {self.path}: SQLite could not switch it to WAL mode (journal mode: "
+                f"{mode}); this happens on network filesystems (NFS, SMB) and some container mounts. "
+                f"steerkit goes on in that mode, but readers and writers now wait for each other and "
+                f"sharing the file between machines can corrupt it: put the cache on a local disk "
+                f"(Steerer(cache=...), --cache or ${CACHE_ENV}).",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        """A read-only connection. A WAL file in a folder we cannot write needs SQLite's
+        ``immutable`` mode (it cannot create the shared-memory file readers use)."""
+        uri = self.path.resolve().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if _writable(self.path):
+                raise
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
 
     def _check_or_create(self) -> None:
         """Open an existing steerkit cache or create a new one; refuse anything else untouched.
 
         The file is inspected read-only first (header, size, tables), so a corrupt file or
-        someone else's database is reported and never modified, not even switched to WAL."""
+        someone else's database is reported and never modified, not even switched to WAL. Only
+        a new (or empty) file takes the write lock, to create the tables."""
         if self.path.is_dir():
             raise CacheError(
                 f"the score cache path {self.path} is a directory; pass a file path such as "
                 f"{self.path / 'scores.sqlite3'} (Steerer(cache=...), --cache or ${CACHE_ENV})"
             )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.parent.is_dir():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             size = self.path.stat().st_size if self.path.exists() else 0
             header = b""
             if size > 0:
@@ -115,25 +164,39 @@ class ScoreCache:
                     header = fh.read(100)
         except OSError as exc:
             raise self._os_error(exc) from exc
+        tables: set[str] = set()
         if size > 0:
             if header[:16] != _SQLITE_MAGIC:
                 raise self._refuse("is not a SQLite database (it may be corrupt or another file)")
-            self._inspect_existing(full=not _plausible_size(header, size))
+            tables = self._inspect_existing(full=not _plausible_size(header, size))
+        if not _writable(self.path):
+            if not tables:
+                raise self._os_error(PermissionError(f"{self.path.parent} or the file is not writable"))
+            self.read_only = True
+            warnings.warn(
+                f"the score cache {self.path} is read-only (the file or its folder is not writable): "
+                f"stored scores are used, new ones are not saved. Pass a writable cache path to keep "
+                f"them (Steerer(cache=...), --cache or ${CACHE_ENV}).",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return
         try:
             conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")  # one creator at a time; the others see the result
-            try:
-                tables = self._tables(conn)
-                if not tables:
-                    conn.execute(_RESULTS_SCHEMA)
-                    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-                    conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            if tables:
-                self._check_schema(conn, tables)
+            if not tables:
+                conn.execute("BEGIN IMMEDIATE")  # one creator at a time; the others see the result
+                try:
+                    tables = self._tables(conn)
+                    if not tables:
+                        conn.execute(_RESULTS_SCHEMA)
+                        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+                        conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                if tables:
+                    self._check_schema(conn, tables)
         except sqlite3.DatabaseError as exc:
             self.close()
             raise self._refuse(f"cannot be opened for writing ({exc})") from exc
@@ -141,13 +204,14 @@ class ScoreCache:
             self.close()
             raise
 
-    def _inspect_existing(self, full: bool = False) -> None:
+    def _inspect_existing(self, full: bool = False) -> set[str]:
         """Cheap read-only checks on every open: the schema, its tables and the meta row.
+        Returns the tables found (none: an empty database the caller may set up).
 
         ``full`` adds ``PRAGMA quick_check``, which reads every page (seconds on a big shared
         cache), so it runs only when the header and file size disagree, or via ``verify()``."""
         try:
-            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+            conn = self._reader()
             try:
                 if full:
                     self._quick_check(conn)
@@ -155,6 +219,7 @@ class ScoreCache:
                     tables = self._tables(conn)
                     if tables:
                         self._check_schema(conn, tables)
+                    return tables
                 except (CacheError, sqlite3.DatabaseError):
                     if not full:
                         self._quick_check(conn)  # name the damage, if that is why the schema looks wrong
@@ -216,10 +281,14 @@ class ScoreCache:
         )
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close this process's connections (a later call reopens)."""
+        conns, self._conns = self._conns, {}
+        if self._pid != os.getpid():
+            _INHERITED.extend(conns.values())  # a forked child never closes its parent's
+            self._pid = os.getpid()
+            return
+        for conn in conns.values():
             conn.close()
-            self._local.conn = None
 
     # -- access -------------------------------------------------------------------------
     def get_many(self, keys: Sequence[CacheKey]) -> dict[CacheKey, CacheRecord]:
@@ -265,7 +334,7 @@ class ScoreCache:
              r.score, r.reasoning, json.dumps(r.payload))
             for k, r in items
         ]
-        if not rows:
+        if not rows or self.read_only:  # read-only: warned at open, scores are not saved
             return
         try:
             conn = self._connect()
@@ -276,13 +345,21 @@ class ScoreCache:
                     "sample, score, reasoning, payload) VALUES (?,?,?,?,?,?,?,?,?)",
                     rows,
                 )
+                conn.execute("COMMIT")  # inside the guard: a failed commit must roll back too
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                if not _rollback(conn):
+                    self._forget(conn)
                 raise
-            conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._failed("writing", exc) from exc
+
+    def _forget(self, conn: sqlite3.Connection) -> None:
+        """Drop a connection that could not roll back, so the next write starts clean."""
+        self._conns = {t: c for t, c in self._conns.items() if c is not conn}
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
 
     def put(self, key: CacheKey, record: CacheRecord) -> None:
         self.put_many([(key, record)])
@@ -300,7 +377,28 @@ class ScoreCache:
         if strategy:
             where.append("strategy=?"); args.append(strategy)
         sql = "DELETE FROM results" + (" WHERE " + " AND ".join(where) if where else "")
+        if self.read_only:
+            raise CacheError(f"the score cache {self.path} is read-only: clearing it needs a writable "
+                             f"file and folder; pass another cache path (Steerer(cache=...), --cache or ${CACHE_ENV}).")
         try:
             return self._connect().execute(sql, args).rowcount
         except sqlite3.Error as exc:
             raise self._failed("clearing", exc) from exc
+
+
+_INHERITED: list[sqlite3.Connection] = []  # a forked child's copies of its parent's connections
+
+
+def _writable(path: Path) -> bool:
+    """Whether SQLite can write here: the file (if any) and its folder (WAL and journal files)."""
+    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def _rollback(conn: sqlite3.Connection) -> bool:
+    """Roll back an open transaction; False if that failed too (the connection is unusable)."""
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return True
+    except sqlite3.Error:
+        return False

@@ -7,10 +7,15 @@ from __future__ import annotations
 import hashlib
 import multiprocessing as mp
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -82,17 +87,160 @@ def test_each_put_many_is_committed_before_it_returns(cache_path):
 
 def test_failed_put_many_rolls_back_and_cache_stays_usable(cache_path):
     cache = ScoreCache(cache_path)
-
-    def rows():
-        yield KEY, CacheRecord(0.1)
-        yield replace(KEY, sample=1), CacheRecord(0.2, payload={"bad": object()})  # not JSON
-
-    with pytest.raises(TypeError):
-        cache.put_many(rows())
-    assert len(cache) == 0
+    # The second row breaks a NOT NULL constraint inside the transaction, after the first row
+    # was inserted: only a rollback keeps that first row out.
+    rows = [(KEY, CacheRecord(0.1)), (replace(KEY, model=None, sample=1), CacheRecord(0.2))]
+    with pytest.raises(CacheError, match="writing failed.*NOT NULL"):
+        cache.put_many(rows)
+    assert not cache._connect().in_transaction
+    assert len(cache) == 0 and cache.get(KEY) is None
     cache.put(KEY, CacheRecord(0.3))
-    assert cache.get(KEY).score == 0.3
+    assert ScoreCache(cache_path).get(KEY).score == 0.3
 
+
+def test_a_failed_commit_rolls_back_and_releases_the_write_lock(cache_path):
+    """COMMIT itself can fail (here a deferred foreign key, checked only at COMMIT; on a real
+    disk: full, I/O error). The transaction must be rolled back: otherwise this connection keeps
+    the write lock and every later write, in every process, fails."""
+    cache = ScoreCache(cache_path)
+    side = sqlite3.connect(cache_path, isolation_level=None)
+    side.executescript("""
+        CREATE TABLE parent (id INTEGER PRIMARY KEY);
+        CREATE TABLE child (pid INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);
+        CREATE TRIGGER orphan AFTER INSERT ON results WHEN NEW.attribute = 'poison'
+        BEGIN INSERT INTO child VALUES (42); END;
+    """)
+    cache._connect().execute("PRAGMA foreign_keys=ON")
+    with pytest.raises(CacheError, match="writing failed.*FOREIGN KEY"):
+        cache.put_many([(KEY, CacheRecord(0.1)), (replace(KEY, attribute="poison"), CacheRecord(0.2))])
+    assert not cache._connect().in_transaction
+    side.execute("PRAGMA busy_timeout=2000")
+    side.execute("INSERT INTO parent VALUES (1)")  # another writer gets the lock
+    cache.put(replace(KEY, sample=7), CacheRecord(0.7))  # and so does this connection
+    assert len(cache) == 1 and cache.get(KEY) is None
+    side.close()
+
+
+def test_opening_takes_no_write_lock_and_never_waits_behind_a_writer(cache_path):
+    ScoreCache(cache_path).put(KEY, CacheRecord(0.5))
+    writer = sqlite3.connect(cache_path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    writer.execute("UPDATE results SET score = 0.9")
+    try:
+        started = time.perf_counter()
+        cache = ScoreCache(cache_path)
+        assert cache.get(KEY).score == 0.5  # the last committed state, at once
+        assert time.perf_counter() - started < 5  # not the 30 s busy timeout
+        assert len(cache) == 1
+    finally:
+        writer.execute("COMMIT")
+        writer.close()
+    assert cache.get(KEY).score == 0.9
+
+
+def test_a_refused_wal_mode_is_reported_and_the_cache_still_works(cache_path, monkeypatch):
+    """Network filesystems refuse WAL (no shared memory); SQLite's unix-dotfile VFS refuses it
+    the same way, for real: steerkit must notice the answer, warn, and keep working."""
+    real_connect = sqlite3.connect
+
+    def dotfile_connect(database, *args, uri=False, **kwargs):
+        text = str(database)
+        text = f"{text}&vfs=unix-dotfile" if uri else f"file:{text}?vfs=unix-dotfile"
+        return real_connect(text, *args, uri=True, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", dotfile_connect)
+    with pytest.warns(RuntimeWarning, match="could not switch it to WAL mode \\(journal mode: delete\\).*local disk"):
+        cache = ScoreCache(cache_path)
+    cache.put(KEY, CacheRecord(0.4))
+    assert cache.get(KEY).score == 0.4
+    cache.close()
+    monkeypatch.undo()
+    assert cache_path.read_bytes()[18] == 1  # still a rollback-journal file, as SQLite answered
+    assert ScoreCache(cache_path).get(KEY).score == 0.4
+
+
+def _shared_folder() -> Path:
+    """A folder another user can reach (pytest's tmp_path is private to its owner)."""
+    folder = Path(tempfile.mkdtemp(prefix="steerkit-ro-"))
+    folder.chmod(0o755)
+    return folder
+
+
+def _drop_root() -> str:
+    """Code that makes a subprocess 'nobody' after its imports when the tests run as root (root
+    ignores file modes; the interpreter may live under root's private home, hence after)."""
+    return (
+        "import os, pwd\n"
+        "if os.geteuid() == 0:\n"
+        "    nobody = pwd.getpwnam('nobody')\n"
+        "    os.setgroups([]); os.setgid(nobody.pw_gid); os.setuid(nobody.pw_uid)\n"
+    )
+
+
+def test_a_read_only_cache_opens_for_reading(tmp_path):
+    folder = _shared_folder()
+    try:
+        path = folder / "scores.sqlite3"
+        cache = ScoreCache(path)
+        cache.put(KEY, CacheRecord(0.25, "kept"))
+        cache.close()  # WAL checkpointed: no -wal or -shm file left, as on a copied cache
+        assert sorted(p.name for p in folder.iterdir()) == ["scores.sqlite3"]
+        path.chmod(0o444)
+        folder.chmod(0o555)
+        code = """
+import warnings
+from steerkit import CacheKey, CacheRecord, ScoreCache, CacheError
+""" + _drop_root() + f"""
+key = CacheKey{tuple(KEY.__dict__.values())!r}
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    cache = ScoreCache({str(path)!r})
+assert cache.read_only and any("read-only" in str(w.message) for w in seen), seen
+assert cache.get(key).reasoning == "kept" and len(cache) == 1
+cache.put(key, CacheRecord(0.9))  # not saved, and no error
+assert cache.get(key).score == 0.25
+try:
+    ScoreCache({str(folder / 'new.sqlite3')!r})
+except CacheError as exc:
+    assert "not writable" in str(exc), exc
+else:
+    raise AssertionError("a new cache in a read-only folder must be a CacheError")
+print("read-only-ok")
+"""
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                             cwd=str(Path(__file__).resolve().parent.parent))
+        assert out.returncode == 0, out.stderr
+        assert "read-only-ok" in out.stdout
+        assert sorted(p.name for p in folder.iterdir()) == ["scores.sqlite3"]  # nothing written
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder)
+
+
+def test_a_forked_child_opens_its_own_connection(cache_path):
+    """vLLM forks after the cache is open. SQLite forbids using a connection across fork(), so
+    the child must open its own and leave the parent's alone; both then keep writing."""
+    cache = ScoreCache(cache_path)
+    cache.put(KEY, CacheRecord(0.5))
+    parent_conn = cache._connect()
+    pid = os.fork()
+    if pid == 0:  # the child: any failure is its exit code
+        code = 1
+        try:
+            inherited = cache._conns[threading.get_ident()]
+            for i in range(50):
+                cache.put(replace(KEY, sample=100 + i), CacheRecord(0.1))
+            ok = cache._connect() is not inherited and cache.get(KEY).score == 0.5
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    for i in range(50):
+        cache.put(replace(KEY, sample=200 + i), CacheRecord(0.2))
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert cache._connect() is parent_conn  # the parent's connection lives on, still usable
+    assert len(cache) == 101
+    assert cache._connect().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 def _writer(path: str, worker: int, n: int) -> None:
     cache = ScoreCache(path)

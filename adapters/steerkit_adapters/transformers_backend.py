@@ -21,7 +21,8 @@ import steerkit
 from steerkit import Backend, ChatPrompt, Constraint, Sampling
 
 from .embedded import EMBEDDED_NAME, FORMAT_VERSION, embedded_gguf, embedded_model_dir, ensure_converted, gguf_model_dir
-from .model_source import folder_digest, looks_like_path, resolve_hub_name
+from .model_source import looks_like_path, resolve_hub_name, source_digest
+from .option_tokens import check_option_tokens, hf_tokenize, option_token_ids
 
 
 class TransformersBackend(Backend):
@@ -54,6 +55,7 @@ class TransformersBackend(Backend):
         self.compact_json = compact_json
         self._source = self._resolve(model)  # validates before anything loads
         self._hf_model = None
+        self._loaded_fingerprint: str | None = None
         self._tokenizer = None
         self._outlines_model = None
         self._processors: OrderedDict[str, Any] = OrderedDict()
@@ -85,14 +87,20 @@ class TransformersBackend(Backend):
         return self._source["name"]
 
     def fingerprint(self) -> str:
+        """Backend, model content (``model_source.source_digest``: a GGUF's bytes, every file of
+        a folder that shapes output, a hub commit) and the settings that change outputs. Once
+        the model is loaded, the identity taken at load time: the weights in memory are what
+        answers, even if the folder is overwritten afterwards (a trainer saving over it)."""
+        if self._loaded_fingerprint is not None:
+            return self._loaded_fingerprint
+        return self._current_fingerprint()
+
+    def _current_fingerprint(self) -> str:
         src = self._source
         h = hashlib.sha256()
-        path = src["path"]
+        h.update(source_digest(src).encode())
         if src["kind"] in ("embedded", "gguf"):
-            st = Path(path).stat()
-            h.update(f"{st.st_size}:{FORMAT_VERSION}".encode())
-        elif path is not None:
-            h.update(folder_digest(path).encode())
+            h.update(f":convert-v{FORMAT_VERSION}".encode())  # the conversion shapes the tokenizer
         h.update(self.dtype.encode())
         h.update(b":compact-json" if self.compact_json else b":flexible-json")  # changes the JSON grammar
         return f"transformers:{src['name']}:{h.hexdigest()[:16]}"
@@ -119,6 +127,7 @@ class TransformersBackend(Backend):
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             folder = self.model_dir()
+            fingerprint = self._current_fingerprint()  # of the files about to be read
             tokenizer = AutoTokenizer.from_pretrained(folder)
             tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:
@@ -126,6 +135,7 @@ class TransformersBackend(Backend):
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, self.dtype))
             model.to(self.device).eval()
             self._tokenizer, self._hf_model = tokenizer, model
+            self._loaded_fingerprint = fingerprint
 
     @property
     def tokenizer(self):
@@ -230,14 +240,14 @@ class TransformersBackend(Backend):
         return out
 
     def option_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> np.ndarray:
-        """Log-probability of each option's first token as the next token (with or without a
-        leading space, whichever the tokenizer uses), from one forward pass per batch."""
+        """Log-probability of each option as the next token, read from its first content token
+        with or without a leading space (``option_tokens``: the rule every adapter shares), from
+        one forward pass per batch."""
         import torch
 
-        variants = []
-        for opt in options:
-            ids = {self.tokenizer.encode(v, add_special_tokens=False)[0] for v in (opt, " " + opt) if v.strip()}
-            variants.append(sorted(ids))
+        tokenize = hf_tokenize(self.tokenizer)
+        variants = [option_token_ids(opt, tokenize) for opt in options]
+        check_option_tokens(options, variants)
         texts = [self.render(p) for p in prompts]
         result = np.zeros((len(texts), len(options)))
         with self._lock, torch.inference_mode():
@@ -270,6 +280,7 @@ class TransformersBackend(Backend):
     def close(self) -> None:
         with self._lock:
             self._hf_model = None
+            self._loaded_fingerprint = None
             self._outlines_model = None
             self._processors.clear()
 

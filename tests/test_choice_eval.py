@@ -45,6 +45,7 @@ def test_evaluate_vk_writes_results(vk5, tmp_path, cache_path):
     assert pred == [0] * 5  # FakeBackend answers the first letter
     assert rep["metrics"]["accuracy"] == metrics.choice_metrics(gold, pred)["accuracy"]
     assert rep["metrics"]["binary"] == metrics.vk_binary_metrics(gold, pred)
+    assert rep["metrics"]["binary_mp"] == metrics.vk_binary_mp_metrics(gold, pred)
     assert set(rep["baselines"]) == {"majority", "random"}
     assert rep["model_calls"] == 10 and rep["no_parsable_answer_share"] == 0.0
     saved = json.loads((tmp_path / "vk_cot_5.json").read_text())
@@ -84,22 +85,40 @@ def test_evaluate_vk_mixed_predictions_hand_computed():
     assert m["balanced_accuracy"] == pytest.approx((1 / 3 + 1 / 3 + 1 / 2) / 3)
     # F1: Supports P 1/3 R 1/3; Opposes P 1/2 R 1/3 -> 0.4; Either P 1/3 R 1/2 -> 0.4
     assert m["macro_f1"] == pytest.approx((1 / 3 + 0.4 + 0.4) / 3)
-    # binary: gold Either (4, 5) and predicted Either (1, 7) dropped -> items 0, 2, 3, 6
+    # binary (the paper's): gold Either (4, 5) dropped; predicted Either (1, 7) is wrong
     b = m["binary"]
-    assert b["n"] == 4 and b["dropped_predicted_either"] == 2
-    assert b["accuracy"] == pytest.approx(0.5)  # items 0 and 2
-    assert b["balanced_accuracy"] == pytest.approx(0.5) and b["macro_f1"] == pytest.approx(0.5)
+    assert b["n"] == 6 and b["predicted_either"] == 2
+    assert b["accuracy"] == pytest.approx(2 / 6)  # items 0 and 2
+    assert b["balanced_accuracy"] == pytest.approx(1 / 3) and b["macro_f1"] == pytest.approx(0.4)
+    # binary_mp (Modular Pluralism's): predicted Either dropped too -> items 0, 2, 3, 6
+    mp = m["binary_mp"]
+    assert mp["n"] == 4 and mp["dropped_predicted_either"] == 2
+    assert mp["accuracy"] == pytest.approx(0.5) and mp["macro_f1"] == pytest.approx(0.5)
     assert rep["labels"] == [0, 1, 2]
     assert [it["letters"] for it in rep["items"]] == [["ABC"[p]] for p in PRED8]
 
 
-def test_small_vk_run_averages_macro_f1_over_all_three_labels():
+def test_small_vk_run_averages_macro_f1_over_the_classes_present():
     s = steerkit.Steerer("cot", backend=FakeBackend(responder=scripted), cache=False, progress=False)
     rep = choice_eval.evaluate_choice_dataset(s, vk8(), limit=2, print_table=False)
-    # gold [S, S], pred [S, E]: F1 Supports 2/3, Opposes 0 (absent), Either 0 -> 2/9, not (2/3 + 0) / 2
-    assert rep["metrics"]["macro_f1"] == pytest.approx(2 / 9)
-    assert rep["baselines"]["majority"]["macro_f1"] == pytest.approx(1 / 3)  # Supports F1 1, two zeros
+    # gold [S, S], pred [S, E]: F1 Supports 2/3, Either 0; Opposes is in neither -> 1/3, not 2/9
+    assert rep["metrics"]["macro_f1"] == pytest.approx(1 / 3)
+    assert rep["labels"] == [0, 2]
+    assert rep["baselines"]["majority"]["macro_f1"] == 1.0  # predicts Supports: the only class present
     assert "oracle class prior" in rep["baselines"]["majority"]["note"]
+
+
+@pytest.mark.parametrize("limit", [1, 3, 20, 45])
+def test_oracle_scores_one_on_every_limit(data_dir, limit):
+    for name in ("opinionqa", "vk"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ds = steerkit.lookup("dataset", name)(path=data_dir, limit=limit)
+        s = steerkit.Steerer("oracle", cache=False, progress=False)
+        m = choice_eval.evaluate_choice_dataset(s, ds, print_table=False)["metrics"]
+        assert m["accuracy"] == m["balanced_accuracy"] == m["macro_f1"] == 1.0, (name, limit)
+        if name == "vk" and m["binary"]["n"]:
+            assert m["binary"]["macro_f1"] == m["binary_mp"]["macro_f1"] == 1.0
 
 
 def test_evaluate_opinionqa_js_distance(oqa6, capsys):
@@ -109,11 +128,11 @@ def test_evaluate_opinionqa_js_distance(oqa6, capsys):
     golds = [it["gold_distribution"] for it in rep["items"]]
     assert rep["metrics"]["js_distance"] == pytest.approx(metrics.js_distance(dists, golds)["mean"])
     assert rep["metrics"]["js_distance_source"] == "option probabilities"
-    assert rep["metrics"]["js_base"] == 2
-    assert rep["labels"] == list(range(max(len(it["options"]) for it in rep["items"])))
+    assert rep["metrics"]["js_base"] == "e"  # scipy's default, as Modular Pluralism
+    assert rep["labels"] == sorted({it["gold"] for it in rep["items"]} | {it["pred"] for it in rep["items"]})
     assert 0 <= rep["baselines"]["random"]["js_distance"] <= 1
     out = capsys.readouterr().out
-    assert "majority (oracle class prior)" in out and "random" in out and "JSD" in out
+    assert "majority (oracle class prior)" in out and "random" in out and "JSD (base e)" in out
 
 
 def test_evaluate_needs_perspectives():

@@ -2,7 +2,8 @@
 
 - ``evaluate_choice_dataset(steerer, dataset, out_dir=None, limit=None)``: runs the steerer on a
   dataset with perspectives (VK, OpinionQA), reports accuracy, class-balanced accuracy and
-  macro-F1 (VK: also the binary variants; OpinionQA: Jensen-Shannon distance) next to the
+  macro-F1 (VK: also ``binary``, the CoT/RLVR paper's, and ``binary_mp``, Modular Pluralism's;
+  OpinionQA: Jensen-Shannon distance, natural-log base) next to the
   majority (oracle class prior: the evaluated items' own most common gold label) and random
   baselines, writes a results JSON with per-item predictions and prints a
   table. ``steerkit eval`` calls it for datasets that carry perspectives.
@@ -64,7 +65,6 @@ def evaluate_choice_dataset(steerer: steerkit.Steerer, dataset: Dataset, out_dir
     run = steerer.last_run
     pred = [sel.index for sel in selections]
     n_options = [len(s.responses) for s in scenarios]
-    labels = metrics.task_labels(task, n_options)  # macro-F1 over every class, seen or not
     report: dict[str, Any] = {
         "dataset": ds.name, "task": task, "strategy": steerer.strategy.name,
         "strategy_fingerprint": steerer.strategy.fingerprint(), "model": steerer.backend.model_name,
@@ -72,11 +72,13 @@ def evaluate_choice_dataset(steerer: steerkit.Steerer, dataset: Dataset, out_dir
         "items_per_second": len(scenarios) / seconds if seconds > 0 else None,
         "model_calls": run.model_calls if run else None,
         "cache_hits": run.cache_hits if run else None,
-        "metrics": metrics.choice_metrics(gold, pred, labels=labels),
-        "labels": labels,
+        "metrics": metrics.choice_metrics(gold, pred),
+        "labels": sorted({int(x) for x in gold} | {int(x) for x in pred}),
+        "macro_f1_classes": "classes present in gold or predictions (scikit-learn's default)",
     }
     if task == "vk":
         report["metrics"]["binary"] = metrics.vk_binary_metrics(gold, pred)
+        report["metrics"]["binary_mp"] = metrics.vk_binary_mp_metrics(gold, pred)
     parsable = [p for sel in selections for p in sel.extra.get("had_parsable_answer", [])]
     report["no_parsable_answer_share"] = (1 - sum(parsable) / len(parsable)) if parsable else None
     gold_dists = [s.meta.get("gold_distribution") for s in scenarios]
@@ -84,12 +86,12 @@ def evaluate_choice_dataset(steerer: steerkit.Steerer, dataset: Dataset, out_dir
         pred_dists = [_pred_distribution(sel, len(s.responses)) for sel, s in zip(selections, scenarios)]
         jsd = metrics.js_distance(pred_dists, gold_dists)
         report["metrics"]["js_distance"] = jsd["mean"]
-        report["metrics"]["js_base"] = 2  # Jensen-Shannon distance in base 2: in [0, 1]
+        report["metrics"]["js_base"] = metrics.JS_BASE  # natural log, scipy's default (Modular Pluralism's)
         report["metrics"]["js_distance_source"] = (
             "option probabilities" if all(sel.extra.get("distribution") for sel in selections)
             else "vote shares / one-hot predictions"
         )
-    report["baselines"] = metrics.baseline_report(gold, n_options, task, labels=labels)
+    report["baselines"] = metrics.baseline_report(gold, n_options, task)
     if "js_distance" in report["metrics"]:
         maj = metrics.majority_baseline(gold, n_options)
         onehot = [[1.0 if j == m else 0.0 for j in range(k)] for m, k in zip(maj, n_options)]
@@ -133,19 +135,21 @@ def print_report(report: dict[str, Any]) -> None:
     for col in ("method", "Acc", "BAcc", "MaF"):
         table.add_column(col, justify="right" if col != "method" else "left")
     binary = report["task"] == "vk"
-    if binary:
-        for col in ("bin Acc", "bin BAcc", "bin MaF"):
+    if binary:  # the paper's binary, then Modular Pluralism's (also drops predicted Either)
+        for col in ("bin Acc", "bin BAcc", "bin MaF", "MP-bin Acc", "MP-bin BAcc", "MP-bin MaF"):
             table.add_column(col, justify="right")
-    if "js_distance" in report["metrics"]:
-        table.add_column("JSD", justify="right")
+    jsd = "js_distance" in report["metrics"]
+    if jsd:
+        table.add_column(f"JSD (base {report['metrics'].get('js_base', metrics.JS_BASE)})", justify="right")
     names = {"majority": "majority (oracle class prior)"}
     rows = [(report["strategy"], report["metrics"])] + [(names.get(k, k), v) for k, v in report["baselines"].items()]
     for name, m in rows:
         row = [name, _fmt(m["accuracy"]), _fmt(m["balanced_accuracy"]), _fmt(m["macro_f1"])]
         if binary:
-            b = m.get("binary", {})
-            row += [_fmt(b.get("accuracy")), _fmt(b.get("balanced_accuracy")), _fmt(b.get("macro_f1"))]
-        if "js_distance" in report["metrics"]:
+            for key in ("binary", "binary_mp"):
+                b = m.get(key, {})
+                row += [_fmt(b.get("accuracy")), _fmt(b.get("balanced_accuracy")), _fmt(b.get("macro_f1"))]
+        if jsd:
             row.append(f"{m['js_distance']:.3f}" if "js_distance" in m else "-")
         table.add_row(*row)
     console.print(table)
@@ -157,6 +161,8 @@ def print_report(report: dict[str, Any]) -> None:
     if report.get("no_parsable_answer_share") is not None:
         extra += f" · no parsable answer in free text: {100 * report['no_parsable_answer_share']:.1f}%"
     console.print(extra)
+    if binary:
+        console.print(f"bin = {metrics.BINARY_DEFINITION}; MP-bin = {metrics.BINARY_MP_DEFINITION}")
     if report.get("path"):
         console.print(f"results: {report['path']}")
 

@@ -1,15 +1,17 @@
 """The papers' metrics for choice tasks (VK, OpinionQA), on top of scikit-learn and scipy.
 
-- ``choice_metrics``: accuracy, class-balanced accuracy and macro-F1 (Zhang et al. 2025).
-- ``vk_binary_metrics``: the same over items whose gold label is Supports or Opposes, with
-  items predicted Either dropped from that subset.
-- ``js_distance``: mean Jensen-Shannon distance (base 2, in [0, 1]) between predicted and gold
-  answer distributions (distributional pluralism on OpinionQA).
+Each follows the reference code it is compared with (README, "Evaluation"):
+- ``choice_metrics``: accuracy, class-balanced accuracy and macro-F1 with scikit-learn's
+  defaults (classes present in gold or predictions), as Modular Pluralism's evaluation script.
+- ``vk_binary_metrics``: the CoT/RLVR paper's binary VK (gold Supports/Opposes only; a
+  predicted Either is wrong). ``vk_binary_mp_metrics``: Modular Pluralism's variant, which also
+  drops items predicted Either.
+- ``js_distance``: mean Jensen-Shannon distance with scipy's default natural-log base (in
+  [0, sqrt(ln 2)]), as Modular Pluralism's ``evaluate_distributions.py``.
 - ``mcnemar``: McNemar's test between two runs on the same items (exact binomial by default,
   or chi-square with continuity correction).
 - ``majority_baseline`` / ``random_baseline``: the baselines every report shows. The majority
   baseline takes the class prior of the evaluated items' own gold labels (an oracle prior).
-- ``task_labels``: the fixed class set macro-F1 averages over (VK: all three labels).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ VK_EITHER = 2
 def choice_metrics(gold: Sequence[int], pred: Sequence[int], labels: Sequence[int] | None = None) -> dict[str, Any]:
     """Accuracy, class-balanced accuracy and macro-F1 of predicted option indices.
 
-    ``labels`` fixes the classes macro-F1 averages over (default: every class seen in gold or
-    predictions, scikit-learn's default). Empty input gives NaN metrics and n = 0."""
+    scikit-learn's semantics throughout: balanced accuracy averages recall over the classes
+    present in gold; macro-F1 over the classes present in gold or predictions (``labels``
+    None), so a class absent from a small subset neither counts as a zero nor inflates the
+    score. Empty input gives NaN metrics and n = 0."""
     gold = np.asarray(list(gold), dtype=int)
     pred = np.asarray(list(pred), dtype=int)
     if gold.shape != pred.shape:
@@ -51,33 +55,58 @@ def choice_metrics(gold: Sequence[int], pred: Sequence[int], labels: Sequence[in
     }
 
 
-def vk_binary_mask(gold: Sequence[int], pred: Sequence[int], either: int = VK_EITHER) -> np.ndarray:
-    """Items in the VK binary subset: gold is Supports/Opposes and the prediction is not Either."""
-    gold = np.asarray(list(gold), dtype=int)
-    pred = np.asarray(list(pred), dtype=int)
-    return (gold != either) & (pred != either)
-
-
 def vk_binary_metrics(gold: Sequence[int], pred: Sequence[int], either: int = VK_EITHER) -> dict[str, Any]:
-    """Binary VK metrics (Supports vs Opposes) over ``vk_binary_mask``; also says how many
-    gold-binary items were dropped because they were predicted Either."""
+    """VK binary as the CoT/RLVR paper defines it (Zhang et al. 2025, Table 1): the items whose
+    GOLD label is Supports or Opposes; a prediction of Either on them is simply wrong.
+
+    Balanced accuracy is scikit-learn's (recall averaged over the gold classes present);
+    macro-F1 averages over the binary classes present in gold or predictions (Either is never
+    one of them, so predicting it costs recall, not an extra zero-F1 class)."""
     gold = np.asarray(list(gold), dtype=int)
     pred = np.asarray(list(pred), dtype=int)
-    mask = vk_binary_mask(gold, pred, either)
-    out = choice_metrics(gold[mask], pred[mask], labels=[c for c in (0, 1, 2) if c != either])
-    out["dropped_predicted_either"] = int(((gold != either) & (pred == either)).sum())
+    mask = gold != either
+    g, p = gold[mask], pred[mask]
+    labels = sorted(c for c in set(g.tolist()) | set(p.tolist()) if c != either)
+    out = choice_metrics(g, p, labels=labels or None)
+    out["predicted_either"] = int((p == either).sum())
+    out["definition"] = BINARY_DEFINITION
     return out
 
 
+def vk_binary_mp_metrics(gold: Sequence[int], pred: Sequence[int], either: int = VK_EITHER) -> dict[str, Any]:
+    """Modular Pluralism's binary VK (Feng et al. 2024, evaluate_steerable_valuekaleidoscope.py):
+    drops items whose gold OR predicted label is Either, then scikit-learn's defaults. Higher
+    than the paper's binary for the same predictions (it forgives every predicted Either)."""
+    gold = np.asarray(list(gold), dtype=int)
+    pred = np.asarray(list(pred), dtype=int)
+    mask = (gold != either) & (pred != either)
+    out = choice_metrics(gold[mask], pred[mask])
+    out["dropped_predicted_either"] = int(((gold != either) & (pred == either)).sum())
+    out["definition"] = BINARY_MP_DEFINITION
+    return out
+
+
+BINARY_DEFINITION = ("binary (Zhang et al. 2025): items whose gold label is Supports/Opposes; "
+                     "a predicted Either counts as wrong")
+BINARY_MP_DEFINITION = ("binary_mp (Modular Pluralism, Feng et al. 2024): items whose gold and "
+                        "predicted labels are both Supports/Opposes")
+
+
 def _as_distribution(p: Sequence[float]) -> np.ndarray:
+    """The values, checked (scipy normalises them; normalising here too would move last digits)."""
     arr = np.asarray(list(p), dtype=float)
     if arr.ndim != 1 or len(arr) == 0 or np.any(arr < 0) or not np.isfinite(arr).all() or arr.sum() <= 0:
         raise ValueError(f"not a probability distribution: {list(p)}")
-    return arr / arr.sum()
+    return arr
+
+
+JS_BASE = "e"  # scipy's default (natural log), as Modular Pluralism's evaluate_distributions.py
 
 
 def js_distance(pred: Sequence[Sequence[float]], gold: Sequence[Sequence[float]]) -> dict[str, Any]:
-    """Mean (and per-item) Jensen-Shannon distance, base 2, between paired distributions.
+    """Mean (and per-item) Jensen-Shannon distance between paired distributions, with scipy's
+    default natural-log base, as Modular Pluralism computes it: ``jensenshannon(gold, pred)``
+    on the distributions as given (scipy normalises them itself).
 
     Items may have different numbers of options; each pair must match in length."""
     pred, gold = list(pred), list(gold)
@@ -90,7 +119,7 @@ def js_distance(pred: Sequence[Sequence[float]], gold: Sequence[Sequence[float]]
         p, q = _as_distribution(p), _as_distribution(q)
         if len(p) != len(q):
             raise ValueError(f"distributions of different length: {len(p)} vs {len(q)}")
-        per_item.append(float(jensenshannon(p, q, base=2)))
+        per_item.append(float(jensenshannon(q, p)))
     return {
         "n": len(per_item),
         "mean": float(np.mean(per_item)) if per_item else float("nan"),
@@ -148,38 +177,24 @@ def random_baseline(n_options: Sequence[int], seed: int = 0) -> tuple[list[int],
     return preds, expected
 
 
-def task_labels(task: str | None, n_options: Sequence[int]) -> list[int] | None:
-    """The classes macro-F1 averages over, from the task rather than from the data (a small
-    run may never see a class): VK's three labels; for OpinionQA every option index that some
-    evaluated item has (0 .. max options - 1); otherwise scikit-learn's default (None)."""
-    if task == "vk":
-        return list(range(len(VK_LABELS)))
-    if task == "opinionqa" and len(n_options):
-        return list(range(max(n_options)))
-    return None
-
-
 MAJORITY_NOTE = (
     "majority (oracle class prior): predicts the most common gold label of the evaluated items "
     "themselves, so it knows the test set's class prior"
 )
 
 
-def baseline_report(gold: Sequence[int], n_options: Sequence[int], task: str | None = None, seed: int = 0,
-                    labels: Sequence[int] | None = None) -> dict[str, Any]:
-    """Metrics of the majority and random baselines (VK adds the binary variants).
-
-    ``labels`` default: ``task_labels(task, n_options)``."""
+def baseline_report(gold: Sequence[int], n_options: Sequence[int], task: str | None = None,
+                    seed: int = 0) -> dict[str, Any]:
+    """Metrics of the majority and random baselines (VK adds both binary variants)."""
     gold = list(gold)
-    if labels is None:
-        labels = task_labels(task, n_options)
     out: dict[str, Any] = {}
     maj = majority_baseline(gold, n_options)
     rnd, expected = random_baseline(n_options, seed)
     for name, preds in (("majority", maj), ("random", rnd)):
-        m = choice_metrics(gold, preds, labels=labels)
+        m = choice_metrics(gold, preds)
         if task == "vk":
             m["binary"] = vk_binary_metrics(gold, preds)
+            m["binary_mp"] = vk_binary_mp_metrics(gold, preds)
         out[name] = m
     out["majority"]["note"] = MAJORITY_NOTE
     out["random"]["expected_accuracy"] = expected

@@ -6,8 +6,11 @@
 recorded by name in ``plugin_errors()`` and a warning; the host keeps working with the rest.
 
 Built-ins load first, then other plugins by entry-point name, so the order is the same on every
-machine. When two plugins register the same name (or the same CLI command), the first one keeps
-it; the later one is ignored, with a warning and an entry in ``plugin_clashes()``."""
+machine. Hooks are read in that load order, whatever ``tryfirst``/``trylast`` a plugin sets, so
+a plugin can never replace a built-in. When two plugins register the same name (or the same CLI
+command, or two distributions the same entry-point name), the first one keeps it; the later one
+is ignored, with a warning and an entry in ``plugin_clashes()``. A hook that raises registers
+nothing (all or nothing per plugin and hook)."""
 
 from __future__ import annotations
 
@@ -55,7 +58,9 @@ _errors: dict[str, str] = {}
 _registries: dict[str, dict[str, Any]] | None = None
 _registered_by: dict[str, dict[str, list[str]]] = {}
 _versions: dict[str, str] = {}
+_distributions: dict[str, str] = {}  # entry-point name -> the distribution that provided it
 _clashes: list["Clash"] = []  # registry clashes (rebuilt with the registries)
+_entry_point_clashes: list["Clash"] = []  # two distributions, one entry-point name
 _command_clashes: list["Clash"] = []
 _commands_by: dict[str, list[str]] = {}  # plugin -> CLI commands it added
 _populated: set[int] = set()  # ids of click groups the plugins' commands were added to
@@ -95,6 +100,7 @@ def load_plugins() -> None:
             if allowed is not None and ep.name not in allowed:
                 continue
             if pm.get_plugin(ep.name) is not None:
+                _entry_point_clash(ep)
                 continue
             try:
                 module = ep.load()
@@ -111,12 +117,32 @@ def load_plugins() -> None:
                 dist = getattr(ep, "dist", None)
                 if dist is not None:
                     _versions[ep.name] = dist.version
+                    _distributions[ep.name] = dist.name
 
 
-def _load_order(ep: Any) -> tuple[bool, str]:
-    """Built-ins first, then third-party plugins by entry-point name (deterministic clashes)."""
-    dist = getattr(ep, "dist", None)
-    return (getattr(dist, "name", None) != BUILTIN_DISTRIBUTION, ep.name)
+def _load_order(ep: Any) -> tuple[bool, str, str]:
+    """Built-ins first, then third-party plugins by entry-point name, then distribution name
+    (deterministic clashes)."""
+    dist = getattr(getattr(ep, "dist", None), "name", None) or ""
+    return (dist != BUILTIN_DISTRIBUTION, ep.name, dist)
+
+
+def _entry_point_clash(ep: Any) -> None:
+    """A second distribution offers an entry-point name already loaded: report, do not load."""
+    kept = _distributions.get(ep.name, ep.name)
+    ignored = getattr(getattr(ep, "dist", None), "name", None) or ep.value
+    clash = Clash("plugin", ep.name, kept, ignored)
+    _entry_point_clashes.append(clash)
+    warnings.warn(f"steerkit plugins clash: {clash}; uninstall one of the two distributions",
+                  RuntimeWarning, stacklevel=3)
+
+
+def _ordered(impls: list[Any]) -> list[Any]:
+    """Hook implementations in plugin load order (built-ins first). pluggy's own order puts
+    ``trylast`` implementations first and ``tryfirst`` last, which would let a plugin's flag
+    decide who keeps a name."""
+    rank = {id(plugin): i for i, (_, plugin) in enumerate(pm.list_name_plugin())}
+    return sorted(impls, key=lambda impl: rank.get(id(impl.plugin), len(rank)))
 
 
 def register_plugin(plugin: Any, name: str | None = None) -> str:
@@ -150,6 +176,8 @@ def reset() -> None:
         _loaded = False
         _errors.clear()
         _versions.clear()
+        _distributions.clear()
+        _entry_point_clashes.clear()
         _commands_by.clear()
         _command_clashes.clear()
         _populated.clear()
@@ -166,24 +194,25 @@ def _build_registries() -> dict[str, dict[str, Any]]:
         owner: dict[tuple[str, str], str] = {}
         for kind, hook_name in _HOOK_OF_KIND.items():
             hook = getattr(pm.hook, hook_name)
-            for impl in hook.get_hookimpls():  # registration order: the first plugin keeps a name
+            for impl in _ordered(hook.get_hookimpls()):  # load order: the first plugin keeps a name
                 plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
-
-                def register(name: str, value: Any, _kind=kind, _plugin=plugin_name) -> None:
-                    if (_kind, name) in owner:
-                        clash = Clash(_kind, name, owner[(_kind, name)], _plugin)
+                pending: list[tuple[str, Any]] = []
+                try:
+                    impl.function(register=lambda name, value: pending.append((name, value)))
+                except Exception as exc:  # nothing it registered before raising is kept
+                    _errors[plugin_name] = f"{hook_name} failed: {type(exc).__name__}: {exc}"
+                    warnings.warn(f"steerkit plugin {plugin_name!r}: {hook_name} failed, nothing it "
+                                  f"registered there is kept: {exc}", RuntimeWarning, stacklevel=2)
+                    continue
+                for name, value in pending:
+                    if (kind, name) in owner:
+                        clash = Clash(kind, name, owner[(kind, name)], plugin_name)
                         _clashes.append(clash)
                         warnings.warn(f"steerkit plugins clash: {clash}", RuntimeWarning, stacklevel=2)
-                        return
-                    owner[(_kind, name)] = _plugin
-                    registries[_kind][name] = value
-                    _registered_by.setdefault(_plugin, {}).setdefault(_kind, []).append(name)
-
-                try:
-                    impl.function(register=register)
-                except Exception as exc:
-                    _errors[plugin_name] = f"{hook_name} failed: {type(exc).__name__}: {exc}"
-                    warnings.warn(f"steerkit plugin {plugin_name!r}: {hook_name} failed: {exc}", RuntimeWarning, stacklevel=2)
+                        continue
+                    owner[(kind, name)] = plugin_name
+                    registries[kind][name] = value
+                    _registered_by.setdefault(plugin_name, {}).setdefault(kind, []).append(name)
         _registries = registries
         return registries
 
@@ -213,7 +242,7 @@ def plugin_errors() -> dict[str, str]:
 def plugin_clashes() -> list[Clash]:
     """Names (and CLI commands) registered by more than one plugin, and which plugin kept each."""
     _build_registries()
-    return list(_clashes) + list(_command_clashes)
+    return list(_entry_point_clashes) + list(_clashes) + list(_command_clashes)
 
 
 def list_plugins() -> list[PluginInfo]:
@@ -251,7 +280,7 @@ def add_cli_commands(cli: Any) -> None:
     with _lock:
         _populated.add(id(cli))
         owners: dict[str, str] = cli.__dict__.setdefault("steerkit_command_owners", {})  # lives with the group
-        for impl in pm.hook.register_commands.get_hookimpls():
+        for impl in _ordered(pm.hook.register_commands.get_hookimpls()):
             plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
             before = dict(cli.commands)
             try:

@@ -433,3 +433,82 @@ def test_entry_points_load_built_ins_first_then_by_name(fresh_host, monkeypatch,
     with pytest.warns(RuntimeWarning, match="strategy 'random'.*'baselines' keeps it"):
         assert steerkit.lookup("strategy", "random").__module__ == "steerkit_plugins.baselines"
     assert steerkit.plugin_errors() == {}
+
+
+# -- built-ins always win; all or nothing per hook; one entry-point name per distribution -------
+
+@pytest.mark.parametrize("flag", ["trylast", "tryfirst"])
+def test_hook_ordering_flags_cannot_replace_a_built_in(fresh_host, flag):
+    """pluggy calls ``trylast`` implementations first in its list: the host must read hooks in
+    load order, or a plugin's flag would take a built-in's name."""
+    import click
+
+    def mine(scores, values, weights):
+        raise AssertionError("a plugin must not replace the built-in aligner")
+
+    class Flagged:
+        @steerkit.hookimpl(**{flag: True})
+        def register_aligners(self, register):
+            register("euclidean", mine)
+
+        @steerkit.hookimpl(**{flag: True})
+        def register_commands(self, cli):
+            @cli.command("eval")
+            def hijack():
+                click.echo("hijacked")
+
+    steerkit.register_plugin(Flagged(), name="tmp-flagged")
+    with pytest.warns(RuntimeWarning, match="aligner 'euclidean' is registered by both 'aligners' and 'tmp-flagged'"):
+        reg = steerkit.registry("aligner")
+    assert reg["euclidean"] is not mine
+    assert reg["euclidean"].__module__ == "steerkit_plugins.aligners"
+    group = _group()
+    with pytest.warns(RuntimeWarning, match="command 'eval' is registered by both 'evaluation' and 'tmp-flagged'"):
+        host.add_cli_commands(group)
+    assert group.commands["eval"].callback.__module__ == "steerkit_plugins.evaluation"
+    assert "command" not in {p.name: p for p in host.list_plugins()}["tmp-flagged"].registered
+
+
+def test_a_hook_that_raises_keeps_none_of_its_registrations(fresh_host):
+    def half(scores, values, weights):
+        raise AssertionError("registered by a hook that then failed")
+
+    class Half:
+        @steerkit.hookimpl
+        def register_aligners(self, register):
+            register("tmp-half", half)
+            raise RuntimeError("failed after one registration")
+
+    steerkit.register_plugin(Half(), name="tmp-half-plugin")
+    with pytest.warns(RuntimeWarning, match="tmp-half-plugin.*register_aligners failed"):
+        reg = steerkit.registry("aligner")
+    assert "tmp-half" not in reg and "euclidean" in reg
+    assert "failed after one registration" in host.plugin_errors()["tmp-half-plugin"]
+    assert {p.name: p for p in host.list_plugins()}["tmp-half-plugin"].registered == {}
+    with pytest.raises(steerkit.UnknownPluginError):
+        steerkit.lookup("aligner", "tmp-half")
+
+
+def test_two_distributions_with_one_entry_point_name_are_reported(fresh_host, monkeypatch, tmp_path):
+    for dist in ("steerkit-twin-b", "steerkit-twin-a"):  # b first on sys.path: the name decides, not the path
+        mod = dist.replace("-", "_") + "_mod"
+        root = make_distribution(
+            tmp_path / dist, dist, "1.0", f"[steerkit]\ntwin_example = {mod}\n",
+            {mod: f"""
+                import steerkit
+
+                @steerkit.hookimpl
+                def register_aligners(register):
+                    register("tmp-{dist}", lambda s, v, w: None)
+                """},
+        )
+        monkeypatch.syspath_prepend(str(root))
+        monkeypatch.delitem(sys.modules, mod, raising=False)
+    host.reset()
+    with pytest.warns(RuntimeWarning, match="plugin 'twin_example' is registered by both 'steerkit-twin-a' "
+                                            "and 'steerkit-twin-b'.*uninstall one"):
+        host.load_plugins()
+    assert ("plugin", "twin_example", "steerkit-twin-a", "steerkit-twin-b") in [
+        (c.kind, c.name, c.kept, c.ignored) for c in steerkit.plugin_clashes()]
+    reg = steerkit.registry("aligner")
+    assert "tmp-steerkit-twin-a" in reg and "tmp-steerkit-twin-b" not in reg

@@ -1,6 +1,7 @@
-"""A third-party plugin (issue 2, item 8): pip-install examples/steerkit-plugin-example into
-the test environment, then show in a fresh process that ``steerkit plugins`` lists it and that
-the Steerer uses its strategy and aligner by name. Uninstalled again at the end."""
+"""A third-party plugin (issue 2, item 8): pip-install examples/steerkit-plugin-example into a
+temporary folder (``--target``, never the test environment itself), then show in fresh
+processes with that folder on their path that ``steerkit plugins`` lists it and that the
+Steerer uses its strategy and aligner by name."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "steerkit-plugin-example"
 DIST = "steerkit-plugin-example"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def pip(*args: str) -> subprocess.CompletedProcess:
@@ -25,32 +27,44 @@ def pip(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory):
+    """The folder the example is installed into; put it on PYTHONPATH to use the plugin."""
     # Build from a copy so the example's folder stays clean (no build/ or *.egg-info).
     src = tmp_path_factory.mktemp("example") / "steerkit-plugin-example"
     shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    already = pip("show", DIST).returncode == 0
+    target = tmp_path_factory.mktemp("site")
     # Offline: no index, no build isolation (setuptools from this environment builds it).
-    out = pip("install", "--no-deps", "--no-build-isolation", "--no-index", str(src))
+    out = pip("install", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(target), str(src))
     assert out.returncode == 0, (
         "could not pip-install the example plugin offline; the test env needs setuptools "
         f"(the Makefile installs it):\n{out.stdout}\n{out.stderr}"
     )
-    yield src
-    if not already:
-        out = pip("uninstall", "-y", DIST)
-        assert out.returncode == 0, out.stderr
+    assert pip("show", DIST).returncode != 0, "the example must not be installed into the test environment"
+    return target
 
 
-def run_python(code: str, plugins: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, STEERKIT_PLUGINS=plugins)
+def env_with(site: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "STEERKIT_PLUGINS"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
+
+
+def run_python(code: str, site: Path, plugins: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120, env=env, cwd=str(Path(__file__).resolve().parent.parent))
+                          text=True, timeout=120, env=env_with(site, STEERKIT_PLUGINS=plugins), cwd=str(ROOT))
+
+
+def test_the_example_is_found_only_where_it_was_installed(installed_example):
+    out = subprocess.run([sys.executable, "-m", "steerkit.cli", "plugins", "--json"],
+                         capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in os.environ.items() if k != "STEERKIT_PLUGINS"})
+    assert out.returncode == 0, out.stderr
+    assert "example" not in {p["name"] for p in json.loads(out.stdout)["plugins"]}
 
 
 def test_steerkit_plugins_lists_the_installed_example(installed_example):
-    env = {k: v for k, v in os.environ.items() if k != "STEERKIT_PLUGINS"}
     out = subprocess.run([sys.executable, "-m", "steerkit.cli", "plugins", "--json"],
-                         capture_output=True, text=True, timeout=120, env=env)
+                         capture_output=True, text=True, timeout=120, env=env_with(installed_example))
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     by_name = {p["name"]: p for p in data["plugins"]}
@@ -80,7 +94,7 @@ def test_steerer_uses_the_example_strategy_and_aligner(installed_example, tmp_pa
         print(json.dumps({{"index": sel.index, "scores": sel.scores, "strategy": sel.strategy,
                            "hits": table.cache_hits, "prompts": len(backend.prompts_seen),
                            "d": [float(x) for x in d]}}))
-    """, plugins="example")  # only the third-party plugin: it needs nothing built in
+    """, installed_example, plugins="example")  # only the third-party plugin: it needs nothing built in
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["strategy"] == "keyword-match"
@@ -92,7 +106,7 @@ def test_steerer_uses_the_example_strategy_and_aligner(installed_example, tmp_pa
 
 
 def test_allow_list_can_exclude_the_example(installed_example):
-    env = dict(os.environ, STEERKIT_PLUGINS="aligners")
+    env = env_with(installed_example, STEERKIT_PLUGINS="aligners")
     out = subprocess.run([sys.executable, "-m", "steerkit.cli", "plugins", "--json"],
                          capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr

@@ -73,5 +73,15 @@ class BackendError(SteerkitError, RuntimeError):
     """A backend could not be loaded or reached."""
 
 
+class PartialBatchError(BackendError):
+    """Some requests of a batch failed while others were answered. ``results`` holds, per
+    request in order, its output or the exception it failed with, so the answers already
+    computed (and paid for) are kept: ``RunContext.generate(..., strict=False)`` hands them on."""
+
+    def __init__(self, message: str, results: list):
+        super().__init__(message)
+        self.results = results
+
+
 class CheckpointError(SteerkitError):
     """A trained checkpoint folder is missing, unfinished, or not a steerkit checkpoint."""

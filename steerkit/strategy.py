@@ -25,7 +25,7 @@ import numpy as np
 
 from .backend import Backend, ChatPrompt, Constraint, Sampling
 from .cache import CacheKey, CacheRecord, ScoreCache
-from .errors import InvalidOptionError, ModelOutputError, UnknownAttributeError, UnsupportedTargetError
+from .errors import InvalidOptionError, ModelOutputError, PartialBatchError, UnknownAttributeError, UnsupportedTargetError
 from .progress import progress_bar
 from .scoretable import ScoreTable
 from .types import AttributeTarget, Scenario, Selection, Target, text_hash
@@ -82,12 +82,23 @@ class RunContext:
         prompts: Sequence[ChatPrompt],
         sampling: Sampling = Sampling(),
         constraint: Constraint | None = None,
-    ) -> list[str]:
-        """Generate through the backend, counting model calls (one per prompt)."""
+        *,
+        strict: bool = True,
+    ) -> list[Any]:
+        """Generate through the backend, counting model calls (one per prompt).
+
+        A backend whose batch partly failed raises ``PartialBatchError``. With ``strict=False``
+        its results are returned instead: the outputs, and the failed prompts' exceptions in
+        their places, so a strategy keeps the answers (for ``cached``) and reports the rest."""
         if not prompts:
             return []
         self.model_calls += len(prompts)
-        outputs = self.backend.generate(list(prompts), sampling, constraint)
+        try:
+            outputs = self.backend.generate(list(prompts), sampling, constraint)
+        except PartialBatchError as exc:
+            if strict:
+                raise
+            outputs = exc.results
         if len(outputs) != len(prompts):
             raise RuntimeError(f"backend {self.backend.name} returned {len(outputs)} outputs for {len(prompts)} prompts")
         return outputs
@@ -98,11 +109,15 @@ class RunContext:
         """One of ``options`` per prompt, greedy, under a choice constraint.
 
         A backend that returns anything else is broken: ModelOutputError, never a guess. With
-        ``strict=False`` that error is returned in place of the answer (for ``cached``), so the
-        other answers of the batch are kept."""
-        answers = [a.strip() for a in self.generate(prompts, Sampling(temperature=0.0, max_tokens=2), Constraint.choice(options))]
+        ``strict=False`` that error, or the backend's error for that prompt, is returned in place
+        of the answer (for ``cached``), so the other answers of the batch are kept."""
+        answers = self.generate(prompts, Sampling(temperature=0.0, max_tokens=2), Constraint.choice(options), strict=strict)
         out: list[Any] = []
         for a in answers:
+            if isinstance(a, BaseException):  # that prompt failed at the backend (strict=False)
+                out.append(a)
+                continue
+            a = a.strip()
             if a in options:
                 out.append(a)
                 continue

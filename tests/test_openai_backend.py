@@ -38,8 +38,12 @@ class Script:
     """What the tiny server does. ``statuses`` are served in order before successes: an HTTP
     status, "badjson" (200 with a broken body) or ("sleep", seconds) (a slow reply)."""
 
-    def __init__(self, statuses=(), reject_schema=False, delay=0.0, top=TOP, contents=()):
+    def __init__(self, statuses=(), reject_schema=False, delay=0.0, top=TOP, contents=(), fail_on=None,
+                 hang_on=None, retry_after="0"):
         self.statuses = list(statuses)
+        self.fail_on = fail_on  # a prompt containing this text gets HTTP 400 (not retried)
+        self.hang_on = hang_on  # a prompt containing this text is accepted and not answered for 20 s
+        self.retry_after = retry_after  # the Retry-After header of a 429
         self.contents = list(contents)  # replies served (in order) instead of schema-valid ones
         self.reject_schema = reject_schema
         self.delay = delay
@@ -88,13 +92,18 @@ def serve(script):
                 script.max_inflight = max(script.max_inflight, script.inflight)
             try:
                 time.sleep(script.delay)
+                last = str((body.get("messages") or [{}])[-1].get("content", ""))
+                if script.hang_on and script.hang_on in last:
+                    time.sleep(20)
+                if script.fail_on and script.fail_on in last:
+                    return self._send(400, {"error": {"message": "scripted 400: prompt refused"}})
                 if isinstance(status, tuple):  # a reply slower than the client's timeout
                     time.sleep(status[1])
                     status = 200
                 if status == "badjson":
                     return self._send(200, b'{"choices": [{"message": ')
                 if status != 200:
-                    return self._send(status, {"error": {"message": f"scripted {status}"}}, [("Retry-After", "0")] if status == 429 else [])
+                    return self._send(status, {"error": {"message": f"scripted {status}"}}, [("Retry-After", script.retry_after)] if status == 429 else [])
                 if script.reject_schema and (body.get("response_format") or {}).get("type") == "json_schema":
                     return self._send(400, {"error": {"message": "response_format json_schema is not supported"}})
                 schema = _schema_of(body)
@@ -199,6 +208,124 @@ def test_comparative_through_json_mode_retries_bad_output_then_names_the_scenari
     assert len(cache) == 2  # the good scenario's two scores; nothing for the failed one
     cache.close()
     s.close()
+
+
+def test_a_failed_prompt_keeps_the_batchs_other_answers(tiny):
+    script, url = tiny(fail_on="question 1")
+    b = OpenAIBackend("tiny", base_url=url, backoff=0.01, vllm_extras=False)
+    with pytest.raises(steerkit.PartialBatchError, match="1 of 3 prompts failed") as err:
+        b.generate(prompts(3))
+    results = err.value.results
+    assert results[0] == "question 0" and results[2] == "question 2"
+    assert isinstance(results[1], steerkit.BackendError) and "HTTP 400" in str(results[1])
+    assert isinstance(err.value, steerkit.BackendError)  # strict callers see a backend error
+    assert len(script.requests) == 3  # the refused prompt was not retried, the others not resent
+    script.fail_on = "question"  # all fail: the plain error, nothing partial
+    with pytest.raises(steerkit.BackendError) as err:
+        b.generate(prompts(2))
+    assert not isinstance(err.value, steerkit.PartialBatchError)
+
+
+def test_answers_of_a_partly_failed_batch_reach_the_cache(tiny, cache_path):
+    """Through the host: the scenarios whose prompts were answered are stored, the failed one is
+    named, and a rerun asks the server only for it (comparative-regression and cot)."""
+    script, url = tiny(fail_on="POISON")
+    b = OpenAIBackend("tiny", base_url=url, backoff=0.01, vllm_extras=False)
+    scenarios = [steerkit.Scenario(f"Question {w}?", (f"{w} one", f"{w} two"), id=f"s-{w}") for w in ("red", "POISON", "blue")]
+    s = steerkit.Steerer("zero-shot-comparative", backend=b, cache=cache_path, progress=False)
+    with pytest.raises(steerkit.ModelOutputError, match="1 of 3 item.*HTTP 400.*saved in the cache"):
+        s.score(scenarios, ["helpfulness"])
+    stored = steerkit.ScoreCache(cache_path)
+    assert len(stored) == 4  # two scenarios x two responses
+    stored.close()
+    script.fail_on = None
+    sent = len(script.requests)
+    table = s.score(scenarios, ["helpfulness"])
+    assert np.isfinite(table.scores).all() and table.model_calls == 1 and table.cache_hits == 4
+    assert len(script.requests) == sent + 1
+    script.fail_on = "POISON"
+    cot = steerkit.Steerer("cot", backend=b, cache=cache_path, progress=False)
+    vk = [steerkit.Scenario(f"Situation {w}", ("Support", "Oppose", "Either"), id=f"v-{w}", meta={"task": "vk"})
+          for w in ("red", "POISON", "blue")]
+    with pytest.raises(steerkit.ModelOutputError, match="1 of 3 item"):
+        cot.select_many(vk, steerkit.Perspective("Right to life"))
+    script.fail_on = None
+    sels = cot.select_many(vk, steerkit.Perspective("Right to life"))
+    assert [x.response for x in sels] == ["Support"] * 3
+    assert [x.model_calls for x in sels] == [0, 2, 0]  # reasoning + letter for the failed one only
+    s.close()
+    cot.close()
+
+
+def test_a_server_that_never_answers_is_bounded_by_the_deadline(tiny):
+    script, url = tiny(hang_on="question 1")
+    b = OpenAIBackend("tiny", base_url=url, timeout=60, max_retries=6, deadline=1.5, vllm_extras=False)
+    start = time.perf_counter()
+    with pytest.raises(steerkit.PartialBatchError) as err:
+        b.generate(prompts(3))
+    assert time.perf_counter() - start < 5  # not 7 attempts x 60 s
+    results = err.value.results
+    assert results[0] == "question 0" and results[2] == "question 2"
+    assert "deadline of 1.5 s" in str(results[1]) and b.stats["deadline_expired"] == 1
+    with pytest.raises(steerkit.InvalidOptionError, match="deadline"):
+        OpenAIBackend("tiny", base_url=url, deadline=0)
+
+
+def test_retry_after_is_honoured_within_the_deadline(tiny):
+    from steerkit_adapters.openai_backend import _retry_after_seconds
+
+    script, url = tiny(statuses=[429], retry_after="1.5")
+    b = OpenAIBackend("tiny", base_url=url, backoff=0.01, max_backoff=0.1, vllm_extras=False)
+    start = time.perf_counter()
+    assert b.generate(prompts(1)) == ["question 0"]
+    assert time.perf_counter() - start >= 1.5  # the server's wait, not max_backoff's 0.1 s
+    # a wait past the call's deadline fails at once, naming it, instead of retrying too early
+    script.statuses, script.retry_after = [429], "3600"
+    b = OpenAIBackend("tiny", base_url=url, deadline=5, vllm_extras=False)
+    start = time.perf_counter()
+    with pytest.raises(steerkit.BackendError, match="3600 s away.*HTTP 429.*deadline of 5 s"):
+        b.generate(prompts(1))
+    assert time.perf_counter() - start < 3
+    assert _retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # an HTTP date in the past
+    future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 120))
+    assert 100 < _retry_after_seconds(future) <= 120
+    assert _retry_after_seconds("soon") is None and _retry_after_seconds(None) is None
+
+
+def test_the_concurrency_limit_does_not_outlive_close(tiny):
+    """The semaphore is bound to the loop that close() stops: a call after close() gets a new
+    one (it used to fail with 'bound to a different event loop')."""
+    script, url = tiny(delay=0.05)
+    b = OpenAIBackend("tiny", base_url=url, concurrency=1, vllm_extras=False)
+    assert b.generate(prompts(3)) == [f"question {i}" for i in range(3)]
+    b.close()
+    assert b.generate(prompts(3)) == [f"question {i}" for i in range(3)]
+    assert script.max_inflight == 1
+    b.close()
+
+
+def test_json_mode_is_part_of_the_fingerprint(tiny):
+    script, url = tiny()
+    plain = OpenAIBackend("tiny", base_url=url, vllm_extras=False)
+    fp = plain.fingerprint()
+    assert not fp.endswith(";json-mode") and plain.stats["schema_probes"] == 1
+    assert plain.fingerprint() == fp and plain.stats["schema_probes"] == 1  # asked once
+    forced = OpenAIBackend("tiny", base_url=url, vllm_extras=False, json_mode=True)
+    sent = len(script.requests)
+    assert forced.fingerprint() == fp + ";json-mode" and len(script.requests) == sent  # no probe needed
+    assert forced.generate(prompts(1), constraint=steerkit.Constraint.choice(["yes", "no"])) == ["yes"]
+    assert script.requests[-1][1]["response_format"]["type"] == "json_object"
+    # a server without json_schema: known before any cache key is built
+    refusing, url2 = tiny(reject_schema=True)
+    auto = OpenAIBackend("tiny", base_url=url2, vllm_extras=False)
+    assert auto.fingerprint().endswith(";json-mode") and auto.stats["json_mode_fallbacks"] == 1
+    assert auto.generate(prompts(1), constraint=steerkit.Constraint.choice(["yes", "no"])) == ["yes"]
+    assert [r[1]["response_format"]["type"] for r in refusing.requests] == ["json_schema", "json_object"]
+    strict = OpenAIBackend("tiny", base_url=url2, vllm_extras=False, json_mode=False)
+    with pytest.raises(steerkit.BackendError, match="json_mode=False"):
+        strict.generate(prompts(1), constraint=steerkit.Constraint.choice(["yes", "no"]))
+    for b in (plain, forced, auto, strict):
+        b.close()
 
 
 def test_concurrency_limit_and_load_spread_over_servers(tiny):

@@ -30,6 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
+import datetime
+import email.utils
 import hashlib
 import json
 import os
@@ -48,8 +51,10 @@ import numpy as np
 import steerkit
 from steerkit import ChatPrompt, Constraint, Sampling
 
-from .vllm_backend import check_option_tokens, first_content_token
+from .option_tokens import check_option_tokens, first_content_token, option_variants
+from .vllm_backend import MAX_OPTION_TOKENS
 
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("steerkit_openai_deadline", default=None)
 RETRY_STATUS = frozenset({408, 409, 429})  # plus every 5xx but 501 (see _retryable)
 _WRAP = "value"  # field name when choice/regex travel as a one-field JSON schema
 _WRAP_TOKENS = 16  # room for '{"value": ""}' and whitespace around the wrapped value
@@ -123,13 +128,16 @@ class _HTTPStatusError(Exception):
 
 
 class _LoopThread:
-    """One event loop in a daemon thread, and the HTTP client that lives on it: sync callers
+    """One event loop in a daemon thread, and the HTTP client and semaphore that live on it
+    (asyncio objects are bound to one loop, so they go when it goes): sync callers
     (in or outside a running loop) submit coroutines to it. ``stop`` closes both; the backend
     also registers it as a finalizer, so a backend dropped without ``close()`` leaks no socket."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.client: Any = None
+        self.gate: asyncio.Semaphore | None = None  # the concurrency limit, bound to this loop
+        self.gate_size = 0
         self.thread = threading.Thread(target=self.loop.run_forever, name="steerkit-openai", daemon=True)
         self.thread.start()
 
@@ -175,14 +183,18 @@ class OpenAIBackend(steerkit.Backend):
         compact_json: bool = True,
         fingerprint_id: str | None = None,
         api_key: str | None = None,
+        deadline: float | None = 600.0,
+        json_mode: bool | None = None,
         **options: Any,
     ):
         if options:
             raise steerkit.InvalidOptionError(
                 f"openai backend: unknown option(s) {sorted(options)}; it takes base_url, api_key, "
                 "api_key_env, concurrency, timeout, connect_timeout, max_retries, backoff, max_backoff, "
-                "preferred_batch_size, vllm_extras, compact_json and fingerprint_id"
+                "deadline, preferred_batch_size, vllm_extras, compact_json, json_mode and fingerprint_id"
             )
+        if deadline is not None and float(deadline) <= 0:
+            raise steerkit.InvalidOptionError(f"openai backend: deadline must be > 0 seconds or None, not {deadline!r}")
         super().__init__(model)
         if base_url is None:
             base_url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
@@ -202,11 +214,14 @@ class OpenAIBackend(steerkit.Backend):
         self.vllm_extras = vllm_extras
         self.compact_json = compact_json
         self.fingerprint_id = fingerprint_id
-        self._schema_ok = True  # flips to False when a server rejects json_schema
+        self.deadline = None if deadline is None else float(deadline)
+        self.json_mode = json_mode
+        # json_schema in response_format until a server refuses it (then JSON mode); json_mode
+        # True starts in JSON mode, False makes a refusal an error
+        self._schema_ok = json_mode is not True
+        self._mode_known = json_mode is not None
         self._loop: _LoopThread | None = None
         self._finalizer: weakref.finalize | None = None  # stops the loop thread, once
-        self._semaphore: asyncio.Semaphore | None = None
-        self._semaphore_size = 0
         self._rr = 0
         self._lock = threading.Lock()
         self._token_ids: dict[str, list[int]] = {}
@@ -230,9 +245,48 @@ class OpenAIBackend(steerkit.Backend):
         """Model name plus each server's host:port and path (no scheme, credentials or key):
         two servers on one host may serve different weights under one name. ``fingerprint_id``
         replaces the server part, e.g. one name for a fleet of replicas that should share
-        cached scores."""
+        cached scores. Outputs under JSON mode (schema only described in a message) are not
+        those of enforced schemas, so the mode is part of it: on a server without vLLM's extras
+        and with ``json_mode=None``, the first fingerprint asks the server once (a one-token
+        request with a trivial schema) whether it takes ``json_schema``."""
         where = self.fingerprint_id or ",".join(sorted({s.public.split("://", 1)[-1] for s in self.servers}))
-        return f"openai:{self.model_id}@{where}"
+        if self.model is None or self.vllm_extras is None or (not self.vllm_extras and not self._mode_known):
+            self._run(self._identify())
+        model = self.model_id
+        mode = "" if self.vllm_extras or self._schema_ok else ";json-mode"
+        return f"openai:{model}@{where}{mode}"
+
+    async def _identify(self) -> None:
+        await self._ensure_ready()
+        if not self.vllm_extras and not self._mode_known:
+            await self._probe_schema()
+
+    async def _probe_schema(self) -> None:
+        """Whether the server takes ``response_format`` json_schema (else: JSON mode)."""
+        schema = {"type": "object", "properties": {}, "required": [], "additionalProperties": False}
+        body = {"model": self.model, "messages": [{"role": "user", "content": "Reply with {}."}], "max_tokens": 1,
+                "temperature": 0.0, "response_format": {"type": "json_schema", "json_schema": {
+                    "name": "steerkit_probe", "schema": schema, "strict": True}}}
+        try:
+            await self._request("POST", "/chat/completions", body)
+        except _HTTPStatusError as exc:
+            if not (exc.status in (400, 422) and _mentions_schema(exc.message)):
+                raise steerkit.BackendError(f"openai backend: {exc}") from None
+            self._refuse_schema()
+        self.stats["schema_probes"] += 1
+        self._mode_known = True
+
+    def _refuse_schema(self) -> None:
+        """The server refused json_schema: JSON mode from now on (an error if json_mode=False)."""
+        if self.json_mode is False:
+            raise steerkit.BackendError(
+                f"openai backend: {self.servers[0].public} refuses response_format json_schema and "
+                "json_mode=False; pass json_mode=True (or None) to use JSON mode, the schema described in a message"
+            )
+        if self._schema_ok:
+            self._schema_ok = False
+            self.stats["json_mode_fallbacks"] += 1
+        self._mode_known = True
 
     def _headers(self) -> dict[str, str]:
         key = self._api_key.get() if self._api_key is not None else os.environ.get(self.api_key_env, "")
@@ -259,11 +313,13 @@ class OpenAIBackend(steerkit.Backend):
         return self._loop.client
 
     def _gate(self) -> asyncio.Semaphore:
-        """The concurrency limit; rebuilt when ``concurrency`` changed since the last call."""
-        if self._semaphore is None or self._semaphore_size != self.concurrency:
-            self._semaphore = asyncio.Semaphore(self.concurrency)
-            self._semaphore_size = self.concurrency
-        return self._semaphore
+        """The concurrency limit of the current loop; rebuilt when ``concurrency`` changed since
+        the last call (and with the loop after ``close()``)."""
+        assert self._loop is not None
+        loop = self._loop
+        if loop.gate is None or loop.gate_size != self.concurrency:
+            loop.gate, loop.gate_size = asyncio.Semaphore(self.concurrency), self.concurrency
+        return loop.gate
 
     def _pick(self) -> _Server:
         now = time.monotonic()
@@ -274,11 +330,13 @@ class OpenAIBackend(steerkit.Backend):
         return candidates[self._rr % len(candidates)]
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(self.max_backoff, max(0.0, float(retry_after)))
-            except ValueError:
-                pass
+        """Seconds before the next attempt. ``Retry-After`` (seconds or an HTTP date) is the
+        server's own instruction and is honoured as given: retrying earlier only earns another
+        429. It is bounded by the call's ``deadline`` instead (see ``_request``); ``max_backoff``
+        caps only our exponential backoff."""
+        wait = _retry_after_seconds(retry_after)
+        if wait is not None:
+            return wait
         base = min(self.max_backoff, self.backoff * (2**attempt))
         return base * (0.5 + random.random() / 2)  # jitter: many clients do not retry in lockstep
 
@@ -332,6 +390,13 @@ class OpenAIBackend(steerkit.Backend):
             # another server that is ready takes the retry at once; when none is, wait for the
             # first to come out of its backoff (with one server: the whole backoff delay)
             wait = min(s.avoid_until for s in self.servers) - now
+            due = _DEADLINE.get()
+            if due is not None and now + wait > due:
+                self.stats["failures"] += 1
+                raise steerkit.BackendError(
+                    f"openai backend: {path}: the next attempt is {wait:.0f} s away (last error: {last}), past "
+                    f"the call's deadline of {self.deadline:g} s; raise deadline=... or retry later"
+                )
             if wait > 0:
                 await asyncio.sleep(wait)
         self.stats["failures"] += 1
@@ -421,9 +486,7 @@ class OpenAIBackend(steerkit.Backend):
                 except _HTTPStatusError as exc:
                     sent_schema = (body.get("response_format") or {}).get("type") == "json_schema"
                     if sent_schema and exc.status in (400, 422) and _mentions_schema(exc.message):
-                        if self._schema_ok:  # server lacks json_schema: JSON mode from now on
-                            self._schema_ok = False
-                            self.stats["json_mode_fallbacks"] += 1
+                        self._refuse_schema()  # server lacks json_schema: JSON mode from now on
                         continue
                     raise steerkit.BackendError(f"openai backend: {exc}") from None
                 break
@@ -437,12 +500,56 @@ class OpenAIBackend(steerkit.Backend):
                 pass  # leave the raw text: the strategy's validation reports it
         return text
 
-    async def _gather(self, coros) -> list:
-        results = await asyncio.gather(*coros, return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
-        return results
+    async def _batch(self, make, items: Sequence[Any]) -> list:
+        """``make(item)`` for every item, concurrently, within the call's ``deadline``.
+
+        A prompt that fails (after its retries) or is unfinished at the deadline does not
+        discard the others' answers: when some succeeded, ``PartialBatchError`` carries every
+        result in order (``RunContext.generate(..., strict=False)`` keeps them); when all failed,
+        the first error is raised. Errors that are not steerkit's (bugs) propagate at once."""
+        due = None if self.deadline is None else time.monotonic() + self.deadline
+        token = _DEADLINE.set(due)
+        try:
+            if due is not None:
+                await asyncio.wait_for(self._ensure_ready(), max(0.0, due - time.monotonic()))
+            else:
+                await self._ensure_ready()
+            tasks = [asyncio.ensure_future(make(x)) for x in items]
+        except asyncio.TimeoutError:
+            raise steerkit.BackendError(
+                f"openai backend: {self.servers[0].public} did not list its models within the deadline "
+                f"of {self.deadline:g} s; check the server or raise deadline=..."
+            ) from None
+        finally:
+            _DEADLINE.reset(token)
+        done, pending = await asyncio.wait(tasks, timeout=None if due is None else max(0.0, due - time.monotonic()))
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)  # let cancelled requests unwind
+            self.stats["deadline_expired"] += len(pending)
+        results: list = []
+        for t in tasks:
+            if t in pending:
+                results.append(steerkit.BackendError(
+                    f"openai backend: no answer within the call's deadline of {self.deadline:g} s (a server "
+                    "that accepts requests and never answers?); raise deadline=... for long generations"
+                ))
+            elif t.exception() is not None:
+                if not isinstance(t.exception(), steerkit.SteerkitError):
+                    raise t.exception()
+                results.append(t.exception())
+            else:
+                results.append(t.result())
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if not failed:
+            return results
+        if len(failed) == len(results):
+            raise failed[0]
+        raise steerkit.PartialBatchError(
+            f"openai backend: {len(failed)} of {len(results)} prompts failed (the other answers are kept); "
+            f"first error: {failed[0]}", results,
+        )
 
     # -- protocol -----------------------------------------------------------------------
     def generate(
@@ -454,11 +561,7 @@ class OpenAIBackend(steerkit.Backend):
         if not prompts:
             return []
 
-        async def go():
-            await self._ensure_ready()
-            return await self._gather([self._complete(p, sampling, constraint) for p in prompts])
-
-        return self._run(go())
+        return self._run(self._batch(lambda p: self._complete(p, sampling, constraint), prompts))
 
     async def _option_ids(self, option: str) -> list[int]:
         """First token id of the option, with and without a leading space (a bare-space first
@@ -466,17 +569,16 @@ class OpenAIBackend(steerkit.Backend):
         ids = self._token_ids.get(option)
         if ids is None:
             found = set()
-            for variant in (option, " " + option):
-                if variant.strip():
-                    data = await self._request(
-                        "POST", "/tokenize",
-                        {"model": self.model, "prompt": variant, "add_special_tokens": False, "return_token_strs": True},
-                        root=True,
-                    )
-                    tokens = [int(t) for t in data.get("tokens") or []]
-                    first = first_content_token(tokens, data.get("token_strs") or [])
-                    if first is not None:
-                        found.add(first)
+            for variant in option_variants(option):  # the rule of option_tokens, via the server's tokenizer
+                data = await self._request(
+                    "POST", "/tokenize",
+                    {"model": self.model, "prompt": variant, "add_special_tokens": False, "return_token_strs": True},
+                    root=True,
+                )
+                tokens = [int(t) for t in data.get("tokens") or []]
+                first = first_content_token(tokens, data.get("token_strs") or [])
+                if first is not None:
+                    found.add(first)
             ids = self._token_ids[option] = sorted(found)
         return ids
 
@@ -523,15 +625,15 @@ class OpenAIBackend(steerkit.Backend):
         if not prompts:
             return np.zeros((0, len(options)))
 
-        async def go():
+        async def ids():
             await self._ensure_ready()
-            variants = wanted = None
-            if self.vllm_extras:
-                variants = [await self._option_ids(o) for o in options]
-                wanted = check_option_tokens(options, variants)
-            return await self._gather([self._option_row(p, options, variants, wanted) for p in prompts])
+            if not self.vllm_extras:
+                return None, None
+            variants = [await self._option_ids(o) for o in options]
+            return variants, check_option_tokens(options, variants, MAX_OPTION_TOKENS)
 
-        rows = np.stack(self._run(go()))
+        variants, wanted = self._run(ids())
+        rows = np.stack(self._run(self._batch(lambda p: self._option_row(p, options, variants, wanted), prompts)))
         if not self.vllm_extras:  # top_logprobs: say when the options were unlikely next tokens
             mass = np.exp(rows).sum(axis=1)
             low = int((mass < LOW_MASS).sum())
@@ -547,9 +649,28 @@ class OpenAIBackend(steerkit.Backend):
         return rows
 
     def close(self) -> None:
+        """Close the HTTP client and stop the loop thread (with its semaphore); a later call
+        starts fresh ones."""
         self._loop = None
         if self._finalizer is not None:
             self._finalizer()
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds: delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
 
 
 def _first_choice(data: dict) -> dict:

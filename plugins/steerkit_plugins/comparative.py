@@ -440,8 +440,11 @@ class ComparativeRegression(steerkit.AttributeStrategy):
             temp = self.temperature if attempt == 0 else max(self.temperature, RETRY_TEMPERATURE)
             for (n, sample), rows in groups.items():
                 constraint = Constraint.json_schema(score_schema(n if self.comparative else None))
-                outs = run.generate([prompts[j] for j in rows], self.sampling(n, sample, temp, attempt), constraint)
+                outs = run.generate([prompts[j] for j in rows], self.sampling(n, sample, temp, attempt), constraint, strict=False)
                 for j, text in zip(rows, outs):
+                    if isinstance(text, BaseException):  # failed at the backend: that job's error
+                        results[j] = text
+                        continue
                     try:
                         scores = self.parse(text, shown[j])
                     except (ValueError, jsonschema.ValidationError):

@@ -188,11 +188,12 @@ class ChainOfThought(Strategy):
             by_sample.setdefault(it[1], []).append(j)
         for sample, rows in by_sample.items():
             prompts = [build_prompt(items[j][2], items[j][3], items[j][4]) for j in rows]
-            free = run.generate(prompts, self.sampling(sample, run.seed))
+            # a prompt that failed at the backend keeps its error; the others go on (strict=False)
+            free = run.generate(prompts, self.sampling(sample, run.seed), strict=False)
             letter_sets = [letters_for(len(items[j][3].responses)) for j in rows]
             cots, parsable = [], []
             for text, letters in zip(free, letter_sets):
-                cot, ok = split_free_text(text, letters)
+                cot, ok = ("", False) if isinstance(text, BaseException) else split_free_text(text, letters)
                 cots.append(cot)
                 parsable.append(ok)
             answer_prompts = [
@@ -202,8 +203,9 @@ class ChainOfThought(Strategy):
             # group by option count: one constraint (or option list) per call
             groups: dict[int, list[int]] = {}
             for k, letters in enumerate(letter_sets):
-                groups.setdefault(len(letters), []).append(k)
-            letters_out: list[Any] = [""] * len(rows)
+                if not isinstance(free[k], BaseException):
+                    groups.setdefault(len(letters), []).append(k)
+            letters_out: list[Any] = list(free)  # failed prompts keep their error; others get a letter
             dists: list[list[float] | None] = [None] * len(rows)
             for n_opt, ks in groups.items():
                 letters = letters_for(n_opt)

@@ -9,12 +9,22 @@ OpenAI itself), over async HTTP with a concurrency limit.
   is never shown by ``repr``/``vars``, and never in the fingerprint, the cache, a log line or
   an error message. Credentials inside a URL are dropped from everything but the request.
 - Unknown keyword options are an ``InvalidOptionError`` (a misspelt option is not ignored).
-- Timeouts; retries with exponential backoff (and ``Retry-After``) on connection errors,
-  timeouts, 408/409/429, every 5xx but 501, and a 200 reply whose body is not JSON. With
-  several servers a failed request moves to a server that is ready; when none is, it waits
-  until the first one is.
+- Timeouts; retries with exponential backoff on connection errors, timeouts, 408/409/429,
+  every 5xx but 501, and a 200 reply whose body is not JSON. ``Retry-After`` is honoured as the
+  server gives it (``max_backoff`` caps only our own backoff: retrying earlier than asked only
+  earns another 429). With several servers a failed request moves to a server that is ready;
+  when none is, it waits until the first one is.
+- One call (``generate``/``option_logprobs``) has an overall ``deadline`` (600 s by default, None
+  for none): a server that accepts requests and never answers cannot stall a batch for the
+  hour its timeouts and retries would add up to, and a ``Retry-After`` past it fails at once.
+- A prompt that fails (after its retries, or at the deadline) does not discard the batch's other,
+  paid-for answers: ``PartialBatchError`` carries each prompt's output or error, and the host's
+  ``RunContext.generate(..., strict=False)`` hands them on, so the cache keeps the answers and a
+  rerun asks only for the failed prompts. When every prompt fails, the first error is raised.
 - JSON schema through ``response_format``; a server that rejects ``json_schema`` gets
   ``{"type": "json_object"}`` with the schema in a system message instead (remembered).
+  ``json_mode`` pins it (True: always JSON mode; False: a refusal is an error). The mode is part
+  of the fingerprint: outputs under a described schema are not those under an enforced one.
 - vLLM servers (detected from ``/v1/models``, or ``vllm_extras=True``) get vLLM's extras:
   ``structured_outputs`` for choice and regex, ``continue_final_message`` for prefill, and
   ``logprob_token_ids`` for exact option log-probabilities. Other servers get choice/regex as

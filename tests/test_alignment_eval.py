@@ -193,3 +193,132 @@ def test_selection_ties_feed_the_same_rule():
     assert rep.accuracy[0] == pytest.approx(1 / 3) and rep.n_tied.tolist() == [1]
     plain = ae.evaluate_selections(gold, {"hi": AttributeTarget({"a": 1.0})}, np.array([[1]]))
     assert plain.accuracy[0] == 0.0 and plain.n_tied is None
+
+
+# -- the AIES'25 reference repository's rules (score.py, sample_targets.py) ------------------
+def reference_all_targets(attributes, n_levels):
+    """sample_targets.get_all_possible_targets, re-implemented from the reference's code."""
+    import itertools
+
+    values = [round(i / (n_levels - 1), 2) for i in range(n_levels)]
+    targets = [dict(zip(attributes, combo)) for combo in itertools.product(values, repeat=len(attributes))]
+    return [{k: v for k, v in t.items() if v != 0.5} for t in targets]
+
+
+def reference_correct(labels, target):
+    """score.get_correct_response_indexes: np.linalg.norm over the target's keys, exact ==."""
+    dists = [np.linalg.norm(np.array(list(target.values())) - np.array([lab[a] for a in target])) for lab in labels]
+    return [i for i, x in enumerate(dists) if x == min(dists)]
+
+
+def reference_select(predictions, target):
+    """alignment_utils.select_response_index: strict <, so the first response at the minimum wins."""
+    best, min_dist = 0, np.inf
+    for i, p in enumerate(predictions):
+        d = np.linalg.norm(np.array(list(target.values())) - np.array([p[a] for a in target]))
+        if d < min_dist:
+            best, min_dist = i, d
+    return best
+
+
+def reference_accuracy(scenario_labels, scenario_predictions, target):
+    """score.score_file: skip all-tie scenarios, count the chosen response when among the correct."""
+    right = total = 0
+    for labels, preds in zip(scenario_labels, scenario_predictions):
+        correct = reference_correct(labels, target)
+        if len(correct) == len(labels):
+            continue
+        right += reference_select(preds, target) in correct
+        total += 1
+    return right / total if total else float("nan")
+
+
+def test_reference_all_is_the_reference_repositorys_target_set(helpsteer2):
+    targets = ae.resolve_targets(helpsteer2, "reference-all")
+    ref = [t for t in reference_all_targets(helpsteer2.attributes, 5) if t]  # the all-0.5 one is empty
+    assert len(targets) == len(ref) == 3124
+    assert [dict(t.values) for t in targets.values()] == ref  # same targets, same order
+    full = {tuple(sorted(t.values.items())) for t in ae.resolve_targets(helpsteer2, "all").values()}
+    assert len(full & {tuple(sorted(t.items())) for t in ref}) == 1024  # only the 4^5 full vectors overlap
+    assert "3,124" in ae.TARGET_SET_NOTES["reference-all"]
+
+
+def test_gold_ties_are_exact_as_in_the_reference():
+    """Labels rounded to 2 decimals (MIC): for target (0, .33) the response at (0, .5) lies at
+    0.16999999999999998 and the one at (.17, .33) at 0.17. The reference's exact comparison makes
+    only the first correct; a 1e-9 tolerance called it an all-tie and dropped the scenario."""
+    data = [scen("m0", [{"care": 0.0, "fairness": 0.5}, {"care": 0.17, "fairness": 0.33}])]
+    gold = ScoreTable.from_labels(data, ["care", "fairness"])
+    target = {"care": 0.0, "fairness": 0.33}
+    correct, valid = ae.gold_correct(gold, [AttributeTarget(target)])
+    assert reference_correct(data[0].labels, target) == [0]
+    assert correct[0, 0].tolist() == [True, False] and valid.tolist() == [[True]]
+    rep = ae.evaluate_selections(gold, {"t": AttributeTarget(target)}, np.array([[1]]))
+    assert rep.accuracy.tolist() == [0.0] and rep.n_valid.tolist() == [1]
+
+
+def mic_like(n_scenarios, seed):
+    rng = np.random.default_rng(seed)
+    levels = [round(i / 6, 2) for i in range(7)]
+    attrs = ["care", "fairness", "liberty", "loyalty", "authority", "sanctity"]
+    out = []
+    for i in range(n_scenarios):
+        n = int(rng.integers(2, 5))
+        out.append(scen(f"q{i}", [{a: float(rng.choice(levels)) for a in attrs} for _ in range(n)]))
+    return out, attrs
+
+
+def test_gold_correct_sets_match_the_references_score_py_to_the_bit():
+    data, attrs = mic_like(60, seed=3)
+    gold = ScoreTable.from_labels(data, attrs)
+    all_ref = [t for t in reference_all_targets(attrs, 7) if t]
+    rng = np.random.default_rng(4)
+    picked = [all_ref[i] for i in rng.choice(len(all_ref), 400, replace=False)]
+    picked.append({"sanctity": 0.83, "care": 0.17, "loyalty": 0.33})  # key order differs from the table's
+    correct, _ = ae.gold_correct(gold, [AttributeTarget(t) for t in picked])
+    for t, target in enumerate(picked):
+        for s, sc in enumerate(data):
+            assert np.flatnonzero(correct[t, s]).tolist() == reference_correct(sc.labels, target), (target, s)
+
+
+def test_ties_first_is_the_references_rule_and_is_recorded():
+    data = [scen("t0", [{"a": 0.0}, {"a": 1.0}]), scen("t1", [{"a": 1.0}, {"a": 0.0}])]
+    gold = ScoreTable.from_labels(data, ["a"])
+    pred = ScoreTable.empty(data, ["a"])
+    pred.scores[:, :, 0] = [[0.5, 0.5], [0.5, 0.5]]  # every prediction ties
+    target = {"hi": AttributeTarget({"a": 1.0})}
+    first = ae.evaluate_table(pred, gold, target, ties="first")
+    assert first.accuracy.tolist() == [0.5]  # t0: first (r0) wrong; t1: first (r0) right
+    assert first.n_tied.tolist() == [2]
+    expected = ae.evaluate_table(pred, gold, target)
+    assert expected.accuracy.tolist() == [0.5]
+    pred.scores[1] = [[0.2], [0.2]]  # t1 tie now: first (r0) right, expected 1/2
+    pred.scores[0] = [[0.1], [0.9]]  # t0 clear: r1 right
+    assert ae.evaluate_table(pred, gold, target, ties="first").accuracy.tolist() == [1.0]
+    assert ae.evaluate_table(pred, gold, target).accuracy.tolist() == [0.75]
+    d = first.to_dict()
+    assert d["ties"] == "first" and "first" in d["ties_rule"] and d["gold_ties"].startswith("exact")
+    sel = ae.evaluate_selections(gold, target, np.array([[0, 0]]), tied=np.ones((1, 2, 2), bool), ties="first")
+    assert sel.accuracy.tolist() == [0.5] and sel.ties == "first"
+    with pytest.raises(steerkit.InvalidOptionError, match="expected.*first"):
+        ae.evaluate_table(pred, gold, target, ties="random")
+
+
+def test_ties_first_agrees_with_the_reference_scoring_to_the_last_digit():
+    """Predicted scores on a 0.01 grid averaged over 2 samples (as self-consistency gives) tie
+    often; accuracy under ``ties="first"`` equals score.py's on every target."""
+    data, attrs = mic_like(80, seed=5)
+    gold = ScoreTable.from_labels(data, attrs)
+    rng = np.random.default_rng(6)
+    pred = ScoreTable.empty(data, attrs)
+    pred.scores[pred.mask] = (rng.integers(0, 101, (pred.mask.sum(), len(attrs))) / 100
+                              + rng.integers(0, 101, (pred.mask.sum(), len(attrs))) / 100) / 2
+    pred.scores[pred.mask] = np.round(pred.scores[pred.mask] * 2) / 2  # coarse: many predicted ties
+    all_ref = [t for t in reference_all_targets(attrs, 7) if t]
+    picked = [all_ref[i] for i in rng.choice(len(all_ref), 150, replace=False)]
+    targets = {str(i): AttributeTarget(t) for i, t in enumerate(picked)}
+    rep = ae.evaluate_table(pred, gold, targets, ties="first")
+    preds = [pred.response_scores(i) for i in range(len(data))]
+    ref = [reference_accuracy([s.labels for s in data], preds, t) for t in picked]
+    assert rep.accuracy.tolist() == ref
+    assert rep.tie_rate > 0.1  # the case this is about

@@ -27,10 +27,27 @@ class CountingFake(FakeBackend):
         return super().generate(prompts, sampling, constraint)
 
 
+def flat(schema: dict) -> object:
+    """The same answer for every response: integers 50, strings alike (every prediction ties)."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    if schema.get("type") == "object":
+        return {k: flat(v) for k, v in schema.get("properties", {}).items()}
+    return 50 if schema.get("type") in ("integer", "number") else "same"
+
+
+class FlatFake(CountingFake):
+    name = "fake-flat"
+
+    def __init__(self, model=None, **options):
+        super().__init__(model or "flat-model", responder=lambda p, c: json.dumps(flat(c.value)), **options)
+
+
 class FakePlugin:
     @steerkit.hookimpl
     def register_backends(self, register):
         register("fake-eval", CountingFake)
+        register("fake-flat", FlatFake)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -295,3 +312,29 @@ def test_mic_eval_then_realign_end_to_end(tmp_path):
     assert res["mean_accuracy"] == pytest.approx(ae.evaluate_table(table, gold, targets).mean)
     text = invoke("realign", *common, "--targets", "high").output
     assert "0 model calls" in text and "tied predictions" in text
+
+
+def test_reference_targets_and_tie_rules_are_options_and_recorded(tmp_path):
+    cache = str(tmp_path / "scores.sqlite3")
+    common = ["--strategy", "zero-shot-comparative", "--dataset", "helpsteer2", "--limit", "8",
+              "--backend", "fake-flat", "--cache", cache]
+    exp = run_json("eval", *common, "--targets", "reference-all", "--no-plots", "--out", str(tmp_path / "e"))
+    assert exp["n_targets"] == 3124 and exp["ties"] == "expected" and exp["gold_ties"].startswith("exact")
+    assert exp["config"]["targets"] == "reference-all" and "3,124" in exp["config"]["targets_note"]
+    first = run_json("realign", *common, "--targets", "reference-all", "--ties", "first")
+    assert first["ties"] == "first" and first["model_calls"] == 0
+    # the fake model scores every response alike: every prediction ties, so the rules differ
+    assert exp["tie_rate"] == first["tie_rate"] == 1.0
+    assert first["mean_accuracy"] != pytest.approx(exp["mean_accuracy"])
+    text = invoke("realign", *common, "--targets", "all", "--ties", "first").output
+    assert "--ties first" in text and "not the reference's set" in text
+    bad = invoke("eval", *common, "--ties", "random", ok=False)
+    assert bad.exit_code == 2 and "random" in bad.output and CALLS["generate"] == 8 * 5
+
+
+def test_oracle_scores_one_on_a_small_opinionqa_run(tmp_path):
+    res = run_json("eval", "--strategy", "oracle", "--dataset", "opinionqa", "--limit", "20",
+                   "--out", str(tmp_path / "o"))
+    m = res["metrics"]
+    assert m["accuracy"] == m["balanced_accuracy"] == m["macro_f1"] == 1.0  # was 0.8 over a fixed class list
+    assert m["js_base"] == "e"

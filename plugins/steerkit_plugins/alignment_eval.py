@@ -2,22 +2,28 @@
 
 For a target, the *correct* responses of a scenario are those whose gold LABEL vector is
 nearest the target (Euclidean over the target's attributes by default; every response at the
-minimum distance counts as correct, so ties are allowed). Scenarios where all responses tie
-are excluded for that target. Accuracy of a target = share of the remaining scenarios whose
-selected response is correct. Results are reported per number of attributes in the target
-(mean and standard error over targets) and overall (mean over targets).
+minimum distance counts as correct). As in the reference repository's ``score.py``, distances
+are compared exactly (no tolerance) and computed with its arithmetic (``reference_distances``:
+the same BLAS dot as ``np.linalg.norm``, in the target's key order), so the same responses
+tie. Scenarios where all responses tie are excluded for that target. Accuracy of a target =
+share of the remaining scenarios whose selected response is correct. Results are reported per
+number of attributes in the target (mean and standard error over targets) and overall.
 
-Ties in the PREDICTION (several responses at the predicted minimum distance) are not settled
-by the selection's deterministic tie-break (always the lowest index, which would credit or
-blame response A): such a scenario scores the expected accuracy of a uniform random
-tie-break, (#tied responses that are correct) / (#tied responses). The tie rate, the share of
-valid scenarios with a tied prediction, is reported per target and overall.
+Ties in the PREDICTION (several responses at the predicted minimum distance), ``ties``:
+``expected`` (default) scores the expected accuracy of a uniform random tie-break, (#tied
+responses that are correct) / (#tied responses), so response A is neither credited nor
+blamed for every tie; ``first`` is the reference's rule (``select_response_index``: the first
+response at the exact minimum wins). The tie rate, the share of valid scenarios with a tied
+prediction, is reported either way.
 
 Target sets (``target_set``): ``sampled`` (the dataset's targets other than high/low),
-``high`` / ``low`` (``target_high`` / ``target_low``), ``all`` (every full vector over the
-label levels: 5^5 = 3,125 for HelpSteer2), ``all-subsets`` (every level combination over every
-non-empty subset of attributes: 6^5 - 1 = 7,775 for HelpSteer2), ``named`` (all of the
-dataset's targets) or a path to a JSON file of targets."""
+``high`` / ``low`` (``target_high`` / ``target_low``), ``reference-all`` (the reference
+repository's full set, ``sample_targets.get_all_possible_targets``: every level combination
+over all attributes with the 0.5 values then removed, i.e. the levels without 0.5 over every
+non-empty subset of attributes: 4^1..4^5 over subsets = 3,124 for HelpSteer2), ``all`` (every
+full vector over the label levels, 0.5 included: 5^5 = 3,125 for HelpSteer2), ``all-subsets``
+(every level combination over every non-empty subset: 6^5 - 1 = 7,775 for HelpSteer2),
+``named`` (all of the dataset's targets) or a path to a JSON file of targets."""
 
 from __future__ import annotations
 
@@ -34,8 +40,22 @@ from scipy import stats
 import steerkit
 from steerkit import AttributeTarget, Dataset, ScoreTable
 
-TARGET_SETS = ("sampled", "high", "low", "all", "all-subsets", "named")
-CHUNK_ELEMENTS = 4_000_000  # targets x scenarios x responses per vectorised block
+TARGET_SETS = ("sampled", "high", "low", "reference-all", "all", "all-subsets", "named")
+TARGET_SET_NOTES = {
+    "reference-all": "the AIES'25 reference repository's full target set: label levels without 0.5 over "
+                     "every non-empty attribute subset (3,124 for HelpSteer2)",
+    "all": "every full vector over the label levels, 0.5 included (3,125 for HelpSteer2); not the reference's set",
+    "all-subsets": "every level combination over every non-empty attribute subset, 0.5 included",
+    "sampled": "the dataset's sampled targets (10 per number of attributes)",
+    "high": "all attributes at the highest level", "low": "all attributes at the lowest level",
+    "named": "all of the dataset's named targets",
+}
+TIE_RULES = {
+    "expected": "a tied prediction scores the expected accuracy of a uniform random tie-break",
+    "first": "a tied prediction goes to the first tied response (the reference's select_response_index)",
+}
+NEUTRAL = 0.5  # the level the reference removes from its full target set
+CHUNK_ELEMENTS = 1_000_000  # targets x scenarios x responses per vectorised block
 
 
 # -- target sets ------------------------------------------------------------------------
@@ -62,6 +82,17 @@ def all_targets(attributes: Sequence[str], levels: Sequence[float], subsets: boo
     return out
 
 
+def reference_targets(attributes: Sequence[str], levels: Sequence[float]) -> dict[str, AttributeTarget]:
+    """The reference's full set: every combination of levels over all attributes, then each
+    target drops its attributes at 0.5 (the all-0.5 combination, left empty, is skipped)."""
+    out: dict[str, AttributeTarget] = {}
+    for combo in itertools.product(levels, repeat=len(attributes)):
+        values = {a: v for a, v in zip(attributes, combo) if v != NEUTRAL}
+        if values:
+            out[",".join(f"{a}={v:g}" for a, v in values.items())] = AttributeTarget(values)
+    return out
+
+
 def resolve_targets(dataset: Dataset, spec: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, AttributeTarget]:
     """Name -> target for a target-set name, a JSON file or a mapping of targets."""
     if isinstance(spec, Mapping):
@@ -78,6 +109,8 @@ def resolve_targets(dataset: Dataset, spec: str | os.PathLike[str] | Mapping[str
             levels = label_levels(dataset)
             v = max(levels) if text == "high" else min(levels)
             out = {key: AttributeTarget({a: v for a in dataset.attributes})}
+    elif text == "reference-all":
+        out = reference_targets(dataset.attributes, label_levels(dataset))
     elif text in ("all", "all-subsets"):
         out = all_targets(dataset.attributes, label_levels(dataset), subsets=text == "all-subsets")
     elif text == "named":
@@ -112,22 +145,71 @@ def per_attribute_targets(dataset: Dataset) -> dict[str, AttributeTarget]:
 
 
 # -- the metric -------------------------------------------------------------------------
+def reference_distances(table: ScoreTable, targets: Sequence[AttributeTarget]) -> np.ndarray:
+    """(T, S, R) Euclidean distances computed as the reference's ``euclidean_distance`` does,
+    ``np.linalg.norm(target - label)`` over the target's attributes in its key order: ``matmul``
+    of each difference vector with itself runs the same BLAS dot as ``norm``, so equal
+    distances come out equal (and unequal ones unequal) to the last bit, as in the reference.
+    Masked responses are at infinity."""
+    targets = [steerkit.coerce_target(t) for t in targets]
+    n_attr = len(table.attributes)
+    width = max((len(t.values) for t in targets), default=0)
+    cols = np.zeros((len(targets), width), dtype=int)
+    values = np.zeros((len(targets), width))
+    used = np.zeros((len(targets), width), dtype=bool)
+    for i, t in enumerate(targets):
+        for j, (a, v) in enumerate(t.values.items()):
+            if a not in table.attributes:
+                raise steerkit.UnknownAttributeError(f"target attribute {a!r} is not scored; the table has {table.attributes}")
+            cols[i, j], values[i, j], used[i, j] = table.attributes.index(a), v, True
+    needed = sorted(set(cols[used].tolist()))
+    if n_attr and needed and not np.all(np.isfinite(table.scores[table.mask][:, needed])):
+        raise steerkit.UnknownAttributeError("scores are incomplete for the target's attributes; run score() again")
+    scores = np.where(np.isfinite(table.scores), table.scores, 0.0)
+    diff = values[:, None, None, :] - np.moveaxis(scores[:, :, cols], 2, 0)  # (T, S, R, width)
+    # padding adds 0 * 0 to the dot: no change. C order keeps each vector contiguous, so matmul
+    # takes the BLAS dot path as norm does (a strided copy would take numpy's own loop)
+    diff = np.ascontiguousarray(np.where(used[:, None, None, :], diff, 0.0))
+    out = np.sqrt(np.matmul(diff[..., None, :], diff[..., :, None])[..., 0, 0])
+    out[:, ~table.mask] = np.inf
+    return out
+
+
+def _distances(table: ScoreTable, targets: Sequence[Any], aligner: str) -> np.ndarray:
+    return reference_distances(table, targets) if aligner == "euclidean" else table.distances_many(targets, aligner)
+
+
+def exact_ties(distances: np.ndarray) -> np.ndarray:
+    """(..., R) responses at exactly the minimum distance (the reference's ``x == min_value``)."""
+    return np.isfinite(distances) & (distances == distances.min(axis=-1, keepdims=True))
+
+
 def gold_correct(gold: ScoreTable, targets: Sequence[Any], aligner: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
-    """(T, S, R) correct-response mask and (T, S) validity (not all responses tied)."""
-    _, tied = gold.align_many(targets, aligner)
+    """(T, S, R) correct-response mask (exact minimum, no tolerance) and (T, S) validity (not
+    all responses tied)."""
+    tied = exact_ties(_distances(gold, targets, aligner))
     n_responses = gold.mask.sum(axis=1)  # (S,)
     valid = tied.sum(axis=-1) < n_responses[None, :]
     return tied, valid
 
 
+def first_choice(predicted: ScoreTable, targets: Sequence[Any], aligner: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
+    """The reference's choice: (T, S) first response at the exact minimum predicted distance,
+    and the (T, S, R) exact tie mask (for the tie rate)."""
+    d = _distances(predicted, targets, aligner)
+    return np.argmin(d, axis=-1), exact_ties(d)
+
+
 def accuracy_from_masks(selected: np.ndarray, correct: np.ndarray, valid: np.ndarray,
-                        tied: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        tied: np.ndarray | None = None, ties: str = "expected") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per target accuracy (NaN where no scenario is valid), valid and tied-prediction counts.
 
     ``selected`` (T, S) chosen response indices; ``correct`` (T, S, R); ``valid`` (T, S);
     ``tied`` (T, S, R), optional: the responses the prediction could not tell apart (the
-    selected one among them). A scenario with more than one tied response scores the share
-    of them that is correct (the expected accuracy of a uniform random tie-break)."""
+    selected one among them). With ``ties="expected"`` a scenario with more than one tied
+    response scores the share of them that is correct; with ``"first"`` only the selected
+    response counts (ties are then only counted)."""
+    check_ties(ties)
     selected = np.asarray(selected, dtype=int)
     credit = np.take_along_axis(correct, selected[..., None], axis=-1)[..., 0].astype(float)
     n_tied = np.zeros(valid.shape[0], dtype=int)
@@ -135,14 +217,23 @@ def accuracy_from_masks(selected: np.ndarray, correct: np.ndarray, valid: np.nda
         tied = np.asarray(tied, dtype=bool)
         size = tied.sum(axis=-1)
         is_tie = size > 1
-        share = (tied & correct).sum(axis=-1) / np.maximum(size, 1)
-        credit = np.where(is_tie, share, credit)
+        if ties == "expected":
+            share = (tied & correct).sum(axis=-1) / np.maximum(size, 1)
+            credit = np.where(is_tie, share, credit)
         n_tied = (is_tie & valid).sum(axis=1)
     credit = np.where(valid, credit, 0.0)
     n_valid = valid.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         acc = np.where(n_valid > 0, credit.sum(axis=1) / np.maximum(n_valid, 1), np.nan)
     return acc, n_valid, n_tied
+
+
+def check_ties(ties: str) -> str:
+    if ties not in TIE_RULES:
+        raise steerkit.InvalidOptionError(
+            f"ties={ties!r}: use 'expected' (a tie scores the expected accuracy of a random tie-break) "
+            "or 'first' (the reference's rule: the first tied response wins)")
+    return ties
 
 
 @dataclass
@@ -155,6 +246,7 @@ class AlignmentReport:
     n_valid: np.ndarray  # (T,)
     n_scenarios: int
     n_tied: np.ndarray | None = None  # (T,) valid scenarios whose prediction was a tie
+    ties: str = "expected"  # the predicted-tie rule (TIE_RULES)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -186,7 +278,7 @@ class AlignmentReport:
         rows = list(rows)
         return AlignmentReport([self.names[i] for i in rows], [self.targets[i] for i in rows],
                                self.accuracy[rows], self.n_valid[rows], self.n_scenarios,
-                               None if self.n_tied is None else self.n_tied[rows])
+                               None if self.n_tied is None else self.n_tied[rows], self.ties)
 
     def to_dict(self, per_target: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -195,6 +287,9 @@ class AlignmentReport:
             "mean_accuracy": num(self.mean),
             "se": num(self.se),
             "tie_rate": num(self.tie_rate),
+            "ties": self.ties,
+            "ties_rule": TIE_RULES[self.ties],
+            "gold_ties": "exact (no tolerance), as the reference's score.py",
             "by_n_attributes": {str(k): v for k, v in self.by_n_attributes().items()},
         }
         if per_target:
@@ -240,9 +335,11 @@ def _chunks(n_targets: int, table: ScoreTable) -> range:
 
 
 def evaluate_selections(gold: ScoreTable, targets: Mapping[str, AttributeTarget], selected: np.ndarray,
-                        aligner: str = "euclidean", tied: np.ndarray | None = None) -> AlignmentReport:
+                        aligner: str = "euclidean", tied: np.ndarray | None = None,
+                        ties: str = "expected") -> AlignmentReport:
     """Accuracy of given selections (T, S) against the gold labels; ``tied`` (T, S, R), when
-    given, marks predicted ties (scored as a uniform random tie-break)."""
+    given, marks predicted ties, scored by the ``ties`` rule (``accuracy_from_masks``)."""
+    check_ties(ties)
     names, tlist = list(targets), list(targets.values())
     selected = np.asarray(selected, dtype=int)
     if selected.shape != (len(tlist), len(gold)):
@@ -257,8 +354,8 @@ def evaluate_selections(gold: ScoreTable, targets: Mapping[str, AttributeTarget]
         stop = start + step
         correct, valid = gold_correct(gold, tlist[start:stop], aligner)
         acc[start:stop], n_valid[start:stop], n_tied[start:stop] = accuracy_from_masks(
-            selected[start:stop], correct, valid, None if tied is None else tied[start:stop])
-    return AlignmentReport(names, tlist, acc, n_valid, len(gold), n_tied if tied is not None else None)
+            selected[start:stop], correct, valid, None if tied is None else tied[start:stop], ties)
+    return AlignmentReport(names, tlist, acc, n_valid, len(gold), n_tied if tied is not None else None, ties)
 
 
 def _pad(mask: np.ndarray, width: int) -> np.ndarray:
@@ -278,11 +375,14 @@ def tied_from_selections(selections: Sequence[Sequence[Any]], width: int) -> np.
 
 
 def evaluate_table(predicted: ScoreTable, gold: ScoreTable, targets: Mapping[str, AttributeTarget],
-                   aligner: str = "euclidean", gold_aligner: str | None = None) -> AlignmentReport:
+                   aligner: str = "euclidean", gold_aligner: str | None = None,
+                   ties: str = "expected") -> AlignmentReport:
     """Align the predicted table to every target (no model calls) and score the choices.
 
     ``gold_aligner`` defaults to ``aligner`` when it uses weights (so weighted targets are
-    judged with the same weights), else Euclidean, as in the paper."""
+    judged with the same weights), else Euclidean, as in the paper. ``ties="first"`` picks
+    as the reference does (``first_choice``); ``"expected"`` as the Steerer does."""
+    check_ties(ties)
     if gold_aligner is None:
         fn = steerkit.lookup("aligner", aligner)
         gold_aligner = aligner if getattr(fn, "uses_weights", False) else "euclidean"
@@ -294,8 +394,11 @@ def evaluate_table(predicted: ScoreTable, gold: ScoreTable, targets: Mapping[str
     for start in range(0, len(tlist), step):
         stop = start + step
         chunk = tlist[start:stop]
-        selected, tied = predicted.align_many(chunk, aligner)
+        if ties == "first":
+            selected, tied = first_choice(predicted, chunk, aligner)
+        else:
+            selected, tied = predicted.align_many(chunk, aligner)
         correct, valid = gold_correct(gold, chunk, gold_aligner)
         acc[start:stop], n_valid[start:stop], n_tied[start:stop] = accuracy_from_masks(
-            selected, correct, valid, _pad(tied, gold.mask.shape[1]))
-    return AlignmentReport(names, tlist, acc, n_valid, len(gold), n_tied)
+            selected, correct, valid, _pad(tied, gold.mask.shape[1]), ties)
+    return AlignmentReport(names, tlist, acc, n_valid, len(gold), n_tied, ties)

@@ -10,8 +10,10 @@ Perspective datasets (vk, opinionqa) go to ``choice_eval.evaluate_choice_dataset
 the backend is wrapped so that any generation raises, and the cache is checked for every
 score first, so a missing score is a clear error (run ``steerkit eval`` first).
 
-Accuracy scores a tied prediction as a uniform random tie-break and reports the tie rate
-(``alignment_eval``); ``retried`` counts the scores whose generation needed retries.
+Accuracy scores a tied prediction by ``--ties``: ``expected`` (default, a uniform random
+tie-break) or ``first`` (the AIES'25 reference's rule); gold ties are exact, as in the
+reference (``alignment_eval``). The rule, the target set and what it is are recorded in the
+results. ``retried`` counts the scores whose generation needed retries.
 ``--split`` defaults to each dataset's own default split (eval for helpsteer2/mic, test for
 vk/opinionqa).
 
@@ -133,15 +135,20 @@ def strategy_options(strategy: str, dataset: Dataset, samples: int | None = None
     return options
 
 
-def load_dataset(name: str, data: str | None, split: str | None, limit: int | None) -> Dataset:
-    """The dataset; ``split`` None leaves the loader's own default split."""
+def load_dataset(name: str, data: str | None, split: str | None, limit: int | None,
+                 options: Mapping[str, Any] | None = None) -> Dataset:
+    """The dataset; ``split`` None leaves the loader's own default split; ``options`` go to the
+    loader (``--dataset-option``, e.g. ``label_rule=sixths`` for mic)."""
     loader = steerkit.lookup("dataset", name)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(options or {})
     if split is not None:
         kwargs["split"] = split
     if data:
         kwargs["path"] = data
-    dataset = loader(**kwargs)
+    try:
+        dataset = loader(**kwargs)
+    except TypeError as exc:
+        raise click.UsageError(f"dataset {name!r}: {exc}") from None
     return dataset.head(limit)
 
 
@@ -173,8 +180,10 @@ def evaluate_attribute_dataset(
     *,
     plots: bool = True,
     progress: bool = True,
+    ties: str = "expected",
 ) -> dict[str, Any]:
     """Accuracy of ``steerer`` on every target; returns the results dict (see module doc)."""
+    ae.check_ties(ties)
     gold = _gold(dataset)
     if gold is None:
         raise steerkit.DatasetError(f"dataset {dataset.name!r} has scenarios without labels: it cannot be evaluated")
@@ -189,7 +198,7 @@ def evaluate_attribute_dataset(
         model_calls, hits, misses = table.model_calls, table.cache_hits, table.cache_misses
         retried = steerer.retried
         t1 = time.perf_counter()
-        report = ae.evaluate_table(table, gold, all_targets, steerer.aligner)
+        report = ae.evaluate_table(table, gold, all_targets, steerer.aligner, ties=ties)
         timings["align_seconds"] = time.perf_counter() - t1
     else:
         names = list(all_targets)
@@ -207,7 +216,8 @@ def evaluate_attribute_dataset(
             retried += steerer.retried
         timings["select_seconds"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        report = ae.evaluate_selections(gold, all_targets, selected, _gold_aligner(steerer.aligner), tied=tied)
+        report = ae.evaluate_selections(gold, all_targets, selected, _gold_aligner(steerer.aligner), tied=tied,
+                                        ties=ties)
         timings["align_seconds"] = time.perf_counter() - t1
     timings["total_seconds"] = time.perf_counter() - t0
     timings["seconds_per_scenario"] = timings["total_seconds"] / max(1, len(dataset))
@@ -260,8 +270,11 @@ def print_results(results: Mapping[str, Any], title: str) -> None:
                   _pct(results["se"]), end_section=True)
     console.print(table)
     if results.get("tie_rate") is not None:
-        console.print(f"tied predictions: {_pct(results['tie_rate'])}% of scored scenarios "
-                      "(each scored as a uniform random tie-break)")
+        console.print(f"tied predictions: {_pct(results['tie_rate'])}% of scored scenarios; --ties "
+                      f"{results.get('ties', 'expected')}: {ae.TIE_RULES[results.get('ties', 'expected')]}")
+    note = results.get("config", {}).get("targets_note")
+    if note:
+        console.print(f"targets {results['config'].get('targets')}: {note}")
     hl = results.get("per_attribute_high_low")
     if hl:
         t2 = Table(title="one-attribute targets: high vs low")
@@ -331,6 +344,14 @@ def write_plots(results: Mapping[str, Any], out_dir: Path) -> list[str]:
     return written
 
 
+def record_targets(results: dict[str, Any], spec: str, dataset: Dataset) -> None:
+    """Say in the results which target set ran and what it is, and the dataset's label rule."""
+    results["config"]["targets"] = spec
+    results["config"]["targets_note"] = ae.TARGET_SET_NOTES.get(spec, "targets from a JSON file")
+    if dataset.info.get("label_rule"):
+        results["config"]["label_rule"] = dataset.info["label_rule"]
+
+
 def _default_out(dataset: str, strategy: str) -> Path:
     return Path("results") / "eval" / f"{dataset}-{strategy}"
 
@@ -365,8 +386,11 @@ def realign(
     samples: int | None = None,
     k: int | None = None,
     options: Mapping[str, Any] | None = None,
+    ties: str = "expected",
 ) -> dict[str, Any]:
-    """Re-align cached scores of ``dataset`` to ``targets``; never loads or calls a model."""
+    """Re-align cached scores of ``dataset`` to ``targets``; never loads or calls a model.
+    ``ties="first"`` selects as the reference does (``alignment_eval.first_choice``)."""
+    ae.check_ties(ties)
     if not issubclass_safe(steerkit.lookup("strategy", strategy)):
         raise steerkit.UnsupportedTargetError(
             f"strategy {strategy!r} does not score attributes, so it has no scores to re-align; "
@@ -389,7 +413,7 @@ def realign(
     load_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     tlist = list(targets.values())
-    selected, tied = table.align_many(tlist, aligner)
+    selected, tied = ae.first_choice(table, tlist, aligner) if ties == "first" else table.align_many(tlist, aligner)
     align_seconds = time.perf_counter() - t1
     results: dict[str, Any] = {
         "config": {"dataset": dataset.name, "n_scenarios": len(dataset), "strategy": strategy,
@@ -406,7 +430,7 @@ def realign(
     gold = _gold(dataset)
     if gold is not None:
         t2 = time.perf_counter()
-        report = ae.evaluate_selections(gold, targets, selected, _gold_aligner(aligner), tied=tied)
+        report = ae.evaluate_selections(gold, targets, selected, _gold_aligner(aligner), tied=tied, ties=ties)
         results["timings"]["score_accuracy_seconds"] = time.perf_counter() - t2
         results.update(report.to_dict(per_target=len(tlist) <= 1000))
     return results
@@ -423,7 +447,14 @@ _common = [
     click.option("--data", default=None, help="dataset file or folder (default: $STEERKIT_DATA or ../shared/data)"),
     click.option("--split", default=None, help="dataset split (default: the dataset's own: eval for helpsteer2/mic, test for vk/opinionqa)"),
     click.option("--targets", "targets_spec", default="sampled", show_default=True,
-                 help="sampled | high | low | all | all-subsets | named | a JSON file of targets"),
+                 help="sampled | high | low | reference-all (the AIES'25 reference's full set: 3,124 for "
+                      "HelpSteer2) | all (every full vector, 0.5 included: 3,125) | all-subsets | named | "
+                      "a JSON file of targets"),
+    click.option("--ties", type=click.Choice(list(ae.TIE_RULES)), default="expected", show_default=True,
+                 help="a tied prediction scores the expected accuracy of a random tie-break, or goes to the "
+                      "first tied response (the AIES'25 reference's rule)"),
+    click.option("--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE",
+                 help="an option for the dataset loader, repeatable, e.g. --dataset-option label_rule=sixths (mic)"),
     click.option("--limit", type=int, default=None, help="first N scenarios only"),
     click.option("--backend", default="transformers", show_default=True),
     click.option("--model", default=None, help="model path or name (default: the backend's default)"),
@@ -450,10 +481,10 @@ def register_commands(cli):
     @click.option("--out", "out_dir", default=None, help="results folder (default: results/eval/DATASET-STRATEGY)")
     @click.option("--batch-size", type=int, default=None, help="prompts per backend batch")
     @click.option("--plots/--no-plots", default=True, show_default=True, help="write PNG plots (and score the one-attribute high/low targets)")
-    def eval_cmd(strategy, dataset_name, data, split, targets_spec, limit, backend, model, cache_path, aligner,
-                 samples, k, extra_options, as_json, out_dir, batch_size, plots):
+    def eval_cmd(strategy, dataset_name, data, split, targets_spec, ties, dataset_options, limit, backend, model,
+                 cache_path, aligner, samples, k, extra_options, as_json, out_dir, batch_size, plots):
         """Run STRATEGY on DATASET and report alignment accuracy over a target set."""
-        dataset = load_dataset(dataset_name, data, split, limit)
+        dataset = load_dataset(dataset_name, data, split, limit, parse_options(dataset_options))
         out = Path(out_dir) if out_dir else _default_out(dataset_name, strategy)
         options = strategy_options(strategy, dataset, samples, k, parse_options(extra_options))
         steerer = make_steerer(strategy, backend, options, model=model, aligner=aligner,
@@ -469,8 +500,8 @@ def register_commands(cli):
         targets = ae.resolve_targets(dataset, targets_spec)
         for t in targets.values():
             steerer.strategy.check_target(t)  # before any model loads
-        results = evaluate_attribute_dataset(steerer, dataset, targets, plots=plots, progress=not as_json)
-        results["config"]["targets"] = targets_spec
+        results = evaluate_attribute_dataset(steerer, dataset, targets, plots=plots, progress=not as_json, ties=ties)
+        record_targets(results, targets_spec, dataset)
         out.mkdir(parents=True, exist_ok=True)
         results["plots"] = write_plots(results, out) if plots else []
         path = out / "results.json"
@@ -484,14 +515,14 @@ def register_commands(cli):
     @cli.command("realign")
     @_with_common
     @click.option("--out", "out_file", default=None, help="also write the results JSON to this file")
-    def realign_cmd(strategy, dataset_name, data, split, targets_spec, limit, backend, model, cache_path, aligner,
-                    samples, k, extra_options, as_json, out_file):
+    def realign_cmd(strategy, dataset_name, data, split, targets_spec, ties, dataset_options, limit, backend, model,
+                    cache_path, aligner, samples, k, extra_options, as_json, out_file):
         """Re-align cached scores of DATASET to new targets with zero model calls."""
-        dataset = load_dataset(dataset_name, data, split, limit)
+        dataset = load_dataset(dataset_name, data, split, limit, parse_options(dataset_options))
         targets = ae.resolve_targets(dataset, targets_spec)
         results = realign(strategy, dataset, targets, backend=backend, model=model, cache=cache_path,
-                          aligner=aligner, samples=samples, k=k, options=parse_options(extra_options))
-        results["config"]["targets"] = targets_spec
+                          aligner=aligner, samples=samples, k=k, options=parse_options(extra_options), ties=ties)
+        record_targets(results, targets_spec, dataset)
         if out_file:
             Path(out_file).parent.mkdir(parents=True, exist_ok=True)
             Path(out_file).write_text(json.dumps(results, indent=2))

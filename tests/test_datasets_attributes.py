@@ -8,6 +8,7 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import steerkit
@@ -214,9 +215,9 @@ def mic_rows():
     return out
 
 
-def test_mic_label_construction_and_grouping(tmp_path):
+def test_mic_label_construction_and_grouping_sixths_rule(tmp_path):
     path = _write_mic(tmp_path / "MIC.csv", mic_rows())
-    ds = steerkit.lookup("dataset", "mic")(path=path)
+    ds = steerkit.lookup("dataset", "mic")(path=path, label_rule="sixths")
     assert ds.attributes == list(da.MIC_ATTRIBUTES)
     assert len(ds) == 1
     s = ds.scenarios[0]
@@ -276,7 +277,7 @@ def test_mic_accepts_named_foundations_words_and_moral_vector(tmp_path):
         r[7] = ""  # no `moral`: fall back to `moral-vector`
         r[9] = {"2": "agrees", "1": "neutral", "0": "disagrees"}[r[9]]
         rows.append(r)
-    ds = da.load_mic(path=_write_mic(tmp_path / "MIC.csv", rows))
+    ds = da.load_mic(path=_write_mic(tmp_path / "MIC.csv", rows), label_rule="sixths")
     assert ds.scenarios[0].labels[0]["care"] == pytest.approx(4 / 6)
     assert da._foundations({"moral": "care-harm|sanctity-degradation"}) == {"care", "sanctity"}
 
@@ -291,6 +292,51 @@ def test_mic_bad_file_is_a_clear_error(tmp_path):
         da.load_mic(path=tmp_path / "empty")
     with pytest.raises(steerkit.DatasetError, match="no scenarios in split"):
         da.load_mic(path=_write_mic(tmp_path / "m2.csv", mic_rows()), split="dev")
+
+
+def reference_mic_labels(path):
+    """The reference's data/load_mic.py (get_multi_answer_subset, get_label), re-implemented
+    from its code with the csv module: questions with 2+ answers and no missing A_agrees; per
+    answer, agreement x moral-vector over the first 3 rows, summed, (x + 3) / 6, round(x, 2)."""
+    agree = {"0": -1.0, "1": 0.0, "2": 1.0}
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    out = {}
+    for q in dict.fromkeys(r["Q"] for r in rows):
+        group = [r for r in rows if r["Q"] == q]
+        if len({r["A"] for r in group}) < 2 or any(r["A_agrees"] == "" for r in group):
+            continue
+        for a in dict.fromkeys(r["A"] for r in group):
+            anns = [agree[r["A_agrees"]] * np.array(json.loads(r["moral-vector"])) for r in group if r["A"] == a]
+            normalized = (np.array(anns[:3]).sum(axis=0) + 3) / 6
+            out[(q, a)] = {m: round(normalized[i], 2) for i, m in enumerate(da.MIC_ATTRIBUTES)}
+    return out
+
+
+def test_mic_reference_labels_are_the_reference_codes(tmp_path):
+    rows = mic_rows()
+    q4 = "Is it fine to skip class?"  # a row without A_agrees: the reference drops the question
+    rows += [_mic_row(30, "w1", q4, "Yes.", "care", 2), _mic_row(31, "w2", q4, "No.", "care", "")]
+    path = _write_mic(tmp_path / "MIC.csv", rows)
+    ds = da.load_mic(path=path)  # label_rule="reference" is the default
+    assert "reference" in ds.info["label_rule"] and ds.info["dropped_missing_agreement"] == 1
+    assert ds.info["levels"] == [0.0, 0.17, 0.33, 0.5, 0.67, 0.83, 1.0]
+    s = ds.scenarios[0]
+    # 'Maybe.' has only two annotations: the reference keeps it (care +2 -> 5/6 -> 0.83)
+    assert s.responses == ("No, honesty matters.", "Sure, lie away.", "Maybe.")
+    a, b, c = s.labels
+    assert a["care"] == 0.67 and a["fairness"] == 0.5 and b["loyalty"] == 0.17 and b["sanctity"] == 0.33
+    assert c["care"] == 0.83
+    # the pool's 'I love them.': the first 3 rows, w1 twice (agree, disagree) and w2 -> care +1
+    assert ds.info["pool"][0].labels[0]["care"] == 0.67
+    ref = reference_mic_labels(path)
+    mine = {(sc.question, r): lab for sc in [*ds.scenarios, *ds.info["pool"]] for r, lab in zip(sc.responses, sc.labels)}
+    assert mine == ref  # every answer, every foundation, exactly
+    assert all(v in ds.info["levels"] for t in ds.targets.values() for v in t.values.values())
+    with pytest.raises(steerkit.DatasetError, match="A_agrees"):  # the sixths rule keeps its strictness
+        da.load_mic(path=path, label_rule="sixths")
+    with pytest.raises(steerkit.InvalidOptionError, match="reference.*sixths"):
+        da.load_mic(path=path, label_rule="thirds")
 
 
 def test_read_targets_forms(tmp_path):

@@ -37,11 +37,16 @@ Formats read
     - ``rot``: kept in ``meta["rots"]`` (per response, the annotators' RoTs).
   Label construction (Adams et al.): for each annotation and each foundation f, the value is
   +1 if the RoT is grounded in f and the answer agrees with it, -1 if it is grounded in f and
-  the answer disagrees, 0 otherwise (neutral, or f not among the RoT's foundations). The three
+  the answer disagrees, 0 otherwise (neutral, or f not among the RoT's foundations). The
   annotations of an answer are summed (range [-3, 3]) and normalised to [0, 1] as
-  ``(sum + 3) / 6`` (7 levels). An answer needs three annotations from distinct workers: the
-  first three in file order are used, answers with fewer are dropped. Answers to the same
-  question form a scenario when there are at least two distinct answers.
+  ``(sum + 3) / 6`` (7 levels). ``label_rule`` says which annotations and how exactly:
+    - ``reference`` (default): as the AIES'25 reference repository's ``data/load_mic.py``: the
+      first 3 annotation rows of an answer in file order (an answer with fewer keeps what it
+      has), labels rounded to 2 decimals (levels 0, 0.17, 0.33, 0.5, 0.67, 0.83, 1); a question
+      with a row lacking ``A_agrees`` is dropped whole (``info["dropped_missing_agreement"]``);
+    - ``sixths``: exact sixths, and an answer needs three annotations from distinct workers
+      (the first three such in file order; answers with fewer are dropped).
+  Answers to the same question form a scenario when there are at least two distinct answers.
   Splits: upstream MIC splits by QA pair, so one question can have answers in train and in
   test. Answers are therefore grouped by question over the WHOLE file first, and each
   question then goes to one split: the split of most of its kept answers (a tie goes to
@@ -76,6 +81,11 @@ DATA_ENV = "STEERKIT_DATA"
 HELPSTEER2_ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 MIC_ATTRIBUTES = ("care", "fairness", "liberty", "loyalty", "authority", "sanctity")
 MIC_ANNOTATORS = 3
+MIC_LABEL_RULES = {
+    "reference": "the AIES'25 reference's load_mic.py: first 3 annotation rows of an answer, (sum + 3) / 6 "
+                 "rounded to 2 decimals",
+    "sixths": "3 annotations from distinct workers per answer, exact sixths (sum + 3) / 6",
+}
 SPLIT_ALIASES = {"eval": ("eval", "test", "validation", "val", "dev"), "test": ("test", "eval"),
                  "train": ("train",), "dev": ("dev", "validation", "val"), "validation": ("validation", "dev", "val")}
 
@@ -376,9 +386,33 @@ def mic_annotation_vector(row: Mapping[str, str]) -> dict[str, int]:
     return {a: (sign if a in found else 0) for a in MIC_ATTRIBUTES}
 
 
-def read_mic(path: Path, stats: dict[str, int] | None = None) -> dict[str, list[Scenario]]:
+def _missing_agreement(row: Mapping[str, str]) -> bool:
+    return str(row.get("A_agrees") or "").strip().lower() in ("", "nan")
+
+
+def mic_label(total: int, rule: str) -> float:
+    """(sum + 3) / 6 for a sum of annotations in [-3, 3]; the reference rounds it to 2 decimals
+    (with numpy, as its code does)."""
+    value = (total + MIC_ANNOTATORS) / (2 * MIC_ANNOTATORS)
+    return float(np.round(value, 2)) if rule == "reference" else value
+
+
+def mic_levels(rule: str) -> list[float]:
+    return [mic_label(k, rule) for k in range(-MIC_ANNOTATORS, MIC_ANNOTATORS + 1)]
+
+
+def _check_label_rule(rule: str) -> str:
+    if rule not in MIC_LABEL_RULES:
+        raise steerkit.InvalidOptionError(
+            f"mic label_rule={rule!r}: use 'reference' (the AIES'25 reference's labels, the default) or "
+            "'sixths' (exact sixths from 3 distinct workers)")
+    return rule
+
+
+def read_mic(path: Path, stats: dict[str, int] | None = None, label_rule: str = "reference") -> dict[str, list[Scenario]]:
     """All MIC scenarios by split (train / dev / test / all), one split per question (see the
-    module doc); ``stats`` gets ``mixed_split_questions``."""
+    module doc); ``stats`` gets ``mixed_split_questions`` and ``dropped_missing_agreement``."""
+    reference = _check_label_rule(label_rule) == "reference"
     try:
         fh = open(path, newline="", encoding="utf-8")
     except OSError as exc:
@@ -395,6 +429,7 @@ def read_mic(path: Path, stats: dict[str, int] | None = None) -> dict[str, list[
         # question -> answer -> list of (worker, vector, rot), over the whole file (all splits)
         groups: OrderedDict[str, OrderedDict[str, list[tuple[str, dict[str, int], str]]]] = OrderedDict()
         answer_split: dict[tuple[str, str], str] = {}  # (question, answer) -> split of its first row
+        missing: set[str] = set()  # questions with a row lacking A_agrees (the reference drops them)
         for n, row in enumerate(reader):
             q, a = (row.get("Q") or "").strip(), (row.get("A") or "").strip()
             if not q or not a:
@@ -403,27 +438,32 @@ def read_mic(path: Path, stats: dict[str, int] | None = None) -> dict[str, list[
             answer_split.setdefault((q, a), split)
             worker = row.get("WorkerId") or row.get("worker_id") or row.get("worker-id") or f"row{n}"
             anns = groups.setdefault(q, OrderedDict()).setdefault(a, [])
-            if len(anns) >= MIC_ANNOTATORS or any(w == worker for w, _, _ in anns):
+            if reference and _missing_agreement(row):
+                missing.add(q)
+                continue
+            if len(anns) >= MIC_ANNOTATORS or (not reference and any(w == worker for w, _, _ in anns)):
                 continue
             anns.append((worker, mic_annotation_vector(row), (row.get("rot") or "").strip()))
     by_split: dict[str, list[Scenario]] = {}
     mixed = 0
+    need = 1 if reference else MIC_ANNOTATORS
     for q, answers in groups.items():
-        full = {a: anns for a, anns in answers.items() if len(anns) == MIC_ANNOTATORS}
+        if q in missing:
+            continue
+        full = {a: anns for a, anns in answers.items() if len(anns) >= need}
         if len(full) < 2:
             continue
         split = question_split([answer_split[(q, a)] for a in full])
         mixed += len({answer_split[(q, a)] for a in full}) > 1
-        labels = []
-        for anns in full.values():
-            labels.append({f: (sum(v[f] for _, v, _ in anns) + MIC_ANNOTATORS) / (2 * MIC_ANNOTATORS)
-                           for f in MIC_ATTRIBUTES})
+        labels = [{f: mic_label(sum(v[f] for _, v, _ in anns), label_rule) for f in MIC_ATTRIBUTES}
+                  for anns in full.values()]
         rots = [[r for _, _, r in anns] for anns in full.values()]
         sid = f"mic-{split}-{len(by_split.get(split, []))}"
         by_split.setdefault(split, []).append(
             Scenario(q, tuple(full), id=sid, labels=tuple(labels), meta={"rots": rots}))
     if stats is not None:
         stats["mixed_split_questions"] = mixed
+        stats["dropped_missing_agreement"] = len(missing)
     return by_split
 
 
@@ -441,25 +481,26 @@ def question_split(splits: Sequence[str]) -> str:
 
 
 def load_mic(path: str | os.PathLike[str] | None = None, split: str = "eval", *, pool: bool = True,
-             targets: str | os.PathLike[str] | None = None, **options: Any) -> Dataset:
+             targets: str | os.PathLike[str] | None = None, label_rule: str = "reference", **options: Any) -> Dataset:
     """The Moral Integrity Corpus as a steerable benchmark (see the module doc)."""
     if options:
-        raise TypeError(f"mic got unknown options {sorted(options)}; it takes path, split, pool, targets")
+        raise TypeError(f"mic got unknown options {sorted(options)}; it takes path, split, pool, targets, label_rule")
+    _check_label_rule(label_rule)
     base = _base(path, "mic")
     source = base if base.is_file() else base / "MIC.csv"
     if not source.is_file():
         raise DatasetError(f"MIC.csv not found in {base}; download it from the MIC authors "
                            f"(github.com/SALT-NLP/mic) and pass its path, or set ${DATA_ENV}")
     stats: dict[str, int] = {}
-    by_split = read_mic(source, stats)
+    by_split = read_mic(source, stats, label_rule)
     wanted = next((s for s in SPLIT_ALIASES.get(split, (split,)) if s in by_split), None)
     if wanted is None and set(by_split) == {"all"}:
         wanted = "all"
     if wanted is None:
         raise DatasetError(f"{source}: no scenarios in split {split!r} (splits present: {sorted(by_split)})")
     scenarios = by_split[wanted]
-    info: dict[str, Any] = {"source": str(source), "split": wanted, "levels": [i / 6 for i in range(7)],
-                            **stats}
+    info: dict[str, Any] = {"source": str(source), "split": wanted, "levels": mic_levels(label_rule),
+                            "label_rule": f"{label_rule}: {MIC_LABEL_RULES[label_rule]}", **stats}
     if pool and wanted != "train" and by_split.get("train"):
         info["pool"] = by_split["train"]
     dataset_targets = read_targets(targets) if targets is not None else sampled_targets(MIC_ATTRIBUTES, info["levels"])

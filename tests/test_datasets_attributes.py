@@ -339,6 +339,23 @@ def test_mic_reference_labels_are_the_reference_codes(tmp_path):
         da.load_mic(path=path, label_rule="thirds")
 
 
+def test_reference_mic_levels_count_as_the_mic_scale_for_few_shot_coverage():
+    """A pool with every reference label (0, 0.17, ..., 1) covers MIC's 7 levels: no warning
+    that 1/6 etc. are missing (the coverage check rounded to 4 decimals: 0.1667 != 0.17)."""
+    import warnings
+
+    from steerkit_plugins.fewshot import ExampleIndex
+
+    levels = da.mic_levels("reference")
+    pool = [steerkit.Scenario(f"q{i}", ("a", "b"), labels=({"care": v}, {"care": 0.5})) for i, v in enumerate(levels)]
+    index = ExampleIndex(pool, encoder=lambda xs: np.ones((len(xs), 3)), encoder_name="ones")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        index.check_levels("care")
+    with pytest.warns(UserWarning, match="care at level 0.167"):
+        ExampleIndex(pool[:1] + pool[2:], encoder=lambda xs: np.ones((len(xs), 3)), encoder_name="ones").check_levels("care")
+
+
 def test_read_targets_forms(tmp_path):
     p = tmp_path / "t.json"
     p.write_text(json.dumps({"a": {"care": 1}, "b": {"values": {"care": 0.5, "fairness": 0}, "weights": {"care": 2}}}))

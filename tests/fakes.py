@@ -31,18 +31,35 @@ def minimal_instance(schema: dict, rng: np.random.Generator) -> object:
 
 
 class FakeBackend(steerkit.Backend):
+    """``micro_batch_size`` makes it say it runs prompts that many at a time, one batch after
+    another (as the transformers backend does); ``fail_after`` makes it raise ``failure`` on
+    the micro-batch that would take it past that many answered prompts (an interrupt, a crash)."""
+
     name = "fake"
 
-    def __init__(self, model: str | None = "fake-model", responder: Callable | None = None, **options):
+    def __init__(self, model: str | None = "fake-model", responder: Callable | None = None, *,
+                 micro_batch_size: int | None = None, fail_after: int | None = None,
+                 failure: BaseException | None = None, **options):
         super().__init__(model or "fake-model", **options)
         self.responder = responder
         self.prompts_seen: list = []
         self.rng = np.random.default_rng(0)
+        self.micro_batch_size = micro_batch_size
+        self.fail_after = fail_after
+        self.failure = failure if failure is not None else KeyboardInterrupt()
+        self.call_sizes: list[int] = []  # prompts per generate call
 
     def fingerprint(self) -> str:
         return f"fake:{self.model}"
 
+    def micro_batches(self, prompts: Sequence, sampling=steerkit.Sampling()) -> list[tuple[int, list[int]]]:
+        size = self.micro_batch_size or max(1, len(prompts))
+        return [(start, list(range(start, min(start + size, len(prompts))))) for start in range(0, len(prompts), size)]
+
     def generate(self, prompts: Sequence, sampling=steerkit.Sampling(), constraint=None) -> list[str]:
+        if self.fail_after is not None and len(self.prompts_seen) + len(prompts) > self.fail_after:
+            raise self.failure
+        self.call_sizes.append(len(prompts))
         out = []
         for p in prompts:
             self.prompts_seen.append(p)

@@ -307,24 +307,130 @@ def test_interrupted_run_resumes_with_only_the_missing_work(cache_path):
     s = steerkit.Steerer(CountingStrategy(interrupt_at=3), backend=backend, cache=cache_path, batch_size=2, progress=False)
     with pytest.raises(KeyboardInterrupt):
         s.score(SCENARIOS, ATTRS)
-    assert len(backend.prompts_seen) == 6  # 3 batches generated, the 3rd was lost
-    assert len(ScoreCache(cache_path)) == 2 * 2 * 3  # 2 committed batches x 2 jobs x 3 responses
+    assert len(backend.prompts_seen) == 6  # 3 batches generated, the 3rd interrupted while parsing
+    # the 3rd batch's prompts were answered before the interrupt: kept too (no model call for that)
+    assert len(ScoreCache(cache_path)) == 3 * 2 * 3  # 3 batches x 2 jobs x 3 responses
+    assert len(backend.prompts_seen) == 6
 
     backend2 = FakeBackend()
     s2 = steerkit.Steerer(CountingStrategy(), backend=backend2, cache=cache_path, batch_size=2, progress=False)
     table = s2.score(SCENARIOS, ATTRS)
-    assert len(backend2.prompts_seen) == 10 - 4
-    assert table.model_calls == 6
-    assert table.cache_hits == 4 * 3 and table.cache_misses == 6 * 3
+    assert len(backend2.prompts_seen) == 10 - 6
+    assert table.model_calls == 4
+    assert table.cache_hits == 6 * 3 and table.cache_misses == 4 * 3
     assert table.complete
     asked = {p[0]["content"] for p in backend2.prompts_seen}
-    assert len(asked) == 6  # no job computed twice
+    assert len(asked) == 4  # no job computed twice
 
     backend3 = FakeBackend()
     s3 = steerkit.Steerer(CountingStrategy(), backend=backend3, cache=cache_path, batch_size=2, progress=False)
     again = s3.score(SCENARIOS, ATTRS)
     assert backend3.prompts_seen == [] and again.model_calls == 0 and again.cache_misses == 0
     assert (again.scores == table.scores).all()
+
+
+@pytest.mark.parametrize("micro, fail_after, stored", [
+    (1, 5, 5),  # long prompts run one at a time: every answered prompt is kept
+    (3, 7, 6),  # micro-batches of 3: the 3rd (prompts 7-9) was in flight and is lost
+    (None, 7, 0),  # a backend that takes the whole batch at once has nothing finished to keep
+])
+@pytest.mark.parametrize("failure", [KeyboardInterrupt(), RuntimeError("engine died")])
+def test_an_interrupt_inside_a_batch_keeps_every_prompt_answered_before_it(cache_path, micro, fail_after, stored, failure):
+    """One strategy batch of 10 prompts; the backend fails after ``fail_after`` prompts."""
+    backend = FakeBackend(micro_batch_size=micro, fail_after=fail_after, failure=failure)
+    s = steerkit.Steerer(CountingStrategy(), backend=backend, cache=cache_path, batch_size=10, progress=False)
+    with pytest.raises(type(failure)):
+        s.score(SCENARIOS, ATTRS)
+    assert len(backend.prompts_seen) == stored
+    assert len(ScoreCache(cache_path)) == stored * 3
+    if stored:  # what was stored is the model's own answer (the replay served it, nothing else)
+        conn = sqlite3.connect(cache_path)
+        assert conn.execute("SELECT DISTINCT reasoning FROM results").fetchall() == [("fake reasoning. Answer: A",)]
+        conn.close()
+    answered = {p[0]["content"] for p in backend.prompts_seen}
+    # the rerun asks only for what was not answered
+    backend2 = FakeBackend(micro_batch_size=micro)
+    table = steerkit.Steerer(CountingStrategy(), backend=backend2, cache=cache_path, batch_size=10,
+                             progress=False).score(SCENARIOS, ATTRS)
+    assert table.complete and table.model_calls == 10 - stored
+    assert answered.isdisjoint(p[0]["content"] for p in backend2.prompts_seen)
+    if micro:
+        assert set(backend2.call_sizes) <= set(range(1, micro + 1))  # one micro-batch per backend call
+
+
+class InterruptedBackend(steerkit.Backend):
+    """The real embedded model, interrupted (as by Ctrl-C) when its ``calls``-th call starts."""
+
+    name = "transformers"
+
+    def __init__(self, inner, calls: int):
+        super().__init__(inner.model)
+        self.inner, self.calls = inner, calls
+
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint()
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    def micro_batches(self, prompts, sampling=steerkit.Sampling()):
+        return self.inner.micro_batches(prompts, sampling)
+
+    def generate(self, prompts, sampling=steerkit.Sampling(), constraint=None):
+        self.calls -= 1
+        if self.calls == 0:
+            raise KeyboardInterrupt
+        return self.inner.generate(prompts, sampling, constraint)
+
+
+REAL = [steerkit.Scenario(q, rs) for q, rs in [
+    ("How do I boil an egg?", ("Put it in boiling water for 9 minutes.", "Eggs are from chickens.")),
+    ("What is 2 + 2?", ("4", "It is 4, because adding two and two gives four.")),
+    ("Can you recommend a book?", ("No.", "Try 'The Hobbit'; it is a short, warm adventure.")),
+    ("How do I say thanks in French?", ("Merci.", "You say 'merci', pronounced mair-see.")),
+    ("Is the sun a star?", ("Yes, the Sun is a G-type main-sequence star.", "No idea.")),
+    ("Why is the sky blue?", ("Because of Rayleigh scattering of sunlight.", "It just is.")),
+]]
+
+
+def test_real_model_interrupt_keeps_finished_micro_batches_and_resumes_identically(tmp_path, embedded_backend):
+    """The transformers backend runs micro-batches one after another; a Ctrl-C in the third
+    keeps the four answers of the first two, and the rerun asks only for the last two, giving
+    the same selections as an uninterrupted run."""
+    size = embedded_backend.micro_batch_size
+    embedded_backend.micro_batch_size = 2
+    try:
+        target = {"helpfulness": 1.0}
+        clean = steerkit.Steerer("unaligned", backend=embedded_backend, cache=tmp_path / "clean.sqlite3",
+                                 batch_size=6, progress=False).select_many(REAL, target)
+        path = tmp_path / "interrupted.sqlite3"
+        with pytest.raises(KeyboardInterrupt):
+            steerkit.Steerer("unaligned", backend=InterruptedBackend(embedded_backend, calls=3), cache=path,
+                             batch_size=6, progress=False).select_many(REAL, target)
+        assert len(ScoreCache(path)) == 4
+        resumed = steerkit.Steerer("unaligned", backend=embedded_backend, cache=path, batch_size=6, progress=False)
+        sels = resumed.select_many(REAL, target)
+        assert resumed.last_run.model_calls == 2
+        assert [s.index for s in sels] == [s.index for s in clean]
+    finally:
+        embedded_backend.micro_batch_size = size
+
+
+def test_real_model_micro_batched_generation_equals_one_call(embedded_backend):
+    """Sending a batch one micro-batch at a time keeps each micro-batch's seed: sampled outputs
+    are those of one backend call."""
+    size = embedded_backend.micro_batch_size
+    embedded_backend.micro_batch_size = 2
+    try:
+        prompts = [[{"role": "user", "content": s.question}] for s in REAL[:4]]
+        sampling = steerkit.Sampling(temperature=1.0, max_tokens=4, seed=11)
+        whole = embedded_backend.generate(prompts, sampling)
+        assert len(embedded_backend.micro_batches(prompts, sampling)) == 2
+        run = steerkit.RunContext(embedded_backend, None, progress=False)
+        assert run.generate(prompts, sampling) == whole and run.model_calls == 4
+    finally:
+        embedded_backend.micro_batch_size = size
 
 
 def test_prompt_version_and_model_change_miss_the_cache(cache_path):

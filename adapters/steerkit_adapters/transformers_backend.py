@@ -259,6 +259,11 @@ class TransformersBackend(Backend):
                     result[idx, j] = torch.logsumexp(logp[:, ids], dim=-1).cpu().numpy()
         return result
 
+    def micro_batches(self, prompts: Sequence[ChatPrompt], sampling: Sampling = Sampling()) -> list[tuple[int, list[int]]]:
+        """How ``generate`` splits these prompts, so ``RunContext`` can send (and commit) one
+        micro-batch at a time: an interrupt then loses only the micro-batch in flight."""
+        return self._micro_batches([self.render(p) for p in prompts], sampling.max_tokens)
+
     def _micro_batches(self, texts: list[str], new_tokens: int) -> list[tuple[int, list[int]]]:
         """(seed offset, prompt indices) per micro-batch: prompts sorted by length (less
         padding), cut at ``micro_batch_size`` prompts and at the attention budget (prompts x

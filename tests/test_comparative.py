@@ -565,6 +565,24 @@ def test_real_model_choice_baselines(embedded_backend, helpsteer2, tmp_path):
         s = steerkit.Steerer(strategy=name, backend=embedded_backend, cache=tmp_path / "c.sqlite3", progress=False)
         sels = s.select_many(evals, TARGET)
         assert all(0 <= x.index < len(e.responses) and x.response == e.responses[x.index] for x, e in zip(sels, evals))
+        for x, e in zip(sels, evals):  # the letter the model gave maps back through the shown order
+            assert sorted(x.extra["order"]) == list(range(len(e.responses)))
+            assert x.index == x.extra["order"][LETTERS.index(x.extra["letter"])]
+        assert any(x.extra["order"] != sorted(x.extra["order"]) for x in sels)  # really shuffled
         assert s.model_calls == 3
         s.select_many(evals, TARGET)
         assert s.model_calls == 0
+
+
+@pytest.mark.slow
+def test_real_model_few_shot_without_a_pool_says_it_ran_zero_shot(embedded_backend, tmp_path):
+    """The README's first call, before the fix, silently ran zero-shot: now it warns, and the
+    selection and its cache entries say k=0."""
+    with pytest.warns(ZeroShotFallbackWarning, match="ZERO-SHOT"):
+        s = steerkit.Steerer(strategy="comparative-regression", backend=embedded_backend,
+                             cache=tmp_path / "c.sqlite3", progress=False)
+    sel = s.select("How do I reverse a list in Python?",
+                   ["Use xs[::-1] or xs.reverse().", "You cannot."], {"helpfulness": 1.0})
+    assert s.model_calls == 1 and sel.strategy == "comparative-regression (zero-shot: k=0)"
+    assert len(sel.scores) == 2 and all(0 <= sc["helpfulness"] <= 1 for sc in sel.scores)
+    assert '"k": 0' in json.dumps(s.strategy.cache_options())

@@ -88,6 +88,7 @@ class ScoreCache:
     def __init__(self, path: str | os.PathLike[str] | None = None):
         self.path = Path(path) if path is not None else default_cache_path()
         self.read_only = False
+        self._wal_warned = False
         self._pid = os.getpid()
         self._conns: dict[int, sqlite3.Connection] = {}  # thread id -> this process's connection
         self._check_or_create()
@@ -116,7 +117,7 @@ class ScoreCache:
             mode = f"unchanged ({exc})"
         if mode == "wal":
             conn.execute("PRAGMA synchronous=NORMAL")  # safe in WAL mode only
-        elif not getattr(self, "_wal_warned", False):
+        elif not self._wal_warned:
             self._wal_warned = True
             warnings.warn(
                 f"the score cache {self.path}: SQLite could not switch it to WAL mode (journal mode: "

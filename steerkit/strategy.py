@@ -289,7 +289,10 @@ class RunContext:
     def _failed(self, failures: list[tuple[Any, BaseException]], attempted: int, description: str) -> ModelOutputError:
         shown = "; ".join(str(exc) for _, exc in failures[:FAILURES_SHOWN])
         more = f"; and {len(failures) - FAILURES_SHOWN} more" if len(failures) > FAILURES_SHOWN else ""
-        if self.cache is not None:
+        if self.cache is not None and self.cache.read_only:
+            after = (f"The cache {self.cache.path} is read-only, so nothing new was saved: pass a writable "
+                     "cache to keep the successes.")
+        elif self.cache is not None:
             after = (f"The other {attempted - len(failures)} computed item(s) are saved in the cache "
                      f"{self.cache.path}: a rerun recomputes only the {len(failures)} failed one(s).")
         else:

@@ -189,7 +189,10 @@ def test_a_read_only_cache_opens_for_reading(tmp_path):
         folder.chmod(0o555)
         code = """
 import warnings
+import steerkit
 from steerkit import CacheKey, CacheRecord, ScoreCache, CacheError
+from tests.fakes import FakeBackend
+steerkit.registry("strategy")  # plugins load before the interpreter's own folder may become unreadable
 """ + _drop_root() + f"""
 key = CacheKey{tuple(KEY.__dict__.values())!r}
 with warnings.catch_warnings(record=True) as seen:
@@ -205,6 +208,15 @@ except CacheError as exc:
     assert "not writable" in str(exc), exc
 else:
     raise AssertionError("a new cache in a read-only folder must be a CacheError")
+# a run whose items partly fail does not claim the successes were saved
+letter = lambda prompt, constraint: "Z" if "bad" in prompt[-1]["content"] else constraint.value[0]
+s = steerkit.Steerer("unaligned", backend=FakeBackend(responder=letter), cache=cache, progress=False)
+try:
+    s.select_many([steerkit.Scenario("good q", ("a", "b")), steerkit.Scenario("bad q", ("a", "b"))], {{"care": 1.0}})
+except steerkit.ModelOutputError as exc:
+    assert "is read-only, so nothing new was saved" in str(exc), exc
+else:
+    raise AssertionError("the bad scenario must fail")
 print("read-only-ok")
 """
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

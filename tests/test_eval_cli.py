@@ -338,3 +338,14 @@ def test_oracle_scores_one_on_a_small_opinionqa_run(tmp_path):
     m = res["metrics"]
     assert m["accuracy"] == m["balanced_accuracy"] == m["macro_f1"] == 1.0  # was 0.8 over a fixed class list
     assert m["js_base"] == "e"
+
+
+def test_mic_label_rule_is_a_dataset_option_and_recorded(tmp_path):
+    data = str(mic_fixture(tmp_path / "MIC.csv"))
+    common = ["eval", "--strategy", "oracle", "--dataset", "mic", "--data", data, "--targets", "high", "--no-plots"]
+    ref = run_json(*common, "--out", str(tmp_path / "a"))
+    assert ref["config"]["label_rule"].startswith("reference") and ref["mean_accuracy"] == 1.0
+    six = run_json(*common, "--dataset-option", "label_rule=sixths", "--out", str(tmp_path / "b"))
+    assert six["config"]["label_rule"].startswith("sixths")
+    bad = invoke(*common, "--dataset-option", "label_rule=thirds", ok=False)
+    assert bad.exit_code == 2 and "sixths" in bad.output and "Traceback" not in bad.output

@@ -152,7 +152,6 @@ def reference_distances(table: ScoreTable, targets: Sequence[AttributeTarget]) -
     distances come out equal (and unequal ones unequal) to the last bit, as in the reference.
     Masked responses are at infinity."""
     targets = [steerkit.coerce_target(t) for t in targets]
-    n_attr = len(table.attributes)
     width = max((len(t.values) for t in targets), default=0)
     cols = np.zeros((len(targets), width), dtype=int)
     values = np.zeros((len(targets), width))
@@ -163,7 +162,7 @@ def reference_distances(table: ScoreTable, targets: Sequence[AttributeTarget]) -
                 raise steerkit.UnknownAttributeError(f"target attribute {a!r} is not scored; the table has {table.attributes}")
             cols[i, j], values[i, j], used[i, j] = table.attributes.index(a), v, True
     needed = sorted(set(cols[used].tolist()))
-    if n_attr and needed and not np.all(np.isfinite(table.scores[table.mask][:, needed])):
+    if needed and not np.all(np.isfinite(table.scores[table.mask][:, needed])):
         raise steerkit.UnknownAttributeError("scores are incomplete for the target's attributes; run score() again")
     scores = np.where(np.isfinite(table.scores), table.scores, 0.0)
     diff = values[:, None, None, :] - np.moveaxis(scores[:, :, cols], 2, 0)  # (T, S, R, width)

@@ -400,7 +400,7 @@ def test_few_shot_without_a_pool_warns_and_records_k0(tmp_path, caplog):
     assert [m["role"] for m in s.backend.prompts_seen[0]] == ["system", "user"]
     assert table.strategy == "comparative-regression (zero-shot: k=0)"
     assert s.select_many(scenarios(1, 2), TARGET)[0].strategy == "comparative-regression (zero-shot: k=0)"
-    assert s.strategy.cache_options()["k"] == 0
+    assert s.strategy.cache_options()["k"] == 0 and s.strategy.options["k"] == 0  # options go into eval results
     with pytest.warns(ZeroShotFallbackWarning, match=r"^regression got no example_pool"):
         steerer("regression")
     with pytest.warns(ZeroShotFallbackWarning):

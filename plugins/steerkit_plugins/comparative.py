@@ -246,7 +246,8 @@ class ComparativeRegression(steerkit.AttributeStrategy):
         self._warned_k: set[str] = set()
         if self.k > 0 and not self.uses_examples:
             warn_zero_shot(self.name, self.k)
-        self.options = {"k": self.k, "samples": self.samples, "temperature": self.temperature, "seed": self.seed,
+        # the k that really runs (0 without a pool): eval results record these options
+        self.options = {"k": self.k if self.uses_examples else 0, "samples": self.samples, "temperature": self.temperature, "seed": self.seed,
                         "shuffle": self.shuffle, "response_chars": self.response_chars,
                         "example_chars": self.example_chars}
 

@@ -184,6 +184,8 @@ def test_cache_identity_has_style_and_prompt_version(tmp_path):
     assert a.fingerprint() != b.fingerprint()
     assert a.cache_options()["prompt_version"] == PROMPT_VERSION
     assert "max_tokens" not in a.cache_options() and b.cache_options()["max_tokens"] == 256
+    validated = stub_folder(tmp_path / "c", prompt_style="cot", hyperparameters={"eval_max_tokens": 55})
+    assert ck.CheckpointStrategy(path=str(validated)).max_tokens == 55  # as long as the trainer validated it
 
 
 # -- real checkpoints of the embedded model (slow) ------------------------------------------

@@ -24,7 +24,7 @@ how "Answer: A" was tokenised in training.
 
 Options: ``path`` (required), ``samples`` (cot checkpoints: majority vote over samples at
 ``temperature``/``top_p``, as in the paper's evaluation; default 1, greedy), ``max_tokens``
-(reasoning length; default: the run's ``max_completion_length``, else 256).
+(reasoning length; default: the run's ``max_completion_length``, else its ``eval_max_tokens``, else 256).
 """
 
 from __future__ import annotations
@@ -199,8 +199,9 @@ class CheckpointStrategy(ChainOfThought):
                 f"{self.folder} is an answer-only checkpoint ({self.manifest.get('method')}): it answers "
                 "with one constrained letter, so samples must be 1 (samples applies to cot checkpoints)"
             )
-        if max_tokens is None:
-            max_tokens = int((self.manifest.get("hyperparameters") or {}).get("max_completion_length") or 256)
+        if max_tokens is None:  # as long as the run's completions were (GRPO), or as it was validated
+            hp = self.manifest.get("hyperparameters") or {}
+            max_tokens = int(hp.get("max_completion_length") or hp.get("eval_max_tokens") or 256)
         super().__init__(format=self.task, samples=samples, max_tokens=max_tokens, temperature=temperature, top_p=top_p)
         self._model: str | None = None
 

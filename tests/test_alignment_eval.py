@@ -281,6 +281,31 @@ def test_gold_correct_sets_match_the_references_score_py_to_the_bit():
             assert np.flatnonzero(correct[t, s]).tolist() == reference_correct(sc.labels, target), (target, s)
 
 
+@pytest.mark.parametrize("ties", ["expected", "first"])
+def test_a_perfect_prediction_scores_one_on_two_decimal_labels(ties):
+    """Predicted ties are exact like gold ones: the gold table as the prediction scores 1.0 on
+    MIC-style labels (a 1e-9 tolerance on predictions alone scored near-ties 1/2)."""
+    data, attrs = mic_like(100, seed=1)
+    gold = ScoreTable.from_labels(data, attrs)
+    all_ref = [t for t in reference_all_targets(attrs, 7) if t]
+    targets = {str(i): AttributeTarget(t) for i, t in enumerate(all_ref[::5])}
+    rep = ae.evaluate_table(gold, gold, targets, ties=ties)
+    assert np.nanmin(rep.accuracy) == 1.0
+
+
+def test_the_oracle_strategy_scores_one_on_two_decimal_labels():
+    from steerkit_plugins import evaluation
+
+    data, attrs = mic_like(40, seed=1)
+    ds = Dataset("mic-like", data, attrs)
+    all_ref = [t for t in reference_all_targets(attrs, 7) if t]
+    targets = {str(i): AttributeTarget(t) for i, t in enumerate(all_ref[::300])}
+    oracle = steerkit.Steerer("oracle", cache=False, progress=False)
+    for ties in ("expected", "first"):
+        res = evaluation.evaluate_attribute_dataset(oracle, ds, targets, plots=False, progress=False, ties=ties)
+        assert min(t["accuracy"] for t in res["targets"] if t["accuracy"] is not None) == 1.0, ties
+
+
 def test_ties_first_is_the_references_rule_and_is_recorded():
     data = [scen("t0", [{"a": 0.0}, {"a": 1.0}]), scen("t1", [{"a": 1.0}, {"a": 0.0}])]
     gold = ScoreTable.from_labels(data, ["a"])

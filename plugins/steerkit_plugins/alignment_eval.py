@@ -9,12 +9,13 @@ tie. Scenarios where all responses tie are excluded for that target. Accuracy of
 share of the remaining scenarios whose selected response is correct. Results are reported per
 number of attributes in the target (mean and standard error over targets) and overall.
 
-Ties in the PREDICTION (several responses at the predicted minimum distance), ``ties``:
-``expected`` (default) scores the expected accuracy of a uniform random tie-break, (#tied
-responses that are correct) / (#tied responses), so response A is neither credited nor
-blamed for every tie; ``first`` is the reference's rule (``select_response_index``: the first
-response at the exact minimum wins). The tie rate, the share of valid scenarios with a tied
-prediction, is reported either way.
+Ties in the PREDICTION (several responses at exactly the predicted minimum distance, computed
+the same way, so that a perfect predictor always scores 1), ``ties``: ``expected`` (default)
+scores the expected accuracy of a uniform random tie-break, (#tied responses that are
+correct) / (#tied responses), so response A is neither credited nor blamed for every tie;
+``first`` is the reference's rule (``select_response_index``: the first response at the
+exact minimum wins). The tie rate, the share of valid scenarios with a tied prediction, is
+reported either way. (The Steerer's own selections treat distances within 1e-9 as tied.)
 
 Target sets (``target_set``): ``sampled`` (the dataset's targets other than high/low),
 ``high`` / ``low`` (``target_high`` / ``target_low``), ``reference-all`` (the reference
@@ -51,7 +52,8 @@ TARGET_SET_NOTES = {
     "named": "all of the dataset's named targets",
 }
 TIE_RULES = {
-    "expected": "a tied prediction scores the expected accuracy of a uniform random tie-break",
+    "expected": "a tied prediction (exactly equal distances) scores the expected accuracy of a uniform random "
+                "tie-break",
     "first": "a tied prediction goes to the first tied response (the reference's select_response_index)",
 }
 NEUTRAL = 0.5  # the level the reference removes from its full target set
@@ -379,8 +381,8 @@ def evaluate_table(predicted: ScoreTable, gold: ScoreTable, targets: Mapping[str
     """Align the predicted table to every target (no model calls) and score the choices.
 
     ``gold_aligner`` defaults to ``aligner`` when it uses weights (so weighted targets are
-    judged with the same weights), else Euclidean, as in the paper. ``ties="first"`` picks
-    as the reference does (``first_choice``); ``"expected"`` as the Steerer does."""
+    judged with the same weights), else Euclidean, as in the paper. The choice and its ties
+    are the reference's (``first_choice``); ``ties`` says how a tie is credited."""
     check_ties(ties)
     if gold_aligner is None:
         fn = steerkit.lookup("aligner", aligner)
@@ -393,10 +395,7 @@ def evaluate_table(predicted: ScoreTable, gold: ScoreTable, targets: Mapping[str
     for start in range(0, len(tlist), step):
         stop = start + step
         chunk = tlist[start:stop]
-        if ties == "first":
-            selected, tied = first_choice(predicted, chunk, aligner)
-        else:
-            selected, tied = predicted.align_many(chunk, aligner)
+        selected, tied = first_choice(predicted, chunk, aligner)
         correct, valid = gold_correct(gold, chunk, gold_aligner)
         acc[start:stop], n_valid[start:stop], n_tied[start:stop] = accuracy_from_masks(
             selected, correct, valid, _pad(tied, gold.mask.shape[1]), ties)

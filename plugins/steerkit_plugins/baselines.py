@@ -8,6 +8,7 @@ import numpy as np
 import steerkit
 from steerkit import AttributeTarget, ScoreTable, Selection, Strategy
 
+from .alignment_eval import first_choice
 from .options import int_option, refuse_unknown
 
 
@@ -48,7 +49,14 @@ class Oracle(Strategy):
             if isinstance(target, AttributeTarget):
                 if s.labels is None:
                     raise steerkit.UnknownAttributeError(f"oracle needs labels; scenario {s.label!r} has none")
-                sel = ScoreTable.from_labels([s], target.attributes).selections(target, run.aligner)[0]
+                table = ScoreTable.from_labels([s], target.attributes)
+                sel = table.selections(target, run.aligner)[0]
+                # pick and tie as evaluation judges gold (exact, the reference's arithmetic): a 1e-9
+                # tolerance would call 2-decimal labels at 0.16999... and 0.17 a tie and lose points
+                idx, tied = first_choice(table, [target], run.aligner)
+                sel.index = int(idx[0, 0])
+                sel.response = s.responses[sel.index]
+                sel.ties = [int(j) for j in np.flatnonzero(tied[0, 0]) if j != sel.index]
                 sel.strategy, sel.model = self.name, "gold"
                 out.append(sel)
             else:

@@ -389,7 +389,8 @@ def realign(
     ties: str = "expected",
 ) -> dict[str, Any]:
     """Re-align cached scores of ``dataset`` to ``targets``; never loads or calls a model.
-    ``ties="first"`` selects as the reference does (``alignment_eval.first_choice``)."""
+    Selections are the ones scored (``alignment_eval.first_choice``: the first response at the
+    exact minimum); ``ties`` says how a tie is credited."""
     ae.check_ties(ties)
     if not issubclass_safe(steerkit.lookup("strategy", strategy)):
         raise steerkit.UnsupportedTargetError(
@@ -413,7 +414,7 @@ def realign(
     load_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     tlist = list(targets.values())
-    selected, tied = ae.first_choice(table, tlist, aligner) if ties == "first" else table.align_many(tlist, aligner)
+    selected, tied = ae.first_choice(table, tlist, aligner)  # as scored: exact ties, first wins
     align_seconds = time.perf_counter() - t1
     results: dict[str, Any] = {
         "config": {"dataset": dataset.name, "n_scenarios": len(dataset), "strategy": strategy,

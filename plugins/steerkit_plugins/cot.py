@@ -254,7 +254,7 @@ class ChainOfThought(Strategy):
         for k in range(self.samples):  # sample-major: one sampling setting per batch
             for i, (s, t) in enumerate(zip(scenarios, targets)):
                 keyed.append(([per_item[i][1][k]], (i, k, per_item[i][0], s, t)))
-        records = run.cached(keyed, lambda items: self._compute(run, items), description="cot: reasoning",
+        records = run.cached(keyed, lambda items: self._compute(run, items), description=f"{self.name}: answering",
                              owner=lambda item: item[0])
         selections = []
         for i, s in enumerate(scenarios):

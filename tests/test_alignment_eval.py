@@ -347,3 +347,14 @@ def test_ties_first_agrees_with_the_reference_scoring_to_the_last_digit():
     ref = [reference_accuracy([s.labels for s in data], preds, t) for t in picked]
     assert rep.accuracy.tolist() == ref
     assert rep.tie_rate > 0.1  # the case this is about
+
+
+def test_first_choice_in_blocks_equals_one_block(monkeypatch):
+    data, attrs = mic_like(30, seed=8)
+    table = ScoreTable.from_labels(data, attrs)
+    targets = [AttributeTarget(t) for t in reference_all_targets(attrs, 7)[1:400:7]]
+    whole = ae.first_choice(table, targets)
+    monkeypatch.setattr(ae, "CHUNK_ELEMENTS", 200)  # a few targets per block
+    assert ae._chunks(len(targets), table).step < len(targets)
+    blocks = ae.first_choice(table, targets)
+    assert (whole[0] == blocks[0]).all() and (whole[1] == blocks[1]).all() and whole[1].any()

@@ -196,9 +196,16 @@ def gold_correct(gold: ScoreTable, targets: Sequence[Any], aligner: str = "eucli
 
 def first_choice(predicted: ScoreTable, targets: Sequence[Any], aligner: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
     """The reference's choice: (T, S) first response at the exact minimum predicted distance,
-    and the (T, S, R) exact tie mask (for the tie rate)."""
-    d = _distances(predicted, targets, aligner)
-    return np.argmin(d, axis=-1), exact_ties(d)
+    and the (T, S, R) exact tie mask (for the tie rate). Computed in blocks of targets."""
+    targets = list(targets)
+    selected = np.zeros((len(targets), *predicted.mask.shape[:1]), dtype=int)
+    tied = np.zeros((len(targets), *predicted.mask.shape), dtype=bool)
+    blocks = _chunks(len(targets), predicted)
+    for start in blocks:
+        stop = start + blocks.step
+        d = _distances(predicted, targets[start:stop], aligner)
+        selected[start:stop], tied[start:stop] = np.argmin(d, axis=-1), exact_ties(d)
+    return selected, tied
 
 
 def accuracy_from_masks(selected: np.ndarray, correct: np.ndarray, valid: np.ndarray,

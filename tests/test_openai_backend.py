@@ -636,7 +636,7 @@ def test_server_killed_mid_score_then_rerun_keeps_scores_and_repeats_nothing(vll
     total_jobs = len(scenarios) * len(attributes)
 
     def steerer(backend):
-        s = steerkit.Steerer(strategy="comparative-regression", backend=backend, cache=cache_path, batch_size=1, progress=False)
+        s = steerkit.Steerer(strategy="comparative-regression", k=0, backend=backend, cache=cache_path, batch_size=1, progress=False)
         seen = []
         inner = s.strategy.score_jobs
 

@@ -183,7 +183,7 @@ def test_comparative_regression_score_gives_full_table(vllm_backend, data_dir, c
     # the 3 shortest scenarios: same code path, less prefill on 2 CPU cores
     scenarios = sorted(pool, key=lambda s: len(s["prompt"]) + sum(len(r) for r in s["responses"]))[:3]
     attributes = ["helpfulness", "verbosity"]
-    with steerkit.Steerer(strategy="comparative-regression", backend=vllm_backend, cache=cache_path, progress=False) as s:
+    with steerkit.Steerer(strategy="comparative-regression", k=0, backend=vllm_backend, cache=cache_path, progress=False) as s:
         before = vllm_backend.requests
         table = s.score(scenarios, attributes)
         assert table.scores.shape[0] == 3 and table.scores.shape[2] == 2

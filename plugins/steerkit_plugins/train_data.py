@@ -201,3 +201,18 @@ def folder_hash(folder: Path) -> str:
             h.update(str(p.relative_to(folder)).encode())
             h.update(p.read_bytes())
     return h.hexdigest()[:16]
+
+
+def validation_dataset(manifest: dict[str, Any]) -> Dataset:
+    """The validation items of a run, rebuilt from its manifest (same file, limit, seed and
+    grouping), as a ``Dataset`` to evaluate a checkpoint on exactly what it never saw."""
+    info = manifest["dataset"]
+    ds = load_dataset(info["name"], info.get("data"), info.get("file_split"))
+    if info.get("limit") is not None:
+        ds = ds.head(int(info["limit"]))
+    split = info["split"]
+    task = manifest.get("task") or train_prompts.task_of(ds)
+    val = split_examples(examples(ds), task, float(split["val_fraction"]), int(split["seed"])).val
+    val = val[: split.get("n_val_used", len(val))]
+    return Dataset(f"{ds.name}-val", [e.scenario for e in val], perspectives=[e.perspective for e in val],
+                   info={**ds.info, "split": "val", "task": task})

@@ -28,6 +28,7 @@ STEERKIT_FIELDS: dict[str, tuple[Any, str]] = {
     "max_val_items": (int | None, "validate on at most this many items (null = all)"),
     "max_prompt_length": (int | None, "GRPO: prompts longer than this (tokens) are left out (trl 1.16 has no such field)"),
     "eval_max_tokens": (int, "reasoning tokens when validating a CoT-style model"),
+    "teacher_max_tokens": (int, "synthetic-cot: reasoning tokens the STaR teacher writes per item"),
     "num_processes": (int, "processes `accelerate launch` starts (GPUs)"),
 }
 
@@ -36,7 +37,8 @@ _SCHEDULE = {"lr_scheduler_type": "cosine_with_min_lr", "lr_scheduler_kwargs": {
              "warmup_steps": 0.1, "num_train_epochs": 1, "optim": "adamw_torch"}
 _COMMON = {"seed": 42, "report_to": "none", "save_strategy": "steps", "save_total_limit": 2,
            "disable_tqdm": True, "val_fraction": 0.1, "split_seed": 0, "max_train_items": None,
-           "max_val_items": None, "eval_max_tokens": 256}
+           "max_val_items": None, "eval_max_tokens": 256,
+           "teacher_max_tokens": 256}
 
 _A100 = {**_COMMON, **_SCHEDULE, "bf16": True, "gradient_checkpointing": True, "num_processes": 8,
          "logging_steps": 10, "save_steps": 50}

@@ -197,6 +197,7 @@ class Trainer:
         split = train_data.split_examples(train_data.examples(ds), task, values["val_fraction"], values["split_seed"])
         items = split.train
         info: dict[str, Any] = {"name": self.dataset, "source": ds.info.get("source") or self.data,
+                                "data": self.data, "file_split": self.split_name, "limit": self.limit,
                                 "split": dict(split.info)}
         if self.method == "cot-sft":
             items, info["rationales"] = self._human_rationales(items, task)
@@ -259,28 +260,21 @@ class Trainer:
         return kept, {"source": str(path), "kind": "human", "n_with": len(kept), "n_dropped": dropped}
 
     def _synthetic_rationales(self, items: list[train_data.Example], task: str) -> tuple[list[train_data.Example], dict]:
-        try:
-            from . import star
-        except ImportError:
-            star = None
-        if star is None or not hasattr(star, "star_rationales"):
-            raise InvalidOptionError("synthetic-cot needs steerkit_plugins.star (STaR rationale generation), "
-                                     "which this installation does not have")
+        from . import star
+
         values = self.resolved_values(task)
         cap = values.get("max_train_items")
         if cap is not None and len(items) > cap:  # generate only what will be trained on
             keep = sorted(random.Random(values["split_seed"]).sample(range(len(items)), int(cap)))
             items = [items[i] for i in keep]
         teacher = steerkit.lookup("backend", self.teacher_backend)(self.teacher_model)
-        results = star.star_rationales(teacher, [(e.scenario, e.perspective, e.gold) for e in items])
-        kept, stats = [], {"kept": 0, "rationalised": 0, "failed": 0}
-        for e, r in zip(items, results):
-            text = getattr(r, "rationale", None) if not isinstance(r, (str, type(None))) else r
-            if not text:
-                stats["failed"] += 1
-                continue
-            stats["rationalised" if getattr(r, "rationalised", False) else "kept"] += 1
-            kept.append(train_data.Example(e.scenario, e.perspective, e.gold, e.group, text))
+        results = star.star_rationales(teacher, [(e.scenario, e.perspective, e.gold) for e in items], task=task,
+                                       max_tokens=int(values["teacher_max_tokens"]))
+        kept = [train_data.Example(e.scenario, e.perspective, e.gold, e.group, r.rationale)
+                for e, r in zip(items, results) if r.usable]
+        stats = {"kept": sum(r.status == star.KEPT for r in results),
+                 "rationalised": sum(r.status == star.RATIONALISED for r in results),
+                 "failed": sum(r.status == star.FAILED for r in results)}
         self.echo(f"STaR rationales from {teacher.model_name}: {stats}")
         return kept, {"source": f"star:{self.teacher_backend}:{teacher.model_name}", "kind": "synthetic",
                       "teacher_fingerprint": teacher.fingerprint(), **stats}
@@ -440,7 +434,8 @@ def _log_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
     final = next((h for h in reversed(history) if "train_runtime" in h), {})
     return {"steps": max((h.get("step", 0) for h in history), default=0), "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None, "first_reward": rewards[0] if rewards else None,
-            "last_reward": rewards[-1] if rewards else None, "runtime_s": final.get("train_runtime")}
+            "last_reward": rewards[-1] if rewards else None, "runtime_s": final.get("train_runtime"),
+            "history": [h for h in history if "train_runtime" not in h]}
 
 
 def _short_metrics(val: dict[str, Any] | None) -> str:

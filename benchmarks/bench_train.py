@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
                   for m in methods}
     if "grpo" in methods:
         per_method["grpo"].append(f"max_completion_length={args.max_tokens}")
+    if "synthetic-cot" in methods:  # the STaR teacher writes rationales as long as the models reason
+        per_method["synthetic-cot"].append(f"teacher_max_tokens={args.max_tokens}")
     if args.smoke:
         for m in methods:
             per_method[m] += ["max_steps=2", "save_steps=1"]

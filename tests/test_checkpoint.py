@@ -145,6 +145,12 @@ def test_eval_cli_reports_a_bad_checkpoint_without_a_traceback(tmp_path):
     assert "CheckpointError" in text and "not a steerkit checkpoint" in text and "Traceback" not in text
 
 
+def test_validation_split_is_of_the_runs_own_dataset(tmp_path):
+    folder = stub_folder(tmp_path / "run", dataset={"name": "opinionqa", "split": {"seed": 0, "val_fraction": 0.1}})
+    with pytest.raises(CheckpointError, match="trained on 'opinionqa'.*use --dataset opinionqa"):
+        ck.validation_split(folder, "vk")
+
+
 # -- the prompting protocol (fake backend: what is sent, not what a model answers) ----------
 def test_answer_style_sends_the_training_prompt_and_constrains_the_letter(tmp_path):
     folder = stub_folder(tmp_path / "sft")
@@ -265,3 +271,25 @@ def test_real_lora_checkpoint_is_merged_once_and_served(tmp_path, embedded_dir, 
     again = ck.CheckpointStrategy(path=str(folder))
     assert Path(again.required_model()) == merged and (merged / "model.safetensors").stat().st_mtime_ns == stamp
     assert json.loads((folder / MANIFEST_NAME).read_text())["weights"] == "lora"
+
+
+@pytest.mark.slow
+def test_eval_split_val_scores_exactly_the_runs_held_out_items(tmp_path, embedded_dir):
+    from steerkit_plugins.train_data import validation_dataset
+
+    if "eval" not in cli_module.cli.commands:
+        from steerkit import host
+
+        host.add_cli_commands(cli_module.cli)
+    folder = real_folder(tmp_path / "run", embedded_dir, dataset={
+        "name": "vk", "data": str(DATA), "file_split": None, "limit": 40,
+        "split": {"seed": 0, "val_fraction": 0.25, "group_by": "situation", "n_val_used": 3}})
+    r = CliRunner().invoke(cli_module.cli, [
+        "eval", "--strategy", "checkpoint", "-o", f"path={folder}", "--dataset", "vk", "--split", "val",
+        "--cache", str(tmp_path / "c.db"), "--out", str(tmp_path / "res"), "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    expected = validation_dataset(json.loads((folder / MANIFEST_NAME).read_text()))
+    assert [it["id"] for it in report["items"]] == [s.id for s in expected.scenarios] and len(expected) == 3
+    first40 = {s.id for s in steerkit.lookup("dataset", "vk")(path=DATA).head(40).scenarios}
+    assert {it["id"] for it in report["items"]} <= first40

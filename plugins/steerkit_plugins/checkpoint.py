@@ -2,7 +2,8 @@
 it was trained.
 
 ``Steerer(strategy="checkpoint", path="runs/vk-grpo")`` or
-``steerkit eval --strategy checkpoint -o path=runs/vk-grpo --dataset vk``.
+``steerkit eval --strategy checkpoint -o path=runs/vk-grpo --dataset vk --split val`` (``val``:
+the run's own held-out items, rebuilt from its manifest; see ``validation_split``).
 
 The folder's manifest (``manifest.py``) says how the model was trained; everything is checked
 before any weights load (typed ``CheckpointError``): a folder that is not a finished steerkit
@@ -155,6 +156,23 @@ def reasoned_answers(run: RunContext, prompts: Sequence[Any], reasonings: Sequen
                 f"{letters}; use a backend with constrained decoding"
             )
     return out
+
+
+def validation_split(path: str | os.PathLike[str], dataset: str) -> steerkit.Dataset:
+    """The items a run held out for validation (its manifest's file, limit, seed and grouping),
+    so ``steerkit eval --strategy checkpoint -o path=RUN --dataset vk --split val`` scores exactly
+    what the model never saw."""
+    from .train_data import validation_dataset
+
+    folder = Path(path).expanduser()
+    manifest = read_manifest(folder)
+    name = (manifest.get("dataset") or {}).get("name")
+    if name != dataset:
+        raise CheckpointError(
+            f"{folder} was trained on {name!r}, so its validation split is of {name!r}, not {dataset!r}: "
+            f"use --dataset {name}, or another --split to score {dataset} items"
+        )
+    return validation_dataset(manifest)
 
 
 class CheckpointStrategy(ChainOfThought):

@@ -485,7 +485,13 @@ def register_commands(cli):
     def eval_cmd(strategy, dataset_name, data, split, targets_spec, ties, dataset_options, limit, backend, model,
                  cache_path, aligner, samples, k, extra_options, as_json, out_dir, batch_size, plots):
         """Run STRATEGY on DATASET and report alignment accuracy over a target set."""
-        dataset = load_dataset(dataset_name, data, split, limit, parse_options(dataset_options))
+        run_path = parse_options(extra_options).get("path") if strategy == "checkpoint" else None
+        if run_path is not None and split == "val":  # a trained run's own held-out items
+            from steerkit_plugins.checkpoint import validation_split
+
+            dataset = validation_split(run_path, dataset_name).head(limit)
+        else:
+            dataset = load_dataset(dataset_name, data, split, limit, parse_options(dataset_options))
         out = Path(out_dir) if out_dir else _default_out(dataset_name, strategy)
         options = strategy_options(strategy, dataset, samples, k, parse_options(extra_options))
         steerer = make_steerer(strategy, backend, options, model=model, aligner=aligner,

@@ -49,6 +49,7 @@ class Script:
         self.delay = delay
         self.top = list(top)
         self.requests = []  # (path, body, headers)
+        self.outcomes = []  # per request, in the same order: the status it was served ("drop": no reply)
         self.inflight = 0
         self.max_inflight = 0
         self.lock = threading.Lock()
@@ -65,7 +66,7 @@ def _schema_of(body):
     return None
 
 
-def serve(script):
+def serve(script, port=0):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *a):
             pass
@@ -88,6 +89,7 @@ def serve(script):
             with script.lock:
                 script.requests.append((self.path, body, dict(self.headers)))
                 status = script.statuses.pop(0) if script.statuses else 200
+                script.outcomes.append(status)
                 script.inflight += 1
                 script.max_inflight = max(script.max_inflight, script.inflight)
             try:
@@ -100,6 +102,8 @@ def serve(script):
                 if isinstance(status, tuple):  # a reply slower than the client's timeout
                     time.sleep(status[1])
                     status = 200
+                if status == "drop":  # close the connection without a reply
+                    return
                 if status == "badjson":
                     return self._send(200, b'{"choices": [{"message": ')
                 if status != 200:
@@ -126,7 +130,7 @@ def serve(script):
                 with script.lock:
                     script.inflight -= 1
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)  # a port given: restart on it
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
 

@@ -293,3 +293,15 @@ def test_eval_split_val_scores_exactly_the_runs_held_out_items(tmp_path, embedde
     assert [it["id"] for it in report["items"]] == [s.id for s in expected.scenarios] and len(expected) == 3
     first40 = {s.id for s in steerkit.lookup("dataset", "vk")(path=DATA).head(40).scenarios}
     assert {it["id"] for it in report["items"]} <= first40
+
+
+@pytest.mark.slow
+def test_vllm_serves_a_cot_checkpoint_with_the_trained_answer_tokens(tmp_path, embedded_dir, vk_items):
+    scenarios, perspectives = vk_items
+    folder = real_folder(tmp_path / "cot", embedded_dir, prompt_style="cot", method="grpo")
+    with Steerer(strategy="checkpoint", path=str(folder), backend="vllm", cache=False, progress=False,
+                 max_tokens=16) as s:
+        assert Path(s.backend.model) == folder.resolve()
+        sels = s.select_many(scenarios[:2], perspectives[:2])
+        assert s.model_calls == 4  # reasoning, then the " A"/" B"/" C" choice through vLLM's structured outputs
+        assert all(sel.extra["letter"] in "ABC" and sel.reasoning[0] for sel in sels)

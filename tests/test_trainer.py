@@ -215,8 +215,8 @@ def test_bad_input_is_refused_before_a_model_loads(tmp_path, no_model, data_dir)
 
 
 # -- real tiny runs on the embedded model -------------------------------------------------
-TINY = {"max_train_items": "8", "max_val_items": "6", "max_length": "128", "per_device_train_batch_size": "2",
-        "logging_steps": "1", "save_steps": "2", "learning_rate": "5e-5"}  # 4 steps
+TINY = {"max_train_items": "6", "max_val_items": "3", "max_length": "128", "per_device_train_batch_size": "2",
+        "logging_steps": "1", "save_steps": "2", "learning_rate": "5e-5", "warmup_steps": "0"}  # 3 steps
 
 
 class _Interrupt:
@@ -254,18 +254,23 @@ def test_sft_resumes_after_an_interrupt_and_writes_safetensors_only(sft_run, dat
     assert interrupted["complete"] is False and interrupted["command"].startswith("steerkit train sft --dataset vk")
     assert any("resuming the interrupted run" in m and "step 2" in m for m in said), said
     log = final["train_log"]
-    assert log["steps"] == 4
+    assert log["steps"] == 3 and len([h for h in log["history"] if "loss" in h]) == 3
     assert 0 < log["last_loss"] < log["first_loss"] < 50  # finite and falling
     names = {p.name for p in out.iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", manifest.MANIFEST_NAME} <= names
     assert has_pickles(out) == [] and ".resume" not in names and "training_args.bin" not in names
     m = manifest.read_manifest(out)
     assert m["complete"] and m["method"] == "sft" and m["prompt_style"] == "answer" and m["weights"] == "full"
-    assert m["dataset"]["split"]["group_by"] == "situation" and m["dataset"]["split"]["n_train_used"] == 8
+    assert m["dataset"]["split"]["group_by"] == "situation" and m["dataset"]["split"]["n_train_used"] == 6
     assert m["base_model"] is None and m["base_fingerprint"].startswith("transformers:SmolLM2")
     assert m["hyperparameters"]["learning_rate"] == 5e-5 and m["versions"]["trl"].startswith("1.16")
     val = m["metrics"]["val"]
-    assert val["n"] == 6 and 0 <= val["accuracy"] <= 1 and "binary" in val
+    assert val["n"] == 3 and 0 <= val["accuracy"] <= 1 and "binary" in val
+    held_out = train_data.validation_dataset(m)  # the same val items, rebuilt from the manifest
+    assert len(held_out) == 3 and held_out.info["split"] == "val"
+    plan = Trainer("sft", dataset="vk", data=str(data_dir), out=out, limit=80, sets=TINY).plan()
+    assert [s.id for s in held_out.scenarios] == [e.scenario.id for e in plan.split.val]
+    assert not {e.group for e in plan.split.val} & {e.group for e in plan.train_items}
     said.clear()
     Trainer("sft", echo=said.append, dataset="vk", data=str(data_dir), out=out, limit=80, sets=TINY).train()
     assert any("already holds this finished run" in s for s in said)
@@ -283,14 +288,14 @@ def test_trained_checkpoint_answers_through_the_checkpoint_strategy(sft_run, dat
 def test_lora_cot_sft_writes_an_adapter(tmp_path, data_dir):
     out = tmp_path / "vk-cot-lora"
     m = Trainer("cot-sft", dataset="vk", data=str(data_dir), out=out, limit=400, lora=True, lora_r=4, lora_alpha=8,
-                sets={**TINY, "max_train_items": "4", "max_val_items": "2", "eval_max_tokens": "8",
+                sets={**TINY, "max_train_items": "4", "max_val_items": "1", "eval_max_tokens": "8",
                       "max_length": "160", "learning_rate": "1e-3"}).train()
     names = {p.name for p in out.iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", manifest.MANIFEST_NAME} <= names
     assert "model.safetensors" not in names and has_pickles(out) == []
     assert m["weights"] == "lora" and m["lora"] == {"r": 4, "alpha": 8, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
     assert m["prompt_style"] == "cot" and m["dataset"]["rationales"]["kind"] == "human"
-    assert m["dataset"]["rationales"]["n_dropped"] > 0 and m["metrics"]["val"]["n"] == 2
+    assert m["dataset"]["rationales"]["n_dropped"] > 0 and m["metrics"]["val"]["n"] == 1
     assert 0 < m["train_log"]["last_loss"] < 50
 
 
@@ -314,3 +319,17 @@ def test_grpo_from_the_sft_run_learns_from_real_rollout_rewards(sft_run, tmp_pat
 
 def _history(m):
     return m["train_log"]["history"]
+
+
+@pytest.mark.slow
+def test_synthetic_cot_trains_on_the_teachers_star_rationales(tmp_path, data_dir):
+    out = tmp_path / "vk-star"
+    said: list[str] = []
+    m = Trainer("synthetic-cot", dataset="vk", data=str(data_dir), out=out, limit=40, lora=True, lora_r=4, echo=said.append,
+                sets={**TINY, "max_train_items": "2", "max_val_items": "1", "teacher_max_tokens": "16",
+                      "eval_max_tokens": "8", "max_length": "160", "save_steps": "5"}).train()
+    r = m["dataset"]["rationales"]
+    assert r["kind"] == "synthetic" and r["source"] == "star:transformers:SmolLM2-135M-Instruct"
+    assert r["kept"] + r["rationalised"] + r["failed"] == 2 and m["dataset"]["split"]["n_train_used"] == r["kept"] + r["rationalised"]
+    assert any(s.startswith("STaR rationales from") for s in said)
+    assert m["prompt_style"] == "cot" and m["complete"] and (out / "adapter_model.safetensors").is_file()

@@ -329,7 +329,10 @@ class Trainer:
         last = self._last_checkpoint()
         if last is not None:
             self.echo(f"resuming the interrupted run in {self.out} from its step {last.name.split('-')[-1]}")
-        trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
+        try:
+            trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
+        finally:
+            self._progress.stack.close()  # an interrupted run leaves no live progress display
         trainer.save_model(str(self.out))
         if not main:
             return manifest
@@ -378,7 +381,8 @@ class Trainer:
     def _trl_trainer(self, plan: Plan, config: Any, model: Any, tokenizer: Any, manifest: dict[str, Any]) -> Any:
         from datasets import Dataset as HFDataset
 
-        callbacks = [_Progress(f"train {plan.method}").callback, *self.callbacks]
+        self._progress = _Progress(f"train {plan.method}")
+        callbacks = [self._progress.callback, *self.callbacks]
         if plan.kind == "sft":
             from trl import SFTTrainer
 

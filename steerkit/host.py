@@ -225,7 +225,11 @@ def registry(kind: str) -> dict[str, Any]:
 def lookup(kind: str, name: str) -> Any:
     reg = registry(kind)
     if name not in reg:
-        raise UnknownPluginError(kind, name, reg)
+        err = UnknownPluginError(kind, name, reg)
+        if _errors:  # the name may belong to a plugin that failed: say which, and why
+            failed = "; ".join(f"{plugin}: {why}" for plugin, why in sorted(_errors.items()))
+            err.args = (f"{err.args[0]} Plugins that failed to load (one may provide it): {failed}",)
+        raise err
     return reg[name]
 
 

@@ -25,6 +25,49 @@ from .model_source import looks_like_path, resolve_hub_name, source_digest
 from .option_tokens import check_option_tokens, hf_tokenize, option_token_ids
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def check_gguf(path: Path) -> None:
+    """A .gguf file starts with the magic bytes ``GGUF``; anything else fails before any load."""
+    with path.open("rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise steerkit.ModelNotFoundError(
+                f"{str(path)!r} is not a GGUF file (its first bytes are not 'GGUF'): the download may be "
+                "incomplete; download it again or pass a Hugging Face model folder"
+            )
+
+
+def check_folder(path: Path) -> None:
+    """Refuse, before any weights load, a folder whose model needs code from the folder
+    (``trust_remote_code``, which steerkit never enables) or whose weights are pickles only
+    (unpickling runs arbitrary code) or missing."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise steerkit.ModelNotFoundError(f"{path / 'config.json'} cannot be read ({exc}): check the model folder") from None
+    if isinstance(config, dict) and config.get("auto_map"):
+        raise steerkit.ModelNotFoundError(
+            f"the model in {str(path)!r} needs its own Python code (config.json has auto_map: "
+            f"{sorted(config['auto_map'])}), i.e. trust_remote_code, which steerkit does not enable: use a model "
+            "that transformers supports natively, or serve this one with vLLM and use --backend openai"
+        )
+    files = [p.name for p in path.iterdir() if p.is_file()]
+    if any(name.endswith(".safetensors") or name.endswith(".gguf") for name in files):
+        return
+    pickles = sorted(name for name in files if name.endswith(PICKLE_SUFFIXES))
+    if pickles:
+        raise steerkit.ModelNotFoundError(
+            f"the model in {str(path)!r} has pickled weights only ({', '.join(pickles)}); steerkit loads "
+            "safetensors only (unpickling can run code): convert it once with transformers "
+            "(AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder, safe_serialization=True))"
+        )
+    raise steerkit.ModelNotFoundError(
+        f"the model folder {str(path)!r} has no weights (*.safetensors): copy or download them into it, "
+        "or pass another folder"
+    )
+
+
 class TransformersBackend(Backend):
     """Runs a causal LM with transformers; loads weights on first use."""
 
@@ -74,11 +117,14 @@ class TransformersBackend(Backend):
                     "file, a hub name that is in the local HF cache, or model=None for the embedded default"
                 )
             if path.is_file() and path.suffix == ".gguf":
+                check_gguf(path)
                 return {"kind": "gguf", "path": path, "name": path.stem}
             if path.is_dir() and (path / "config.json").exists():
+                check_folder(path)
                 return {"kind": "folder", "path": path, "name": path.name}
             raise steerkit.ModelNotFoundError(
-                f"{str(path)!r} is neither a .gguf file nor a folder with config.json"
+                f"{str(path)!r} is neither a .gguf file nor a folder with config.json: pass a Hugging Face "
+                "model folder (config.json, *.safetensors, tokenizer files) or a .gguf file"
             )
         return resolve_hub_name(model)
 

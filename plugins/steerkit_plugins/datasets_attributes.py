@@ -153,9 +153,14 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     try:
         with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
             text = fh.read()
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path} is not UTF-8 text ({exc}): save it as UTF-8 JSON or JSON Lines") from None
+    except (OSError, EOFError) as exc:  # a damaged .gz ends early (EOFError) or is not gzip (OSError)
+        raise DatasetError(f"cannot read {path}: {exc}; check the file (a .gz must be complete gzip)") from None
     stripped = text.lstrip()
+    if not stripped:
+        raise DatasetError(f"{path} is empty: expected a JSON list of scenarios or JSON Lines, one per row")
+    line = 0
     try:
         if stripped.startswith("["):
             rows = json.loads(text)
@@ -163,9 +168,13 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             data = json.loads(text)
             rows = data.get("data", data.get("rows", [data])) if isinstance(data, dict) else data
         else:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            rows = []
+            for line, raw in enumerate(text.splitlines(), 1):
+                if raw.strip():
+                    rows.append(json.loads(raw))
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path} is not valid JSON or JSON Lines ({exc})") from None
+        where = f" at line {line}" if line else ""
+        raise DatasetError(f"{path} is not valid JSON or JSON Lines{where} ({exc}): fix that line or pass another file") from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise DatasetError(f"{path}: expected a list of objects (one per row or scenario)")
     return rows
@@ -209,6 +218,20 @@ def sampled_targets(attributes: Sequence[str], levels: Sequence[float], per_size
 
 
 # -- HelpSteer2 -------------------------------------------------------------------------
+def _check_labels(labels: Any, source: Path, i: int) -> None:
+    """Labels are a list of objects attribute -> number (or null), one per response."""
+    if labels is None:
+        return
+    if not isinstance(labels, list) or not all(isinstance(lab, dict) for lab in labels):
+        raise DatasetError(f"{source}: item {i} has 'labels' of type {type(labels).__name__}; expected a list "
+                           "with one object per response, e.g. [{\"helpfulness\": 3}, {\"helpfulness\": 1}]")
+    for r, lab in enumerate(labels):
+        for name, value in lab.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise DatasetError(f"{source}: item {i}, response {r}: label {name!r} is {value!r}; labels must be "
+                                   "numbers (or null for a missing one)")
+
+
 def _steerable_scenarios(rows: list[dict[str, Any]], source: Path, split: str) -> list[Scenario]:
     out = []
     for i, row in enumerate(rows):
@@ -216,10 +239,14 @@ def _steerable_scenarios(rows: list[dict[str, Any]], source: Path, split: str) -
         meta: dict[str, Any] = {"source": str(source)}
         if row.get("reasonings") is not None:
             meta["reasonings"] = row["reasonings"]
-        try:
-            out.append(Scenario(question, tuple(row["responses"]), id=str(row.get("id", f"{split}-{i}")),
+        if "responses" not in row:
+            raise DatasetError(f"{source}: item {i} has no 'responses': each item needs 'prompt' and a list of "
+                               "at least two 'responses' (and 'labels', one object per response)")
+        _check_labels(row.get("labels"), source, i)
+        try:  # the responses as given: a string is refused by Scenario, not split into characters
+            out.append(Scenario(question, row["responses"], id=str(row.get("id", f"{split}-{i}")),
                                 labels=row.get("labels"), meta=meta))
-        except (KeyError, steerkit.InvalidScenarioError) as exc:
+        except steerkit.InvalidScenarioError as exc:
             raise DatasetError(f"{source}: item {i} is not a valid scenario ({exc})") from None
     return out
 
@@ -317,7 +344,8 @@ def load_helpsteer2(path: str | os.PathLike[str] | None = None, split: str = "ev
     read = (lambda rs, src, sp: release_scenarios(rs, src, sp, scale)) if release else _steerable_scenarios
     scenarios = read(rows, source, split)
     if not scenarios:
-        raise DatasetError(f"{source}: no scenario with two or more responses")
+        raise DatasetError(f"{source}: no scenario with two or more responses; each item needs 'prompt' "
+                           "and a list of at least two 'responses'")
     first = dict(scenarios[0].labels[0]) if scenarios[0].labels else {}
     attributes = [a for a in HELPSTEER2_ATTRIBUTES if a in first] + [a for a in first if a not in HELPSTEER2_ATTRIBUTES]
     attributes = attributes or list(HELPSTEER2_ATTRIBUTES)

@@ -103,7 +103,8 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             return [json.loads(line) for line in text.splitlines() if line.strip()]
         data = json.loads(text)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from exc
+        raise DatasetError(f"cannot read {path}: {exc}; it must be UTF-8 JSON, JSON Lines or CSV: fix the file "
+                           "or pass another one") from exc
     if isinstance(data, Mapping):
         for key in ("data", "items", "rows"):
             if isinstance(data.get(key), list):

@@ -333,3 +333,23 @@ def test_synthetic_cot_trains_on_the_teachers_star_rationales(tmp_path, data_dir
     assert r["kept"] + r["rationalised"] + r["failed"] == 2 and m["dataset"]["split"]["n_train_used"] == r["kept"] + r["rationalised"]
     assert any(s.startswith("STaR rationales from") for s in said)
     assert m["prompt_style"] == "cot" and m["complete"] and (out / "adapter_model.safetensors").is_file()
+
+
+def test_cli_passes_lora_options_and_reports_bad_input_as_one_line(tmp_path, no_model):
+    from click.testing import CliRunner
+    from steerkit import host
+    from steerkit.cli import cli
+
+    host.ensure_cli_commands(cli)
+    res = CliRunner().invoke(cli, ["train", "sft", "--out", str(tmp_path / "o"), "--lora", "--lora-r", "8",
+                                   "--lora-targets", "q_proj,k_proj", "--print-launch"])
+    assert res.exit_code == 0, res.output
+    assert "accelerate launch --num_processes 1 " in res.output
+    assert "--lora --lora-r 8 --lora-alpha 32 --lora-dropout 0.05 --lora-targets q_proj,k_proj" in res.output
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "x.txt").write_text("x")
+    res = CliRunner().invoke(cli, ["train", "sft", "--out", str(junk), "--limit", "40"])
+    assert res.exit_code == 2 and "CheckpointError" in res.output and "holds no steerkit run" in res.output
+    res = CliRunner().invoke(cli, ["train", "sft", "--out", str(tmp_path / "o"), "--set", "learnin_rate=1"])
+    assert res.exit_code == 2 and "Did you mean learning_rate" in res.output

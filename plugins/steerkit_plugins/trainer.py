@@ -29,7 +29,7 @@ import click
 import steerkit
 from steerkit import CheckpointError, InvalidOptionError
 
-from . import cot, manifest as mf, train_data, train_presets, train_prompts, train_validate
+from . import cot, manifest as mf, train_data, train_presets, train_prompts
 
 METHODS = mf.METHODS
 STYLE_OF = {"sft": "answer", "cot-sft": "cot", "synthetic-cot": "cot"}  # grpo: --init's style, else cot
@@ -334,16 +334,20 @@ class Trainer:
         finally:
             self._progress.stack.close()  # an interrupted run leaves no live progress display
         trainer.save_model(str(self.out))
+        world_size = trainer.args.world_size
+        manifest["train_log"] = _log_summary(trainer.state.log_history)
+        del trainer, model  # free the training copy before the checkpoint is loaded to validate it
         if not main:
             return manifest
         (self.out / "training_args.bin").unlink(missing_ok=True)  # pickled TrainingArguments
         left = has_pickles(self.out)
         if left:
             raise CheckpointError(f"pickled files in {self.out} after saving: {left}")
-        manifest.update(complete=True, train_log=_log_summary(trainer.state.log_history))
-        manifest["metrics"]["val"] = self._validate(plan, trainer.model, tokenizer, trainer.args.world_size)
+        manifest["complete"] = True
         mf.write_manifest(self.out, manifest)
         shutil.rmtree(self.out / RESUME_DIR, ignore_errors=True)
+        manifest["metrics"]["val"] = self._validate(plan, world_size)
+        mf.write_manifest(self.out, manifest)
         self.echo(f"done: {self.out} (validation: {_short_metrics(manifest['metrics']['val'])})")
         return manifest
 
@@ -407,15 +411,30 @@ class Trainer:
                            train_dataset=HFDataset.from_list(rows), processing_class=tokenizer,
                            peft_config=self._peft_config(plan), callbacks=callbacks)
 
-    def _validate(self, plan: Plan, model: Any, tokenizer: Any, world_size: int) -> dict[str, Any] | None:
+    def _validate(self, plan: Plan, world_size: int) -> dict[str, Any] | None:
+        """The finished checkpoint answers the validation split through the ``checkpoint``
+        strategy, exactly as ``steerkit eval --strategy checkpoint`` would serve it."""
+        import torch
+
+        from . import choice_eval
+
         if not plan.split.val:
             return None
-        if world_size > 1:  # a sharded model: evaluate the saved checkpoint instead
+        if world_size > 1:  # evaluate a sharded run afterwards, on one process
             return {"note": f"not scored in a {world_size}-process run: use `steerkit eval --strategy checkpoint`"}
-        self.echo(f"scoring the validation split ({len(plan.split.val)} items)")
-        preds = train_validate.predict(model, tokenizer, plan.split.val, plan.style, plan.task,
-                                       max_tokens=int(plan.values.get("eval_max_tokens", 256)))
-        return train_validate.score(plan.split.val, preds, plan.task)
+        self.echo(f"scoring the validation split ({len(plan.split.val)} items) with the checkpoint strategy")
+        val = steerkit.Dataset(f"{self.dataset}-val", [e.scenario for e in plan.split.val],
+                               perspectives=[e.perspective for e in plan.split.val], info={"task": plan.task})
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        steerer = steerkit.Steerer(strategy="checkpoint", path=str(self.out), backend_options={"device": device},
+                                   max_tokens=int(plan.values["eval_max_tokens"]))
+        try:
+            report = choice_eval.evaluate_choice_dataset(steerer, val, print_table=False)
+        finally:
+            steerer.close()
+        preds = [it["pred"] for it in report["items"]]
+        return {**report["metrics"], "strategy": "checkpoint", "seconds": report["seconds"],
+                "predicted": {cot.LETTERS[i]: preds.count(i) for i in sorted(set(preds))}}
 
 
 def answer_reward(style: str) -> Callable[..., list[float]]:

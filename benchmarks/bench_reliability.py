@@ -66,6 +66,28 @@ def synthetic(n: int, start: int = 0) -> list:
 
 
 # -- the child process -------------------------------------------------------------------------
+def rating_strategy():
+    """A one-token rating strategy (1-5 under a choice constraint, one prompt per response): the
+    real model through the same ``AttributeStrategy.score`` / ``RunContext.cached`` path as the
+    first-party strategies, at one decoding step a prompt. zero-shot-comparative's constrained
+    JSON takes minutes per batch of 8 on a shared 2-core CPU (``--strategy`` picks it anyway)."""
+    import steerkit
+    from steerkit import Constraint, Sampling
+
+    class Rating(steerkit.AttributeStrategy):
+        name = "bench-rating"
+        comparative = False
+
+        def score_jobs(self, run, jobs):
+            prompts = [[{"role": "user", "content": f"Question: {j.scenario.question[:400]}\n\nResponse: "
+                         f"{j.scenario.responses[j.responses[0]][:400]}\n\nRate the {j.attribute} of this response "
+                         "from 1 (worst) to 5 (best). Answer with the digit only."}] for j in jobs]
+            digits = run.generate(prompts, Sampling(max_tokens=2), Constraint.choice(list("12345")))
+            return [[steerkit.ResponseScore((int(d) - 1) / 4)] for d in digits]
+
+    return Rating()
+
+
 def slow_json(delay: float):
     """A fake-backend responder: schema-valid JSON after ``delay`` seconds (a model's pace)."""
     import numpy as np
@@ -93,6 +115,7 @@ def worker(argv: list[str]) -> None:
     p.add_argument("--delay", type=float, default=0.0)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--data", default=str(DATA))
+    p.add_argument("--strategy", default="zero-shot-comparative")
     p.add_argument("--dump", default=None)
     p.add_argument("--go", default=None)
     a = p.parse_args(argv)
@@ -109,8 +132,9 @@ def worker(argv: list[str]) -> None:
     else:
         scenarios = short_helpsteer2(a.scenarios, Path(a.data))
         backend = steerkit.lookup("backend", a.backend)()
-        options = {"response_chars": 400}
-    s = steerkit.Steerer("zero-shot-comparative", backend=backend, cache=a.cache, progress=False,
+        options = {"response_chars": 400} if a.strategy == "zero-shot-comparative" else {}
+    strategy = rating_strategy() if a.strategy == "bench-rating" else a.strategy
+    s = steerkit.Steerer(strategy, backend=backend, cache=a.cache, progress=False,
                          batch_size=a.batch_size, **options)
     if a.go:
         for _ in range(600):  # bounded: at most 60 s
@@ -154,11 +178,11 @@ def count_rows(path: Path) -> int:
 
 # -- 1. kill -9 mid-score ------------------------------------------------------------------------
 def kill9(cache: Path, scenarios: int, backend: str = "fake", delay: float = 0.02, kill_fraction: float = 0.4,
-          batch_size: int | None = None, timeout: float = 600.0) -> dict:
+          batch_size: int | None = None, timeout: float = 600.0, strategy: str = "zero-shot-comparative") -> dict:
     """Run ``score`` in a child, SIGKILL it once ``kill_fraction`` of the rows are stored, rerun
     it in a fresh child, and count what was stored, recomputed, lost and duplicated."""
     total = scenarios * 2  # two responses per scenario, one attribute
-    extra = ["--backend", backend, "--scenarios", str(scenarios), "--delay", str(delay)]
+    extra = ["--backend", backend, "--scenarios", str(scenarios), "--delay", str(delay), "--strategy", strategy]
     if batch_size:
         extra += ["--batch-size", str(batch_size)]
     started = time.perf_counter()
@@ -198,7 +222,7 @@ def kill9(cache: Path, scenarios: int, backend: str = "fake", delay: float = 0.0
         cache_obj.close()
     rewritten = sum(1 for k, v in before.items() if k in after and after[k] != v)
     return {
-        "backend": backend, "scenarios": scenarios, "rows_expected": total,
+        "backend": backend, "strategy": strategy, "scenarios": scenarios, "rows_expected": total,
         "rows_when_killed": killed_at, "stored_before": len(before),
         "recomputed": stats["cache_misses"], "rerun_model_calls": stats["model_calls"],
         "rerun_cache_hits": stats["cache_hits"],
@@ -369,6 +393,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenarios", type=int, default=50, help="scenarios of the kill -9 run (real model)")
     p.add_argument("--backend", default="transformers", help="backend of the kill -9 run")
+    p.add_argument("--strategy", default="bench-rating", help="strategy of the kill -9 run (bench-rating or zero-shot-comparative)")
+    p.add_argument("--batch-size", type=int, default=8, help="items per committed batch of the kill -9 run")
     p.add_argument("--rows", type=int, default=2000, help="rows each concurrent writer stores")
     p.add_argument("--server-scenarios", type=int, default=40)
     p.add_argument("--out", default=str(ROOT / "results" / "bench_reliability.json"))
@@ -377,7 +403,8 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="steerkit-reliability-") as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
-        results["kill9"] = kill9(tmp / "kill9.sqlite3", a.scenarios, backend=a.backend, delay=0.02)
+        results["kill9"] = kill9(tmp / "kill9.sqlite3", a.scenarios, backend=a.backend, delay=0.02, batch_size=a.batch_size,
+                                 strategy=a.strategy)
         results["kill9"]["wall_seconds"] = round(time.perf_counter() - t, 1)
         (tmp / "writers").mkdir()
         results["writers"] = concurrent_writers(tmp / "writers", scenarios=a.rows // 2, overlap=a.rows // 20)
@@ -385,7 +412,8 @@ def main(argv: list[str] | None = None) -> dict:
         (tmp / "bad").mkdir()
         results["bad_input"] = bad_input_matrix(tmp / "bad")
     k, w = results["kill9"], results["writers"]
-    print(f"\n1. kill -9 mid-score ({k['backend']}, {k['scenarios']} scenarios x 1 attribute = {k['rows_expected']} rows)")
+    print(f"\n1. kill -9 mid-score ({k['strategy']} on {k['backend']}, {k['scenarios']} scenarios x 2 responses x 1 attribute "
+          f"= {k['rows_expected']} rows)")
     print(f"   stored before the kill {k['stored_before']} | recomputed after {k['recomputed']} "
           f"(model calls {k['rerun_model_calls']}) | lost {k['lost']} | duplicated {k['duplicated']} | "
           f"complete {k['complete']} | verify {'clean' if k['verify_clean'] else 'DAMAGED'} | "

@@ -205,6 +205,8 @@ def test_bad_input_is_refused_before_a_model_loads(tmp_path, no_model, data_dir)
     manifest.write_manifest(taken, {"complete": True, "method": "sft", "run_key": "another", "command": "steerkit train sft ..."})
     with pytest.raises(CheckpointError, match="holds a different completed run"):
         Trainer("sft", out=taken, limit=50).train()
+    with pytest.raises(CheckpointError, match="holds a different completed run"):  # before the STaR teacher runs
+        Trainer("synthetic-cot", out=taken, limit=50).plan()
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "notes.txt").write_text("mine")

@@ -182,6 +182,7 @@ class Trainer:
         if self._plan is not None:
             return self._plan
         kind = train_presets.KINDS[self.method]
+        self._check_out()
         ds = train_data.load_dataset(self.dataset, self.data, self.split_name)
         if self.limit is not None:
             ds = ds.head(int(self.limit))
@@ -280,22 +281,34 @@ class Trainer:
                       "teacher_fingerprint": teacher.fingerprint(), **stats}
 
     # -- the output folder ----------------------------------------------------------------
-    def _existing(self, plan: Plan) -> dict[str, Any] | None:
-        """The manifest of this same run in ``out`` (to resume or report), None for a fresh folder;
-        a folder holding anything else is refused."""
+    def _check_out(self) -> None:
+        """Refuse an output folder that holds anything but this run, before any model is used."""
         out = self.out
         if out.exists() and not out.is_dir():
             raise CheckpointError(f"--out {out} is a file: give a folder")
         if not out.exists() or not any(out.iterdir()):
-            return None
+            return
         if not mf.manifest_path(out).is_file():
             raise CheckpointError(f"--out {out} is not empty and holds no steerkit run: give a new or empty folder")
         m = mf.load_manifest(out)
-        if m.get("run_key") != plan.run_key():
-            state = "completed" if m.get("complete") else "interrupted"
-            raise CheckpointError(
-                f"--out {out} holds a different {state} run ({m.get('method')} on {(m.get('dataset') or {}).get('name')}, "
-                f"started with: {m.get('command')}): give a new folder, or delete this one to retrain")
+        if m.get("command") != self.command():
+            self._different(m)
+
+    def _different(self, m: dict[str, Any]) -> None:
+        state = "completed" if m.get("complete") else "interrupted"
+        raise CheckpointError(
+            f"--out {self.out} holds a different {state} run ({m.get('method')} on "
+            f"{(m.get('dataset') or {}).get('name')}, started with: {m.get('command')}): give a new folder, "
+            "or delete this one to retrain")
+
+    def _existing(self, plan: Plan) -> dict[str, Any] | None:
+        """The manifest of this same run in ``out`` (to resume or report), None for a fresh folder."""
+        self._check_out()
+        if not mf.manifest_path(self.out).is_file():
+            return None
+        m = mf.load_manifest(self.out)
+        if m.get("run_key") != plan.run_key():  # same command, different data or base model
+            self._different(m)
         return m
 
     def manifest(self, plan: Plan, complete: bool, **extra: Any) -> dict[str, Any]:

@@ -140,14 +140,20 @@ class RunContext:
         return self._replay[key]  # type: ignore[index]
 
     def choose(
-        self, prompts: Sequence[ChatPrompt], options: Sequence[str], what: str = "", *, strict: bool = True
+        self, prompts: Sequence[ChatPrompt], options: Sequence[str], what: str = "", *, strict: bool = True,
+        prefix: str = "",
     ) -> list[Any]:
         """One of ``options`` per prompt, greedy, under a choice constraint.
+
+        ``prefix`` goes before every option in the constraint, the way the model writes it there:
+        after "Answer:" a letter is the token " A", not "A" (which gets a tiny share of the
+        probability), so ``prefix=" "``; the option is returned without it.
 
         A backend that returns anything else is broken: ModelOutputError, never a guess. With
         ``strict=False`` that error, or the backend's error for that prompt, is returned in place
         of the answer (for ``cached``), so the other answers of the batch are kept."""
-        answers = self.generate(prompts, Sampling(temperature=0.0, max_tokens=2), Constraint.choice(options), strict=strict)
+        constraint = Constraint.choice([prefix + o for o in options])
+        answers = self.generate(prompts, Sampling(temperature=0.0, max_tokens=2), constraint, strict=strict)
         out: list[Any] = []
         for a in answers:
             if isinstance(a, BaseException):  # that prompt failed at the backend (strict=False)

@@ -131,7 +131,7 @@ def test_two_step_answer_comes_from_the_constrained_step():
     sel = steerer(be).select_many([VK], steerkit.Perspective("Right to a safe environment"))[0]
     (free_prompts, free_sampling, free_c), (ans_prompts, ans_sampling, ans_c) = be.calls
     assert free_c is None and free_sampling.greedy and free_prompts[0][-1]["role"] == "user"
-    assert ans_c == steerkit.Constraint.choice(["A", "B", "C"])
+    assert ans_c == steerkit.Constraint.choice([" A", " B", " C"])  # after "Answer:" a letter is " A"
     last = ans_prompts[0][-1]
     assert last == {"role": "assistant", "content": "It protects people.\nAnswer:"}  # prefill
     assert sel.index == 2 and sel.response == "Either"  # the constrained letter, not the free text's "A"
@@ -256,6 +256,27 @@ def test_cot_real_model(embedded_backend, data_dir, cache_path):
         assert all(0.0 <= p <= 1.0 for p in dist) and sel.index == int(np.argmax(dist))
     d.select_many(oq.scenarios, oq.perspectives)
     assert d.model_calls == 0
+
+
+@pytest.mark.slow
+def test_the_answer_is_the_letter_the_model_writes_after_answer(embedded_backend, data_dir):
+    """After "Answer:" the model writes " A"/" B"/" C" (most of its mass); "A"/"B"/"C" get a tiny
+    share whose argmax is unrelated. The constrained answer must be the argmax of the first."""
+    import torch
+
+    vk = steerkit.lookup("dataset", "vk")(path=data_dir, limit=3)
+    s = steerkit.Steerer("cot", backend=embedded_backend, cache=False, progress=False, max_tokens=16)
+    sels = s.select_many(vk.scenarios, vk.perspectives)
+    tok, model = embedded_backend.tokenizer, embedded_backend.hf_model
+    spaced = [tok.encode(" " + l, add_special_tokens=False)[0] for l in "ABC"]
+    bare = [tok.encode(l, add_special_tokens=False)[0] for l in "ABC"]
+    for sel, sc, p in zip(sels, vk.scenarios, vk.perspectives):
+        prefill = [*build_prompt("vk", sc, p), {"role": "assistant", "content": (sel.reasoning[0] + "\nAnswer:").lstrip("\n")}]
+        enc = tok(embedded_backend.render(prefill), return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            probs = torch.softmax(model(**enc).logits[0, -1].float(), -1)
+        assert probs[spaced].sum() > 20 * probs[bare].sum()  # how the model writes the letter there
+        assert sel.extra["letter"] == "ABC"[int(probs[spaced].argmax())]
 
 
 def test_per_selection_counters_and_partial_failure_keep_the_rest(tmp_path):

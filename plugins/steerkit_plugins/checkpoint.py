@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import steerkit
-from steerkit import CacheRecord, CheckpointError, Constraint, ModelOutputError, RunContext, Sampling, Scenario, Selection
+from steerkit import CacheRecord, CheckpointError, RunContext, Scenario, Selection
 
-from .cot import LETTERS, ChainOfThought, letters_for, split_free_text
+from .cot import ANSWER_PREFIX, LETTERS, ChainOfThought, letters_for, split_free_text
 from .manifest import read_manifest
 from .train_prompts import PROMPT_VERSION, STYLES, TASKS, task_of, train_prompt
 
@@ -136,9 +136,9 @@ def merged_folder(adapter: Path, base: Any) -> Path:
 
 def reasoned_answers(run: RunContext, prompts: Sequence[Any], reasonings: Sequence[str],
                      letter_sets: Sequence[Sequence[str]], what: str) -> list[Any]:
-    """Per prompt the letter after its reasoning and "\\nAnswer:", under a choice constraint on
-    " A", " B", ... (the tokens "Answer: A" is written with); a ModelOutputError in place of an
-    answer that is not a letter (so the batch's other answers are kept)."""
+    """Per prompt the letter after its reasoning and "\\nAnswer:", constrained as " A", " B", ...
+    (how "Answer: A" was tokenised in training, as the ``cot`` strategy does); a ModelOutputError
+    in place of an answer that is not a letter (so the batch's other answers are kept)."""
     answer_prompts = [[*p, {"role": "assistant", "content": (r + "\nAnswer:").lstrip("\n")}]
                       for p, r in zip(prompts, reasonings)]
     out: list[Any] = [None] * len(prompts)
@@ -146,15 +146,10 @@ def reasoned_answers(run: RunContext, prompts: Sequence[Any], reasonings: Sequen
     for k, letters in enumerate(letter_sets):
         groups.setdefault(len(letters), []).append(k)
     for n_opt, ks in groups.items():
-        letters = letters_for(n_opt)
-        texts = run.generate([answer_prompts[k] for k in ks], Sampling(temperature=0.0, max_tokens=2),
-                             Constraint.choice([" " + l for l in letters]))
-        for k, text in zip(ks, texts):
-            letter = text.strip()
-            out[k] = letter if letter in letters else ModelOutputError(
-                f"{what}: backend {run.backend.name} returned {text!r} under a choice constraint "
-                f"{letters}; use a backend with constrained decoding"
-            )
+        chosen = run.choose([answer_prompts[k] for k in ks], letters_for(n_opt), what=what, strict=False,
+                            prefix=ANSWER_PREFIX)
+        for k, letter in zip(ks, chosen):
+            out[k] = letter
     return out
 
 

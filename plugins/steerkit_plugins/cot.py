@@ -40,6 +40,7 @@ from steerkit import CacheKey, CacheRecord, Perspective, RunContext, Sampling, S
 from .options import bool_option, float_option, int_option, refuse_unknown
 
 FORMATS = ("auto", "vk", "opinionqa", "general")
+ANSWER_PREFIX = " "  # "Answer: A" is tokenised "Answer", ":", " A": the letter is constrained with its space
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 _REASON = (
@@ -148,7 +149,9 @@ def target_key(fmt: str, perspective: Perspective, seed: int | None) -> str:
 
 class ChainOfThought(Strategy):
     name = "cot"
-    prompt_version = "3"  # 3: vk lists the item's own options; 2: reasoning cut at the last answer line
+    # 4: the letter after "Answer:" is constrained as " A" (how it is written; "A" got ~0.1% of the
+    # mass, so its argmax was noise); 3: vk lists the item's own options; 2: reasoning cut at the last answer line
+    prompt_version = "4"
     target_kinds: ClassVar[frozenset[str]] = frozenset({"perspective"})
 
     def __init__(self, format: str = "auto", samples: int = 1, distribution: bool = False,
@@ -218,7 +221,7 @@ class ChainOfThought(Strategy):
                         dists[k] = [float(x) for x in row]
                         letters_out[k] = letters[int(np.argmax(row))]
                 else:
-                    answers = run.choose(sub, letters, what=self.name, strict=False)
+                    answers = run.choose(sub, letters, what=self.name, strict=False, prefix=ANSWER_PREFIX)
                     for k, a in zip(ks, answers):
                         letters_out[k] = a
             for k, j in enumerate(rows):

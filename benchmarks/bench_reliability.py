@@ -320,14 +320,16 @@ def server_faults(cache: Path, fault: str, scenarios: int = 40, attempts: int = 
     servers = [server]
     stop = threading.Event()
 
-    def killer():  # shut the server down after 6 requests, start it again on the same port 1 s later
+    def killer():  # after 6 requests the server dies (in-flight requests get no reply); back 1 s later
         for _ in range(600):
             if stop.is_set() or len(script.requests) >= 6:
                 break
             time.sleep(0.01)
+        script.killed = True
         servers[0].shutdown()
         servers[0].server_close()
         time.sleep(1.0)
+        script.killed = False
         servers.append(serve(script, port)[0])
 
     if fault == "kill-restart":
@@ -366,6 +368,7 @@ def server_faults(cache: Path, fault: str, scenarios: int = 40, attempts: int = 
         "fault": fault, "scenarios": scenarios, "runs": runs, "errors_before_complete": errors,
         "complete": table is not None and bool(np.isfinite(table.scores[table.mask]).all()),
         "requests": len(script.requests), "prompts_answered": len(delivered),
+        "killed_in_flight": sum(1 for o in script.outcomes if o == "killed"),
         "paid_twice": sum(1 for n in delivered.values() if n > 1),
         "rows_stored": len(stored), "rows_unique": len(stored) == len(set(stored)) == scenarios * 2,
         "stats": {k: v for k, v in backend.stats.items() if v},

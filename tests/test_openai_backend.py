@@ -50,6 +50,7 @@ class Script:
         self.top = list(top)
         self.requests = []  # (path, body, headers)
         self.outcomes = []  # per request, in the same order: the status it was served ("drop": no reply)
+        self.killed = False  # set while the server is "dead": requests in flight get no reply ("killed")
         self.inflight = 0
         self.max_inflight = 0
         self.lock = threading.Lock()
@@ -90,10 +91,14 @@ def serve(script, port=0):
                 script.requests.append((self.path, body, dict(self.headers)))
                 status = script.statuses.pop(0) if script.statuses else 200
                 script.outcomes.append(status)
+                n = len(script.outcomes) - 1
                 script.inflight += 1
                 script.max_inflight = max(script.max_inflight, script.inflight)
             try:
                 time.sleep(script.delay)
+                if script.killed:  # the server died while this request was in flight
+                    script.outcomes[n] = "killed"
+                    return
                 last = str((body.get("messages") or [{}])[-1].get("content", ""))
                 if script.hang_on and script.hang_on in last:
                     time.sleep(20)

@@ -317,6 +317,14 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
+def _forbidden(loads: list) -> Callable[[Any], None]:
+    """A stand-in for the backend's weight loading: records the attempt and fails."""
+    def load(self: Any) -> None:
+        loads.append(self)
+        raise RuntimeError("a model load was attempted")
+    return load
+
+
 def run_case(case: Case, folder: Path) -> dict[str, Any]:
     """Run one case: what it raised, whether a model load was attempted, what it wrote."""
     from steerkit_adapters.transformers_backend import TransformersBackend
@@ -327,8 +335,7 @@ def run_case(case: Case, folder: Path) -> dict[str, Any]:
     err: BaseException | None = None
     name, message = "no error", ""
     try:
-        with mock.patch.object(TransformersBackend, "_load", lambda self: loads.append(self) or (_ for _ in ()).throw(
-                RuntimeError("a model load was attempted"))), warnings.catch_warnings():
+        with mock.patch.object(TransformersBackend, "_load", _forbidden(loads)), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = case.call(arg)
         if hasattr(result, "exit_code"):  # a CLI case: the error is what it printed
@@ -357,7 +364,7 @@ def run_case(case: Case, folder: Path) -> dict[str, Any]:
     written = [k for k in changed if k not in sidecars]
     if case.writes_ok:
         written = []
-    typed = err is None and name == case.expected.__name__ or isinstance(err, case.expected)
+    typed = (err is None and name == case.expected.__name__) or isinstance(err, case.expected)
     if case.area == "cli":  # the CLI prints the error's type; click's own usage errors count for --target JSON
         typed = name in (case.expected.__name__, "UsageError")
     clear = bool(typed and FIX.search(message) and not written and not loads)

@@ -9,7 +9,8 @@ the trainer's seeded split grouped by situation (question for OpinionQA):
 - accuracy, balanced accuracy, macro-F1, the paper's binary and Modular Pluralism's binary_mp,
   the majority/random baselines, and McNemar's test between SFT and GRPO.
 Prints a table and writes JSON to ``results/``. Finished runs in the runs folder are reused (a
-rerun only evaluates; scores are cached), so an interrupted benchmark resumes.
+rerun only evaluates; answers are in the default score cache, where the trainer's own
+validation through the checkpoint strategy already put them), so an interrupted benchmark resumes.
 
     python benchmarks/bench_train.py --smoke                       # minutes: plumbing only
     python benchmarks/bench_train.py                               # ~45 min on 2 idle cores (capped sizes)
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="extra trainer override for every method (e.g. learning_rate=1e-5)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the plumbing in minutes, no conclusions")
-    ap.add_argument("--runs", default=None, help="checkpoint folder (default: results/bench_train/DATASET-PRESET)")
+    ap.add_argument("--runs", default=None, help="checkpoint folder (default: results/bench_train/DATASET-PRESET-SIZES)")
     ap.add_argument("--out", default="results")
     args = ap.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -117,7 +118,9 @@ def main(argv: list[str] | None = None) -> dict:
         methods.insert(0, "sft")
     if args.smoke:
         args.train_items, args.grpo_items, args.val_items, args.max_tokens = 16, 8, 12, 24
-    tag = f"{args.dataset}-{args.preset}" + ("-smoke" if args.smoke else "")
+    # one runs folder per configuration: a rerun with other sizes trains anew instead of being refused
+    tag = (f"{args.dataset}-{args.preset}" + ("-smoke" if args.smoke else "")
+           + f"-t{args.train_items}-g{args.grpo_items}-v{args.val_items}-m{args.max_tokens}")
     runs = Path(args.runs or Path(args.out) / "bench_train" / tag)
     runs.mkdir(parents=True, exist_ok=True)
     console = Console(width=160)  # the table is wide; a log file must not truncate it
@@ -138,7 +141,9 @@ def main(argv: list[str] | None = None) -> dict:
                    model=args.model, sets=per_method.get("sft", common)).plan()
     val, task = plan.split.val, plan.task
     gold = [e.gold for e in val]
-    cache = steerkit.ScoreCache(runs / "scores.sqlite3")
+    # the default score cache: the trainer validates each run through the checkpoint strategy on
+    # the same items there, so the checkpoints' answers below are cache hits, not a second pass
+    cache = steerkit.ScoreCache()
     result: dict[str, Any] = {
         "dataset": args.dataset, "preset": args.preset, "task": task, "split": plan.split.info,
         "n_val": len(val), "max_tokens": args.max_tokens, "smoke": args.smoke,
@@ -172,6 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         right = {m: [p == g for p, g in zip(done[m]["pred"], gold)] for m in ("sft", "grpo")}
         result["mcnemar_sft_vs_grpo"] = metrics.mcnemar(right["sft"], right["grpo"])
     result["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["score_cache"] = str(cache.path)
     cache.close()
 
     table = Table(title=f"{args.dataset} validation ({len(val)} items, split by {plan.split.info.get('group_by')}), "

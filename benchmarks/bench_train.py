@@ -13,13 +13,13 @@ rerun only evaluates; answers are in the default score cache, where the trainer'
 validation through the checkpoint strategy already put them), so an interrupted benchmark resumes.
 
     python benchmarks/bench_train.py --smoke                       # minutes: plumbing only
-    python benchmarks/bench_train.py                               # ~45 min on 2 idle cores (capped sizes)
+    python benchmarks/bench_train.py                               # ~20-45 min on 2 cores (capped sizes)
     python benchmarks/bench_train.py --train-items 800 --val-items 300 --methods sft,grpo
 
-Cost on 2 CPU cores (measured): an SFT step of 8 answer-only items takes ~30 s, so the
-defaults (160 training items = 20 steps per SFT-type method, 48 GRPO prompts x 4 rollouts,
-120 validation items, 64-token reasoning) take about 45 minutes; training on every item
-(``--train-items 2718``) takes hours.
+Cost on 2 CPU cores (measured): an SFT step of 8 answer-only items takes ~11 s on an idle
+machine and ~30 s on a shared, busy one, so the defaults (160 training items = 20 steps per
+SFT-type method, 48 GRPO prompts x 4 rollouts, 120 validation items, 64-token reasoning) take
+about 20-45 minutes; training on every item (``--train-items 2718``) takes hours.
 """
 
 from __future__ import annotations

@@ -155,8 +155,10 @@ def register_plugin(plugin: Any, name: str | None = None) -> str:
 
 
 def unregister_plugin(name: str) -> None:
+    """Remove a plugin; its recorded failure goes with it (it no longer affects the host)."""
     with _lock:
         pm.unregister(name=name)
+        _errors.pop(name, None)
         _reset_registries()
 
 

@@ -487,6 +487,8 @@ def test_a_hook_that_raises_keeps_none_of_its_registrations(fresh_host):
     assert {p.name: p for p in host.list_plugins()}["tmp-half-plugin"].registered == {}
     with pytest.raises(steerkit.UnknownPluginError):
         steerkit.lookup("aligner", "tmp-half")
+    steerkit.unregister_plugin("tmp-half-plugin")  # gone: its failure is no longer reported
+    assert "tmp-half-plugin" not in host.plugin_errors()
 
 
 def test_two_distributions_with_one_entry_point_name_are_reported(fresh_host, monkeypatch, tmp_path):

@@ -102,13 +102,17 @@ def _other_schema(folder: Path) -> Path:
 
 def _read_only_folder(folder: Path) -> Path:
     """A folder the cache cannot be created in: chmod for a normal user; root ignores modes,
-    so root gets a read-only tmpfs mounted there (skipped where mount is refused)."""
+    so root gets a read-only tmpfs mounted there (a root without mount rights fails the case
+    loudly rather than skipping it: a skipped case proves nothing)."""
     ro = folder / "ro"
     ro.mkdir()
     if os.geteuid() != 0:
         ro.chmod(0o555)
-    elif subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], capture_output=True).returncode:
-        pytest.skip("running as root and cannot mount a read-only tmpfs")
+    else:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], capture_output=True, text=True)
+        if mounted.returncode:
+            pytest.fail(f"running as root, and mount refused a read-only tmpfs ({mounted.stderr.strip()}): "
+                        "run the tests as a normal user, or where root may mount")
     return ro / "c.sqlite3"
 
 

@@ -141,13 +141,19 @@ def reasoned_answers(run: RunContext, prompts: Sequence[Any], reasonings: Sequen
     in place of an answer that is not a letter (so the batch's other answers are kept)."""
     answer_prompts = [[*p, {"role": "assistant", "content": (r + "\nAnswer:").lstrip("\n")}]
                       for p, r in zip(prompts, reasonings)]
+    return choose_letters(run, answer_prompts, letter_sets, what, prefix=ANSWER_PREFIX)
+
+
+def choose_letters(run: RunContext, prompts: Sequence[Any], letter_sets: Sequence[Sequence[str]], what: str,
+                   prefix: str = "") -> list[Any]:
+    """Per prompt one of its letters (``run.choose``, one call per option count, ``strict=False``:
+    a failed prompt keeps its error in place of the letter)."""
     out: list[Any] = [None] * len(prompts)
     groups: dict[int, list[int]] = {}
     for k, letters in enumerate(letter_sets):
         groups.setdefault(len(letters), []).append(k)
     for n_opt, ks in groups.items():
-        chosen = run.choose([answer_prompts[k] for k in ks], letters_for(n_opt), what=what, strict=False,
-                            prefix=ANSWER_PREFIX)
+        chosen = run.choose([prompts[k] for k in ks], letters_for(n_opt), what=what, strict=False, prefix=prefix)
         for k, letter in zip(ks, chosen):
             out[k] = letter
     return out
@@ -248,14 +254,7 @@ class CheckpointStrategy(ChainOfThought):
                 answers = reasoned_answers(run, prompts, reasonings, letter_sets, self.name)
             else:
                 reasonings, parsable = [""] * len(rows), [None] * len(rows)
-                answers = [None] * len(rows)
-                groups: dict[int, list[int]] = {}
-                for k, letters in enumerate(letter_sets):
-                    groups.setdefault(len(letters), []).append(k)
-                for n_opt, ks in groups.items():
-                    chosen = run.choose([prompts[k] for k in ks], letters_for(n_opt), what=self.name, strict=False)
-                    for k, a in zip(ks, chosen):
-                        answers[k] = a
+                answers = choose_letters(run, prompts, letter_sets, self.name)
             for k, j in enumerate(rows):
                 if isinstance(answers[k], BaseException):
                     out[j] = answers[k]

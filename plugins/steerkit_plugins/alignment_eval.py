@@ -41,6 +41,8 @@ from scipy import stats
 import steerkit
 from steerkit import AttributeTarget, Dataset, ScoreTable
 
+from .options import choice_option
+
 TARGET_SETS = ("sampled", "high", "low", "reference-all", "all", "all-subsets", "named")
 TARGET_SET_NOTES = {
     "reference-all": "the AIES'25 reference repository's full target set: label levels without 0.5 over "
@@ -237,11 +239,7 @@ def accuracy_from_masks(selected: np.ndarray, correct: np.ndarray, valid: np.nda
 
 
 def check_ties(ties: str) -> str:
-    if ties not in TIE_RULES:
-        raise steerkit.InvalidOptionError(
-            f"ties={ties!r}: use 'expected' (a tie scores the expected accuracy of a random tie-break) "
-            "or 'first' (the reference's rule: the first tied response wins)")
-    return ties
+    return choice_option("alignment accuracy", "ties", ties, TIE_RULES)
 
 
 @dataclass

@@ -37,7 +37,7 @@ import numpy as np
 import steerkit
 from steerkit import CacheKey, CacheRecord, Perspective, RunContext, Sampling, Scenario, Selection, Strategy
 
-from .options import bool_option, float_option, int_option, refuse_unknown
+from .options import bool_option, choice_option, float_option, int_option, refuse_unknown
 
 FORMATS = ("auto", "vk", "opinionqa", "general")
 ANSWER_PREFIX = " "  # "Answer: A" is tokenised "Answer", ":", " A": the letter is constrained with its space
@@ -157,9 +157,7 @@ class ChainOfThought(Strategy):
     def __init__(self, format: str = "auto", samples: int = 1, distribution: bool = False,
                  max_tokens: int = 256, temperature: float = 0.7, top_p: float = 0.95, **options: Any):
         refuse_unknown(self, options)  # e.g. sample=5 for samples=5 must not run greedy silently
-        if format not in FORMATS:
-            raise steerkit.InvalidOptionError(f"cot: format={format!r}; pass one of {', '.join(FORMATS)}")
-        self.format = format
+        self.format = choice_option(self.name, "format", format, FORMATS)
         self.samples = int_option(self.name, "samples", samples, 1, "1 = greedy; e.g. 5 for a majority vote")
         self.distribution = bool_option(self.name, "distribution", distribution)
         self.max_tokens = int_option(self.name, "max_tokens", max_tokens, 1, "length limit of the reasoning")

@@ -77,6 +77,8 @@ import numpy as np
 import steerkit
 from steerkit import AttributeTarget, Dataset, DatasetError, Scenario
 
+from .options import choice_option
+
 DATA_ENV = "STEERKIT_DATA"
 HELPSTEER2_ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 MIC_ATTRIBUTES = ("care", "fairness", "liberty", "loyalty", "authority", "sanctity")
@@ -430,11 +432,7 @@ def mic_levels(rule: str) -> list[float]:
 
 
 def _check_label_rule(rule: str) -> str:
-    if rule not in MIC_LABEL_RULES:
-        raise steerkit.InvalidOptionError(
-            f"mic label_rule={rule!r}: use 'reference' (the AIES'25 reference's labels, the default) or "
-            "'sixths' (exact sixths from 3 distinct workers)")
-    return rule
+    return choice_option("mic", "label_rule", rule, MIC_LABEL_RULES)
 
 
 def read_mic(path: Path, stats: dict[str, int] | None = None, label_rule: str = "reference") -> dict[str, list[Scenario]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import steerkit
@@ -50,6 +50,15 @@ def float_option(strategy: str, name: str, value: Any, minimum: float, hint: str
         span = f">= {minimum:g}" if maximum is None else f"in [{minimum:g}, {maximum:g}]"
         raise steerkit.InvalidOptionError(f"{strategy}: {name}={value!r} is not allowed; pass a number {span} ({hint})")
     return float(value)
+
+
+def choice_option(owner: str, name: str, value: Any, choices: Sequence[str] | Mapping[str, str]) -> str:
+    """One of ``choices`` (names, or name -> what it means), or InvalidOptionError listing them."""
+    if not isinstance(value, str) or value not in choices:
+        listed = (", ".join(f"{c} ({d})" for c, d in choices.items()) if isinstance(choices, Mapping)
+                  else ", ".join(choices))
+        raise steerkit.InvalidOptionError(f"{owner}: {name}={value!r}; pass one of {listed}")
+    return value
 
 
 def bool_option(strategy: str, name: str, value: Any) -> bool:

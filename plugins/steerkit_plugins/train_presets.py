@@ -46,6 +46,9 @@ _A100 = {**_COMMON, **_SCHEDULE, "bf16": True, "gradient_checkpointing": True, "
 _CPU = {**_COMMON, **_SCHEDULE, "use_cpu": True, "bf16": False, "gradient_checkpointing": False,
         "num_processes": 1, "logging_steps": 5, "save_steps": 25, "dataloader_num_workers": 0,
         "eval_max_tokens": 128, "teacher_max_tokens": 128}
+# GRPO as in the paper: one iteration, PPO clip 0.2, KL 0.001, prompt 192, rollouts T=0.7 top-p 0.95
+_GRPO = {"num_iterations": 1, "epsilon": 0.2, "beta": 0.001, "loss_type": "grpo", "max_prompt_length": 192,
+         "temperature": 0.7, "top_p": 0.95}
 
 _TABLE: dict[tuple[str, str], dict[str, Any]] = {
     # SFT / CoT-SFT: LR 2e-5 -> 2e-6, clip 5.0; global batch 256 = 8 GPUs x 8 x 4 accumulation
@@ -55,10 +58,8 @@ _TABLE: dict[tuple[str, str], dict[str, Any]] = {
     # prompt 192 / response 448, rollouts T=0.7 top-p 0.95 on colocated vLLM. Batch 256 prompts
     # x 16 = 4096 rollouts per generation; minibatch 64 prompts = 1024 completions per optimizer
     # step (8 GPUs x 16 x 8 accumulation), so 4 optimizer steps per rollout batch.
-    ("a100x8", "grpo"): {**_A100, "learning_rate": 1.5e-6, "max_grad_norm": 3.0, "num_generations": 16,
-                         "num_iterations": 1, "epsilon": 0.2, "beta": 0.001, "loss_type": "grpo",
-                         "max_prompt_length": 192, "max_completion_length": 448,
-                         "temperature": 0.7, "top_p": 0.95,
+    ("a100x8", "grpo"): {**_A100, **_GRPO, "learning_rate": 1.5e-6, "max_grad_norm": 3.0, "num_generations": 16,
+                         "max_completion_length": 448,
                          "per_device_train_batch_size": 16, "gradient_accumulation_steps": 8,
                          "steps_per_generation": 32, "use_vllm": True, "vllm_mode": "colocate",
                          "vllm_gpu_memory_utilization": 0.3},
@@ -70,10 +71,8 @@ _TABLE: dict[tuple[str, str], dict[str, Any]] = {
     # GRPO on CPU: groups of 4, short responses; same clip/KL/sampling as the paper. From an
     # answer-only SFT run a step (2 prompts x 4 rollouts) took 5-8 s: 300 steps, under an hour;
     # CoT rollouts (up to 96 tokens) take longer.
-    ("cpu-small", "grpo"): {**_CPU, "learning_rate": 1e-5, "max_grad_norm": 3.0, "num_generations": 4,
-                            "num_iterations": 1, "epsilon": 0.2, "beta": 0.001, "loss_type": "grpo",
-                            "max_prompt_length": 192, "max_completion_length": 96,
-                            "temperature": 0.7, "top_p": 0.95,
+    ("cpu-small", "grpo"): {**_CPU, **_GRPO, "learning_rate": 1e-5, "max_grad_norm": 3.0, "num_generations": 4,
+                            "max_completion_length": 96,
                             "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
                             "max_train_items": 600},
 }

@@ -61,7 +61,7 @@ import numpy as np
 import steerkit
 from steerkit import ChatPrompt, Constraint, Sampling
 
-from .option_tokens import check_option_tokens, first_content_token, option_variants
+from .option_tokens import check_option_tokens, option_token_ids, option_variants
 from .vllm_backend import MAX_OPTION_TOKENS
 
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("steerkit_openai_deadline", default=None)
@@ -574,22 +574,19 @@ class OpenAIBackend(steerkit.Backend):
         return self._run(self._batch(lambda p: self._complete(p, sampling, constraint), prompts))
 
     async def _option_ids(self, option: str) -> list[int]:
-        """First token id of the option, with and without a leading space (a bare-space first
-        token, as SentencePiece vocabularies give for " A", is skipped)."""
+        """First content token ids of the option (``option_tokens``' rule), through the server's
+        ``/tokenize``, memoized per option."""
         ids = self._token_ids.get(option)
         if ids is None:
-            found = set()
-            for variant in option_variants(option):  # the rule of option_tokens, via the server's tokenizer
+            tokenized = {}
+            for variant in option_variants(option):
                 data = await self._request(
                     "POST", "/tokenize",
                     {"model": self.model, "prompt": variant, "add_special_tokens": False, "return_token_strs": True},
                     root=True,
                 )
-                tokens = [int(t) for t in data.get("tokens") or []]
-                first = first_content_token(tokens, data.get("token_strs") or [])
-                if first is not None:
-                    found.add(first)
-            ids = self._token_ids[option] = sorted(found)
+                tokenized[variant] = ([int(t) for t in data.get("tokens") or []], data.get("token_strs") or [])
+            ids = self._token_ids[option] = option_token_ids(option, tokenized.__getitem__)
         return ids
 
     async def _option_row(self, prompt: ChatPrompt, options: Sequence[str], variants: list[list[int]] | None,

@@ -163,21 +163,21 @@ def sft_rows(items: list[Example], style: str, task: str) -> list[dict[str, Any]
     } for e in items]
 
 
-def grpo_rows(items: list[Example], style: str, task: str, tokenizer: Any, max_prompt_length: int | None) -> tuple[list[dict[str, Any]], int]:
-    """Prompt rows with the gold letter, and how many prompts were longer than
-    ``max_prompt_length`` tokens (dropped: GRPOConfig has no prompt limit in this trl, and a
-    cut prompt would lose its options)."""
-    rows, dropped = [], 0
-    for e in items:
-        prompt = train_prompts.train_prompt(style, e.scenario, e.perspective, task)
-        if max_prompt_length:
-            ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True)
-            n = len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
-            if n > max_prompt_length:
-                dropped += 1
-                continue
-        rows.append({"prompt": prompt, "gold": e.letter, "n_options": len(e.scenario.responses)})
-    return rows, dropped
+def grpo_rows(items: list[Example], style: str, task: str) -> list[dict[str, Any]]:
+    """Prompt rows with the gold letter and option count (GRPO's reward reads both)."""
+    return [{"prompt": train_prompts.train_prompt(style, e.scenario, e.perspective, task), "gold": e.letter,
+             "n_options": len(e.scenario.responses)} for e in items]
+
+
+def drop_long_prompts(rows: list[dict[str, Any]], tokenizer: Any,
+                      max_prompt_length: int | None) -> tuple[list[dict[str, Any]], int]:
+    """The rows whose prompt fits ``max_prompt_length`` tokens, and how many did not (dropped:
+    GRPOConfig has no prompt limit in this trl, and a cut prompt would lose its options)."""
+    if not max_prompt_length:
+        return rows, 0
+    kept = [row for row in rows if len(tokenizer.apply_chat_template(
+        row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]) <= max_prompt_length]
+    return kept, len(rows) - len(kept)
 
 
 def data_hash(rows: list[dict[str, Any]], val: list[Example]) -> str:

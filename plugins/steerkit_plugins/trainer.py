@@ -216,8 +216,7 @@ class Trainer:
         info["split"].update(n_train_used=len(items), n_val_used=len(split.val),
                              train_labels=train_data.label_counts(items))
         rows = (train_data.sft_rows(items, style, task) if kind == "sft"
-                else [{"prompt": train_prompts.train_prompt(style, e.scenario, e.perspective, task), "gold": e.letter,
-                       "n_options": len(e.scenario.responses)} for e in items])
+                else train_data.grpo_rows(items, style, task))
         info["data_hash"] = train_data.data_hash(rows, split.val)
         self._plan = Plan(self.method, kind, style, task, values, split, items, rows, info["data_hash"], info,
                           base_model, base_fp, base_folder, str(Path(self.init).resolve()) if self.init else None,
@@ -408,13 +407,7 @@ class Trainer:
         from trl import GRPOTrainer
 
         limit = plan.values.get("max_prompt_length")
-        rows, dropped = [], 0
-        for row in plan.rows:
-            if limit and len(tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True,
-                                                           tokenize=True, return_dict=True)["input_ids"]) > limit:
-                dropped += 1
-                continue
-            rows.append(row)
+        rows, dropped = train_data.drop_long_prompts(plan.rows, tokenizer, limit)
         if dropped:
             self.echo(f"{dropped} prompt(s) longer than max_prompt_length={limit} tokens left out")
         if not rows:

@@ -203,11 +203,8 @@ class Trainer:
         if self.method == "cot-sft":
             items, info["rationales"] = self._human_rationales(items, task)
         elif self.method == "synthetic-cot":
-            items, info["rationales"] = self._synthetic_rationales(items, task)
-        cap = values.get("max_train_items")
-        if cap is not None and len(items) > cap:
-            keep = sorted(random.Random(values["split_seed"]).sample(range(len(items)), int(cap)))
-            items = [items[i] for i in keep]
+            items, info["rationales"] = self._synthetic_rationales(items, task, values)
+        items = _capped(items, values)
         if not items:
             raise steerkit.DatasetError(f"no training items left for {self.method} on {self.dataset}")
         max_val = values.get("max_val_items")
@@ -259,14 +256,11 @@ class Trainer:
         self.echo(f"rationales from {path}: {len(kept)} training items have one, {dropped} without one are left out")
         return kept, {"source": str(path), "kind": "human", "n_with": len(kept), "n_dropped": dropped}
 
-    def _synthetic_rationales(self, items: list[train_data.Example], task: str) -> tuple[list[train_data.Example], dict]:
+    def _synthetic_rationales(self, items: list[train_data.Example], task: str,
+                              values: dict[str, Any]) -> tuple[list[train_data.Example], dict]:
         from . import star
 
-        values = self.resolved_values(task)
-        cap = values.get("max_train_items")
-        if cap is not None and len(items) > cap:  # generate only what will be trained on
-            keep = sorted(random.Random(values["split_seed"]).sample(range(len(items)), int(cap)))
-            items = [items[i] for i in keep]
+        items = _capped(items, values)  # generate only what will be trained on
         teacher = steerkit.lookup("backend", self.teacher_backend)(self.teacher_model)
         results = star.star_rationales(teacher, [(e.scenario, e.perspective, e.gold) for e in items], task=task,
                                        max_tokens=int(values["teacher_max_tokens"]))
@@ -441,6 +435,15 @@ class Trainer:
         preds = [it["pred"] for it in report["items"]]
         return {**report["metrics"], "strategy": "checkpoint", "seconds": report["seconds"],
                 "predicted": {cot.LETTERS[i]: preds.count(i) for i in sorted(set(preds))}}
+
+
+def _capped(items: list[train_data.Example], values: dict[str, Any]) -> list[train_data.Example]:
+    """At most ``max_train_items`` of ``items``: a sample seeded by ``split_seed``, in order."""
+    cap = values.get("max_train_items")
+    if cap is None or len(items) <= cap:
+        return items
+    keep = sorted(random.Random(values["split_seed"]).sample(range(len(items)), int(cap)))
+    return [items[i] for i in keep]
 
 
 def answer_reward(style: str) -> Callable[..., list[float]]:

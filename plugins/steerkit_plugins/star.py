@@ -74,6 +74,7 @@ def star_rationales(
     ``cache``: True for the default score cache, a path or ScoreCache, or None/False for none.
     ``task``: the prompt format ("auto" reads ``scenario.meta['task']``, or "vk", "opinionqa",
     "general"). Generation is greedy, ``max_tokens`` per reasoning."""
+    owned = not isinstance(cache, ScoreCache) and cache not in (None, False)  # True or a path
     if cache is True:
         cache = ScoreCache()  # the default score cache, as Steerer(cache=True)
     elif cache is False:
@@ -129,7 +130,11 @@ def star_rationales(
                 out[k] = [CacheRecord(1.0 if ok else 0.0, rationale, payload)]
         return out
 
-    records = run.cached(keyed, compute, description="star: rationales", owner=lambda item: item[0])
+    try:
+        records = run.cached(keyed, compute, description="star: rationales", owner=lambda item: item[0])
+    finally:
+        if owned and isinstance(cache, ScoreCache):  # opened here, closed here (as Steerer.close does)
+            cache.close()
     result = []
     for keys, _ in keyed:
         rec = records[keys[0]]

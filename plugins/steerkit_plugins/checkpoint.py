@@ -44,16 +44,15 @@ import steerkit
 from steerkit import CacheRecord, CheckpointError, RunContext, Scenario, Selection
 
 from .cot import ANSWER_PREFIX, LETTERS, ChainOfThought, letters_for, split_free_text
-from .manifest import read_manifest
+from .manifest import PICKLE_SUFFIXES, read_manifest
 from .train_prompts import PROMPT_VERSION, STYLES, TASKS, task_of, train_prompt
 
-PICKLED = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
 MERGE_MARKER = "steerkit-merged.json"  # written last: a merged folder without it is unfinished
 MERGE_VERSION = "1"
 
 
 def _pickled(folder: Path) -> list[str]:
-    return sorted(p.name for pattern in PICKLED for p in folder.glob(pattern))
+    return sorted(p.name for suffix in PICKLE_SUFFIXES for p in folder.glob(f"*{suffix}"))
 
 
 def check_weights(folder: Path, lora: bool) -> None:

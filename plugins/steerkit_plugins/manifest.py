@@ -15,6 +15,8 @@ from steerkit import CheckpointError
 MANIFEST_NAME = "steerkit_manifest.json"
 FORMAT_VERSION = 1
 METHODS = ("sft", "cot-sft", "synthetic-cot", "grpo")
+# weight files that unpickle (can run code): a run never leaves them, the checkpoint strategy refuses them
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
 def manifest_path(folder: str | os.PathLike[str]) -> Path:

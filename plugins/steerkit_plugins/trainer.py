@@ -34,7 +34,6 @@ from . import cot, manifest as mf, train_data, train_presets, train_prompts
 METHODS = mf.METHODS
 STYLE_OF = {"sft": "answer", "cot-sft": "cot", "synthetic-cot": "cot"}  # grpo: --init's style, else cot
 RESUME_DIR = ".resume"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 FSDP_CONFIG = Path(__file__).parent / "data" / "accelerate_fsdp_a100x8.yaml"
 DEFAULT_LORA_TARGETS = ("q_proj", "v_proj")
 
@@ -81,7 +80,7 @@ def versions() -> dict[str, str | None]:
 def has_pickles(folder: Path) -> list[str]:
     """Pickled files in a checkpoint folder (``.resume/`` excluded)."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if p.is_file() and p.suffix in PICKLE_SUFFIXES and RESUME_DIR not in p.relative_to(folder).parts)
+                  if p.is_file() and p.suffix in mf.PICKLE_SUFFIXES and RESUME_DIR not in p.relative_to(folder).parts)
 
 
 class _Progress:

@@ -2,7 +2,7 @@
 
 Public API: everything a user or plugin author needs is importable from ``steerkit``."""
 
-from .backend import Backend, ChatPrompt, Constraint, Message, Sampling
+from .backend import Backend, ChatPrompt, Completion, Constraint, Message, Request, Sampling
 from .cache import CacheKey, CacheRecord, ScoreCache, default_cache_dir, default_cache_path
 from .dataset import Dataset
 from .errors import (
@@ -43,9 +43,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Alignment", "AttributeStrategy", "AttributeTarget", "Backend", "BackendError", "CacheError", "CheckpointError",
-    "CacheKey", "CacheRecord", "ChatPrompt", "Constraint", "Dataset", "DatasetError",
+    "CacheKey", "CacheRecord", "ChatPrompt", "Completion", "Constraint", "Dataset", "DatasetError",
     "InvalidOptionError", "InvalidScenarioError", "InvalidTargetError", "Message", "ModelNotFoundError",
-    "ModelOutputError", "PartialBatchError", "Perspective", "ResponseScore", "RunContext", "Sampling", "Scenario",
+    "ModelOutputError", "PartialBatchError", "Perspective", "Request", "ResponseScore", "RunContext", "Sampling", "Scenario",
     "ScoreCache", "ScoreJob", "ScoreTable", "ScoreTableError", "Selection", "Steerer", "SteerkitError", "Strategy",
     "Target", "UnknownAttributeError", "UnknownPluginError", "UnsupportedTargetError",
     "coerce_target", "default_cache_dir", "default_cache_path", "hookimpl", "list_plugins",

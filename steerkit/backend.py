@@ -1,4 +1,11 @@
-"""The backend protocol: chat prompts in, completions out, batch first.
+"""The backend protocol: requests in, completions out, batch first.
+
+A ``Request`` is one prompt with its own sampling, constraint and optional LoRA adapter; any
+mix goes in one ``complete`` call (vLLM takes per-request parameters natively, transformers
+groups internally), so strategies never regroup prompts by settings. A ``Completion`` says
+why it ended (``finish_reason``: a cut-off JSON answer is "length", not bad output), how many
+tokens went in and out, and carries its own error when that request failed while the others
+of the call stand.
 
 A backend is cheap to construct (it checks that the model exists and knows its fingerprint)
 and loads weights lazily on first use, so cached work and input errors never load a model.
@@ -21,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+
+from .errors import BackendError, PartialBatchError
 
 Message = Mapping[str, str]
 ChatPrompt = Sequence[Message]
@@ -67,11 +76,61 @@ class Sampling:
         return self.temperature <= 0.0
 
 
+@dataclass(frozen=True)
+class Request:
+    """One prompt and how to answer it. ``adapter`` names a LoRA adapter (a peft folder for
+    local engines, a served model name for an OpenAI-compatible server); None = base model."""
+
+    prompt: ChatPrompt
+    sampling: Sampling = Sampling()
+    constraint: Constraint | None = None
+    adapter: str | None = None
+
+    def settings(self) -> tuple:
+        """What a batch must share on engines that take one setting per call."""
+        return (self.sampling, self.constraint.describe() if self.constraint else None, self.adapter)
+
+
+FinishReason = Literal["stop", "length", "error"]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One request's answer. ``finish_reason`` "length" means the token budget cut it off;
+    "error" means the request failed (``error`` holds why) while the rest of its call stands."""
+
+    text: str = ""
+    finish_reason: FinishReason = "stop"
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+    @classmethod
+    def failed(cls, error: BaseException) -> "Completion":
+        return cls(finish_reason="error", error=error)
+
+
 class Backend(ABC):
-    """Base class for LLM backends. Subclasses implement ``generate`` (and, where the engine
-    can, ``option_logprobs``)."""
+    """Base class for LLM backends. Subclasses implement ``complete`` (a backend written for the
+    older one-setting-per-call ``generate`` still works: the base class groups requests by
+    settings for it), and, where the engine can, ``option_logprobs``. ``supports_adapters``
+    says whether requests may name a LoRA adapter."""
 
     name: str = "backend"
+    supports_adapters: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.complete is Backend.complete and cls.generate is Backend.generate and not getattr(cls, "__abstractmethods__", None):
+            raise TypeError(f"backend {cls.__name__} must implement complete() (or the older generate())")
 
     def __init__(self, model: str | None = None, **options: Any):
         self.model = model
@@ -89,14 +148,55 @@ class Backend(ABC):
     def loaded(self) -> bool:
         return True
 
-    @abstractmethod
+    def complete(self, requests: Sequence[Request]) -> list[Completion]:
+        """One completion per request, in order. A request that fails gets a Completion with
+        its error (the others stand); only a failure of the whole call raises.
+
+        This default serves backends that implement only ``generate``: one call per distinct
+        setting, no token counts, finish reason "stop"."""
+        self.check_adapters(requests)
+        out: list[Completion | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(r.settings(), []).append(i)
+        for idx in groups.values():
+            first = requests[idx[0]]
+            try:
+                texts: list[Any] = self.generate([requests[i].prompt for i in idx], first.sampling, first.constraint)
+            except PartialBatchError as exc:
+                texts = exc.results
+            for i, t in zip(idx, texts):
+                out[i] = Completion.failed(t) if isinstance(t, BaseException) else Completion(text=t)
+        return out  # type: ignore[return-value]
+
     def generate(
         self,
         prompts: Sequence[ChatPrompt],
         sampling: Sampling = Sampling(),
         constraint: Constraint | None = None,
     ) -> list[str]:
-        """One completion per prompt, in order."""
+        """One text per prompt, in order, all with the same settings (``complete`` with one
+        setting). A partly failed batch raises PartialBatchError carrying every answer."""
+        done = self.complete([Request(p, sampling, constraint) for p in prompts])
+        if any(not c.ok for c in done):
+            failed = [c.error for c in done if not c.ok]
+            raise PartialBatchError(
+                f"{len(failed)} of {len(done)} request(s) failed (first: {failed[0]})",
+                [c.text if c.ok else c.error for c in done],
+            )
+        return [c.text for c in done]
+
+    def check_adapters(self, requests: Sequence[Request]) -> None:
+        """Refuse requests that name an adapter on a backend that cannot apply one."""
+        if not self.supports_adapters and any(r.adapter for r in requests):
+            raise BackendError(
+                f"backend {self.name!r} cannot apply LoRA adapters per request: use the transformers or vllm "
+                "backend (local adapter folders) or an OpenAI-compatible server that serves the adapter by name"
+            )
+
+    def adapter_fingerprint(self, adapter: str | None) -> str:
+        """Identity of an adapter for cache keys (its files' content for a folder)."""
+        return "" if adapter is None else f"adapter:{adapter}"
 
     def option_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> np.ndarray:
         """(len(prompts), len(options)) log-probabilities of each option as the continuation."""

@@ -50,6 +50,8 @@ class ScoreTable:
     cache_hits: int = 0
     cache_misses: int = 0
     model_calls: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
     seconds: float = 0.0
 
     def __post_init__(self) -> None:

@@ -135,6 +135,11 @@ class Steerer:
         return self.last_run.model_calls if self.last_run else 0
 
     @property
+    def tokens(self) -> tuple[int, int]:
+        """(prompt tokens, output tokens) the last select/score call sent to and got from the model."""
+        return (self.last_run.prompt_tokens, self.last_run.output_tokens) if self.last_run else (0, 0)
+
+    @property
     def retried(self) -> int:
         """Scores the last select/score call had to ask the model for again (bad output)."""
         return self.last_run.retried if self.last_run else 0

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from .backend import Backend, ChatPrompt, Constraint, Sampling
+from .backend import Backend, ChatPrompt, Completion, Constraint, Request, Sampling
 from .cache import CacheKey, CacheRecord, ScoreCache
 from .errors import (
     CacheError, InvalidOptionError, ModelOutputError, PartialBatchError, UnknownAttributeError, UnsupportedTargetError,
@@ -45,6 +45,8 @@ class Usage:
     model_calls: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
 
 
 class RunContext:
@@ -70,6 +72,8 @@ class RunContext:
         self.cache_hits = 0
         self.cache_misses = 0
         self.retried = 0  # scores used in this run whose generation needed retries (cached or new)
+        self.prompt_tokens = 0  # tokens sent to the model in this run (as the backends count them)
+        self.output_tokens = 0  # tokens the model wrote
         self.usage_by: dict[Hashable, Usage] = {}
         self.started = time.perf_counter()
         self._answers: dict[tuple, Any] | None = None  # this batch's answers so far (inside ``cached``)
@@ -83,6 +87,36 @@ class RunContext:
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
+    def complete(self, requests: Sequence[Request]) -> list[Completion]:
+        """Answer requests (any mix of prompts, samplings, constraints and adapters) through
+        the backend: one model call per request, tokens in and out summed on the run.
+
+        A backend that runs requests in micro-batches one after another says how it splits
+        them (``backend.micro_batches(requests)``: index lists); they are sent one micro-batch
+        at a time and, inside ``cached``, each answer is kept as it arrives, so an interrupt
+        loses only the requests in flight. A failed request comes back as a Completion with its
+        error; the others stand."""
+        if not requests:
+            return []
+        requests = list(requests)
+        keys = [_request_key(r) for r in requests]
+        if self._replay is not None:
+            return [self._replayed(k) for k in keys]
+        self.backend.check_adapters(requests)
+        outputs: list[Completion] = [Completion.failed(RuntimeError("not sent"))] * len(requests)
+        for idx in self._micro_batches(requests):
+            self.model_calls += len(idx)
+            got = self.backend.complete([requests[i] for i in idx])
+            if len(got) != len(idx):
+                raise RuntimeError(f"backend {self.backend.name} returned {len(got)} completions for {len(idx)} requests")
+            for i, c in zip(idx, got):
+                outputs[i] = c
+                self.prompt_tokens += c.prompt_tokens
+                self.output_tokens += c.output_tokens
+                if self._answers is not None and c.ok:
+                    self._answers[keys[i]] = c
+        return outputs
+
     def generate(
         self,
         prompts: Sequence[ChatPrompt],
@@ -90,49 +124,22 @@ class RunContext:
         constraint: Constraint | None = None,
         *,
         strict: bool = True,
+        adapter: str | None = None,
     ) -> list[Any]:
-        """Generate through the backend, counting model calls (one per prompt).
+        """Texts for prompts that share one setting (``complete`` underneath).
 
-        A backend that runs prompts in micro-batches one after another says how it splits them
-        (``backend.micro_batches(prompts, sampling)``); they are sent one micro-batch at a time
-        (same seeds) and, inside ``cached``, each answer is kept as it arrives, so an interrupt
-        loses only the prompts in flight.
+        A failed request raises ``PartialBatchError`` (carrying every answer) unless
+        ``strict=False``: then its exception stands in place of its text, so a strategy keeps
+        the other answers (for ``cached``) and reports the rest."""
+        done = self.complete([Request(p, sampling, constraint, adapter) for p in prompts])
+        return texts_or_errors(done, strict=strict)
 
-        A backend whose batch partly failed raises ``PartialBatchError``. With ``strict=False``
-        its results are returned instead: the outputs, and the failed prompts' exceptions in
-        their places, so a strategy keeps the answers (for ``cached``) and reports the rest."""
-        if not prompts:
-            return []
-        prompts = list(prompts)
-        keys = [_answer_key("generate", p, sampling, constraint) for p in prompts]
-        if self._replay is not None:
-            return [self._replayed(k) for k in keys]
-        outputs: list[Any] = [None] * len(prompts)
-        for start, idx in self._micro_batches(prompts, sampling):
-            part = [prompts[i] for i in idx]
-            seeded = sampling if not start or sampling.seed is None else replace(sampling, seed=sampling.seed + start)
-            self.model_calls += len(part)
-            failed = None
-            try:
-                got = self.backend.generate(part, seeded, constraint)
-            except PartialBatchError as exc:
-                got, failed = exc.results, exc
-            if len(got) != len(part):
-                raise RuntimeError(f"backend {self.backend.name} returned {len(got)} outputs for {len(part)} prompts")
-            for i, out in zip(idx, got):
-                outputs[i] = out
-                if self._answers is not None and not isinstance(out, BaseException):
-                    self._answers[keys[i]] = out
-            if failed is not None and strict:
-                raise failed
-        return outputs
-
-    def _micro_batches(self, prompts: list[ChatPrompt], sampling: Sampling) -> list[tuple[int, list[int]]]:
-        """(seed offset, prompt indices) per backend micro-batch; one batch if it does not say."""
+    def _micro_batches(self, requests: list[Request]) -> list[list[int]]:
+        """Request indices per backend micro-batch; one batch if the backend does not say."""
         plan = getattr(self.backend, "micro_batches", None)
-        if plan is None or len(prompts) == 1:
-            return [(0, list(range(len(prompts))))]
-        return plan(prompts, sampling)
+        if plan is None or len(requests) == 1:
+            return [list(range(len(requests)))]
+        return plan(requests)
 
     def _replayed(self, key: tuple) -> Any:
         if key not in self._replay:  # type: ignore[operator]
@@ -140,10 +147,11 @@ class RunContext:
         return self._replay[key]  # type: ignore[index]
 
     def choose(
-        self, prompts: Sequence[ChatPrompt], options: Sequence[str], what: str = "", *, strict: bool = True,
-        prefix: str = "",
+        self, prompts: Sequence[ChatPrompt], options: Sequence[str] | Sequence[Sequence[str]], what: str = "", *,
+        strict: bool = True, prefix: str = "", adapter: str | None = None,
     ) -> list[Any]:
-        """One of ``options`` per prompt, greedy, under a choice constraint.
+        """One of its options per prompt, greedy, under a choice constraint. ``options`` is one
+        list for every prompt or one list per prompt (any mix goes in one backend call).
 
         ``prefix`` goes before every option in the constraint, the way the model writes it there:
         after "Answer:" a letter is the token " A", not "A" (which gets a tiny share of the
@@ -152,28 +160,48 @@ class RunContext:
         A backend that returns anything else is broken: ModelOutputError, never a guess. With
         ``strict=False`` that error, or the backend's error for that prompt, is returned in place
         of the answer (for ``cached``), so the other answers of the batch are kept."""
-        constraint = Constraint.choice([prefix + o for o in options])
-        answers = self.generate(prompts, Sampling(temperature=0.0, max_tokens=2), constraint, strict=strict)
+        per_prompt = _per_prompt(options, len(prompts))
+        requests = [
+            Request(p, Sampling(temperature=0.0, max_tokens=_choice_budget(opts, prefix)),
+                    Constraint.choice([prefix + o for o in opts]), adapter)
+            for p, opts in zip(prompts, per_prompt)
+        ]
         out: list[Any] = []
-        for a in answers:
-            if isinstance(a, BaseException):  # that prompt failed at the backend (strict=False)
-                out.append(a)
+        for c, opts in zip(self.complete(requests), per_prompt):
+            if not c.ok:
+                if strict:
+                    raise c.error  # type: ignore[misc]
+                out.append(c.error)
                 continue
-            a = a.strip()
-            if a in options:
+            a = c.text.strip()
+            if a in opts:
                 out.append(a)
                 continue
             err = ModelOutputError(
                 f"{what + ': ' if what else ''}backend {self.backend.name} returned {a!r} under a "
-                f"choice constraint {list(options)}; use a backend with constrained decoding"
+                f"choice constraint {list(opts)}; use a backend with constrained decoding"
             )
             if strict:
                 raise err
             out.append(err)
         return out
 
-    def option_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> np.ndarray:
-        """Log-probabilities of ``options`` per prompt, sent by micro-batch like ``generate``."""
+    def option_logprobs(
+        self, prompts: Sequence[ChatPrompt], options: Sequence[str] | Sequence[Sequence[str]]
+    ) -> Any:
+        """Log-probabilities of the options per prompt, sent by micro-batch like ``complete``.
+        One option list for all prompts gives a (prompts, options) array; one list per prompt
+        gives a list of 1-d arrays (prompts with the same list share a backend call)."""
+        if options and not isinstance(options[0], str):
+            per_prompt = _per_prompt(options, len(prompts))
+            rows: list[Any] = [None] * len(prompts)
+            groups: dict[tuple[str, ...], list[int]] = {}
+            for i, opts in enumerate(per_prompt):
+                groups.setdefault(tuple(opts), []).append(i)
+            for opts, idx in groups.items():
+                for i, row in zip(idx, self.option_logprobs([prompts[i] for i in idx], list(opts))):
+                    rows[i] = row
+            return rows
         if not prompts:
             return np.zeros((0, len(options)))
         prompts = list(prompts)
@@ -181,7 +209,8 @@ class RunContext:
         if self._replay is not None:
             return np.array([self._replayed(k) for k in keys])
         result = np.zeros((len(prompts), len(options)))
-        for _, idx in self._micro_batches(prompts, Sampling(max_tokens=1)):
+        probes = [Request(p, Sampling(max_tokens=1)) for p in prompts]
+        for idx in self._micro_batches(probes):
             self.model_calls += len(idx)
             result[idx] = self.backend.option_logprobs([prompts[i] for i in idx], list(options))
             if self._answers is not None:
@@ -238,7 +267,7 @@ class RunContext:
         with progress_bar(description, total=len(todo), enabled=self.progress) as advance:
             for start in range(0, len(todo), self.batch_size):
                 batch = todo[start : start + self.batch_size]
-                calls_before = self.model_calls
+                before = (self.model_calls, self.prompt_tokens, self.output_tokens)
                 outer, self._answers = self._answers, ({} if self.cache is not None else None)
                 try:
                     results = compute([item for _, item in batch])
@@ -261,7 +290,8 @@ class RunContext:
                     self.cache.put_many(rows)
                 found.update(rows)
                 if owner is not None:
-                    self._share_calls([item for _, item in batch], owner, self.model_calls - calls_before)
+                    spent = (self.model_calls - before[0], self.prompt_tokens - before[1], self.output_tokens - before[2])
+                    self._share_calls([item for _, item in batch], owner, spent)
                 advance(len(batch))
         if failures:
             raise self._failed(failures, len(todo), description)
@@ -287,10 +317,13 @@ class RunContext:
         finally:
             self._replay = None
 
-    def _share_calls(self, items: list[Any], owner: Callable[[Any], Hashable], calls: int) -> None:
-        base, extra = divmod(calls, len(items))
-        for j, item in enumerate(items):
-            self.usage_by.setdefault(owner(item), Usage()).model_calls += base + (1 if j < extra else 0)
+    def _share_calls(self, items: list[Any], owner: Callable[[Any], Hashable], spent: tuple[int, int, int]) -> None:
+        """Share a batch's calls and tokens evenly among its items (the remainder to the first)."""
+        for field_name, amount in zip(("model_calls", "prompt_tokens", "output_tokens"), spent):
+            base, extra = divmod(amount, len(items))
+            for j, item in enumerate(items):
+                u = self.usage_by.setdefault(owner(item), Usage())
+                setattr(u, field_name, getattr(u, field_name) + base + (1 if j < extra else 0))
 
     def _failed(self, failures: list[tuple[Any, BaseException]], attempted: int, description: str) -> ModelOutputError:
         shown = "; ".join(str(exc) for _, exc in failures[:FAILURES_SHOWN])
@@ -318,11 +351,41 @@ class RunContext:
         for i, sel in enumerate(selections):
             u = self.usage(i)
             sel.model_calls, sel.cache_hits, sel.cache_misses = u.model_calls, u.cache_hits, u.cache_misses
+            sel.prompt_tokens, sel.output_tokens = u.prompt_tokens, u.output_tokens
             sel.seconds = share
 
 
 class _Unanswered(Exception):
     """A replayed prompt that the backend had not answered (see ``RunContext.cached``)."""
+
+
+def texts_or_errors(done: Sequence[Completion], *, strict: bool = True) -> list[Any]:
+    """Each completion's text, or its error in its place; ``strict`` raises PartialBatchError
+    (carrying them all) when any request failed."""
+    out = [c.text if c.ok else c.error for c in done]
+    failed = [c.error for c in done if not c.ok]
+    if failed and strict:
+        if len(done) == 1:
+            raise failed[0]  # type: ignore[misc]
+        raise PartialBatchError(f"{len(failed)} of {len(done)} request(s) failed (first: {failed[0]})", out)
+    return out
+
+
+def _per_prompt(options: Sequence[Any], n: int) -> list[Sequence[str]]:
+    if options and not isinstance(options[0], str):
+        if len(options) != n:
+            raise ValueError(f"{len(options)} option lists for {n} prompts")
+        return [list(o) for o in options]
+    return [list(options)] * n
+
+
+def _choice_budget(options: Sequence[str], prefix: str) -> int:
+    """Tokens enough for the longest option (a letter is one or two tokens; a number a few)."""
+    return max(2, max(len(prefix + o) for o in options))
+
+
+def _request_key(r: Request) -> tuple:
+    return _answer_key("complete", r.prompt, r.sampling, r.constraint, r.adapter)
 
 
 def _answer_key(kind: str, prompt: ChatPrompt, *args: Any) -> tuple:
@@ -464,7 +527,7 @@ class AttributeStrategy(Strategy):
                             for r in job.responses
                         ]
                         keyed.append((keys, job))
-        calls_before = run.model_calls
+        calls_before, tokens_before = run.model_calls, (run.prompt_tokens, run.output_tokens)
         hits_before, misses_before = run.cache_hits, run.cache_misses
         records = run.cached(
             keyed,
@@ -494,6 +557,8 @@ class AttributeStrategy(Strategy):
         with np.errstate(invalid="ignore", divide="ignore"):
             table.scores = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
         table.model_calls = run.model_calls - calls_before
+        table.prompt_tokens = run.prompt_tokens - tokens_before[0]
+        table.output_tokens = run.output_tokens - tokens_before[1]
         table.cache_hits = run.cache_hits - hits_before
         table.cache_misses = run.cache_misses - misses_before
         table.seconds = run.elapsed

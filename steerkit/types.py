@@ -238,6 +238,8 @@ class Selection:
     cache_hits: int = 0
     cache_misses: int = 0
     model_calls: int = 0
+    prompt_tokens: int = 0  # tokens sent to the model for this scenario (0 when all was cached)
+    output_tokens: int = 0
     ties: list[int] = field(default_factory=list)  # other indices that tied with `index`
     distances: list[float] | None = None
     scenario_id: str | None = None

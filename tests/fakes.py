@@ -52,27 +52,38 @@ class FakeBackend(steerkit.Backend):
     def fingerprint(self) -> str:
         return f"fake:{self.model}"
 
-    def micro_batches(self, prompts: Sequence, sampling=steerkit.Sampling()) -> list[tuple[int, list[int]]]:
-        size = self.micro_batch_size or max(1, len(prompts))
-        return [(start, list(range(start, min(start + size, len(prompts))))) for start in range(0, len(prompts), size)]
+    def micro_batches(self, requests: Sequence) -> list[list[int]]:
+        size = self.micro_batch_size or max(1, len(requests))
+        return [list(range(start, min(start + size, len(requests)))) for start in range(0, len(requests), size)]
 
-    def generate(self, prompts: Sequence, sampling=steerkit.Sampling(), constraint=None) -> list[str]:
-        if self.fail_after is not None and len(self.prompts_seen) + len(prompts) > self.fail_after:
+    def complete(self, requests: Sequence) -> list:
+        if self.fail_after is not None and len(self.prompts_seen) + len(requests) > self.fail_after:
             raise self.failure
-        self.call_sizes.append(len(prompts))
+        self.call_sizes.append(len(requests))
         out = []
-        for p in prompts:
+        for r in requests:
+            p, constraint = r.prompt, r.constraint
             self.prompts_seen.append(p)
             if self.responder is not None:
-                out.append(self.responder(p, constraint))
+                text = self.responder(p, constraint)
             elif constraint is None:
-                out.append("fake reasoning. Answer: A")
+                text = "fake reasoning. Answer: A"
             elif constraint.kind == "choice":
-                out.append(constraint.value[0])
+                text = constraint.value[0]
             elif constraint.kind == "json":
-                out.append(json.dumps(minimal_instance(constraint.value, self.rng)))
+                text = json.dumps(minimal_instance(constraint.value, self.rng))
             else:
-                out.append("")
+                text = ""
+            if isinstance(text, BaseException):  # a responder may fail one request
+                out.append(steerkit.Completion.failed(text))
+                continue
+            words = len(text.split())
+            cut = words > r.sampling.max_tokens
+            out.append(steerkit.Completion(
+                text=" ".join(text.split()[: r.sampling.max_tokens]) if cut else text,
+                finish_reason="length" if cut else "stop",
+                prompt_tokens=sum(len(m["content"].split()) for m in p), output_tokens=min(words, r.sampling.max_tokens),
+            ))
         return out
 
     def option_logprobs(self, prompts, options):

@@ -386,14 +386,14 @@ class InterruptedBackend(steerkit.Backend):
     def model_name(self) -> str:
         return self.inner.model_name
 
-    def micro_batches(self, prompts, sampling=steerkit.Sampling()):
-        return self.inner.micro_batches(prompts, sampling)
+    def micro_batches(self, requests):
+        return self.inner.micro_batches(requests)
 
-    def generate(self, prompts, sampling=steerkit.Sampling(), constraint=None):
+    def complete(self, requests):
         self.calls -= 1
         if self.calls == 0:
             raise KeyboardInterrupt
-        return self.inner.generate(prompts, sampling, constraint)
+        return self.inner.complete(requests)
 
 
 REAL = [steerkit.Scenario(q, rs) for q, rs in [
@@ -438,7 +438,7 @@ def test_real_model_micro_batched_generation_equals_one_call(embedded_backend):
         prompts = [[{"role": "user", "content": s.question}] for s in REAL[:4]]
         sampling = steerkit.Sampling(temperature=1.0, max_tokens=4, seed=11)
         whole = embedded_backend.generate(prompts, sampling)
-        assert len(embedded_backend.micro_batches(prompts, sampling)) == 2
+        assert len(embedded_backend.micro_batches([steerkit.Request(p, sampling) for p in prompts])) == 2
         run = steerkit.RunContext(embedded_backend, None, progress=False)
         assert run.generate(prompts, sampling) == whole and run.model_calls == 4
     finally:

@@ -18,23 +18,31 @@ class RecordingBackend(FakeBackend):
         super().__init__(**kw)
         self.free_text, self.answers, self.calls = free_text, list(answers or []), []
 
-    def generate(self, prompts, sampling=steerkit.Sampling(), constraint=None):
-        self.calls.append((list(prompts), sampling, constraint))
-        out = []
-        for p in prompts:
-            self.prompts_seen.append(p)
-            if constraint is None:
-                out.append(self.free_text(p) if callable(self.free_text) else self.free_text)
-            else:
-                out.append(self.answers.pop(0) if self.answers else constraint.value[-1])
+    def complete(self, requests):
+        """Records (prompts, sampling, constraint) per distinct setting of a call, in order."""
+        groups: dict = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(r.settings(), []).append(i)
+        out = [None] * len(requests)
+        for idx in groups.values():
+            sampling, constraint = requests[idx[0]].sampling, requests[idx[0]].constraint
+            self.calls.append(([requests[i].prompt for i in idx], sampling, constraint))
+            for i in idx:
+                p = requests[i].prompt
+                self.prompts_seen.append(p)
+                if constraint is None:
+                    text = self.free_text(p) if callable(self.free_text) else self.free_text
+                else:
+                    text = self.answers.pop(0) if self.answers else constraint.value[-1]
+                out[i] = steerkit.Completion(text=text)
         return out
 
 
 class ExplodingBackend(FakeBackend):
-    def generate(self, *a, **k):
+    def complete(self, *a, **k):
         raise AssertionError("the model must not be used")
 
-    option_logprobs = generate
+    option_logprobs = complete
 
 
 VK = steerkit.Scenario("Helping refugees", ("Support", "Oppose", "Either"), id="v1", meta={"task": "vk", "gold": 0})

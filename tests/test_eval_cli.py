@@ -22,9 +22,9 @@ CALLS = {"generate": 0}
 class CountingFake(FakeBackend):
     name = "fake-eval"
 
-    def generate(self, prompts, sampling=steerkit.Sampling(), constraint=None):
-        CALLS["generate"] += len(prompts)
-        return super().generate(prompts, sampling, constraint)
+    def complete(self, requests):
+        CALLS["generate"] += len(requests)
+        return super().complete(requests)
 
 
 def flat(schema: dict) -> object:

@@ -89,9 +89,9 @@ class Counting(steerkit.Backend):
     def fingerprint(self):
         return self.inner.fingerprint()
 
-    def generate(self, prompts, sampling=steerkit.Sampling(), constraint=None):
-        self.calls += len(prompts)
-        return self.inner.generate(prompts, sampling, constraint)
+    def complete(self, requests):
+        self.calls += len(requests)
+        return self.inner.complete(requests)
 
 
 @pytest.mark.slow

@@ -34,10 +34,10 @@ class CountingBackend(FakeBackend):
         self.batches = 0
         self.forbid = forbid
 
-    def generate(self, prompts, sampling=steerkit.Sampling(), constraint=None):
+    def complete(self, requests):
         assert not self.forbid, "the backend must not be called for this input"
         self.batches += 1
-        return super().generate(prompts, sampling, constraint)
+        return super().complete(requests)
 
 
 class KeywordJudge(steerkit.AttributeStrategy):

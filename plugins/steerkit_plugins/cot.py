@@ -35,7 +35,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 import steerkit
-from steerkit import CacheKey, CacheRecord, Perspective, RunContext, Sampling, Scenario, Selection, Strategy
+from steerkit import (
+    CacheKey, CacheRecord, Perspective, Request, RunContext, Sampling, Scenario, Selection, Strategy,
+)
 
 from .options import bool_option, choice_option, float_option, int_option, refuse_unknown
 
@@ -181,57 +183,43 @@ class ChainOfThought(Strategy):
 
     # -- the two steps ------------------------------------------------------------------
     def _compute(self, run: RunContext, items: list[tuple[int, int, str, Scenario, Perspective]]) -> list[Any]:
-        """Per item one record, or the ModelOutputError of an answer step that failed (the
-        other items of the batch are kept; ``RunContext.cached`` reports the failures)."""
-        out: list[Any] = [None] * len(items)
-        by_sample: dict[int, list[int]] = {}
-        for j, it in enumerate(items):
-            by_sample.setdefault(it[1], []).append(j)
-        for sample, rows in by_sample.items():
-            prompts = [build_prompt(items[j][2], items[j][3], items[j][4]) for j in rows]
-            # a prompt that failed at the backend keeps its error; the others go on (strict=False)
-            free = run.generate(prompts, self.sampling(sample, run.seed), strict=False)
-            letter_sets = [letters_for(len(items[j][3].responses)) for j in rows]
-            cots, parsable = [], []
-            for text, letters in zip(free, letter_sets):
-                cot, ok = ("", False) if isinstance(text, BaseException) else split_free_text(text, letters)
-                cots.append(cot)
-                parsable.append(ok)
-            answer_prompts = [
-                [*p, {"role": "assistant", "content": (cot + "\nAnswer:").lstrip("\n")}]
-                for p, cot in zip(prompts, cots)
-            ]
-            # group by option count: one constraint (or option list) per call
-            groups: dict[int, list[int]] = {}
-            for k, letters in enumerate(letter_sets):
-                if not isinstance(free[k], BaseException):
-                    groups.setdefault(len(letters), []).append(k)
-            letters_out: list[Any] = list(free)  # failed prompts keep their error; others get a letter
-            dists: list[list[float] | None] = [None] * len(rows)
-            for n_opt, ks in groups.items():
-                letters = letters_for(n_opt)
-                sub = [answer_prompts[k] for k in ks]
-                if self.distribution:
-                    lp = run.option_logprobs(sub, letters)
-                    p = np.exp(lp - lp.max(axis=1, keepdims=True))
-                    p = p / p.sum(axis=1, keepdims=True)
-                    for k, row in zip(ks, p):
-                        dists[k] = [float(x) for x in row]
-                        letters_out[k] = letters[int(np.argmax(row))]
-                else:
-                    answers = run.choose(sub, letters, what=self.name, strict=False, prefix=ANSWER_PREFIX)
-                    for k, a in zip(ks, answers):
-                        letters_out[k] = a
-            for k, j in enumerate(rows):
-                if isinstance(letters_out[k], BaseException):
-                    out[j] = letters_out[k]
-                    continue
-                idx = LETTERS.index(letters_out[k])
-                out[j] = [CacheRecord(
-                    score=float(idx), reasoning=cots[k],
-                    payload={"letter": letters_out[k], "distribution": dists[k],
-                             "had_parsable_answer": parsable[k], "format": items[j][2]},
-                )]
+        """Per item one record, or the error of a step that failed (the other items of the
+        batch are kept; ``RunContext.cached`` reports the failures). Every sample of every
+        item goes in one call per step: requests carry their own sampling and letters."""
+        prompts = [build_prompt(fmt, sc, target) for _, _, fmt, sc, target in items]
+        letter_sets = [letters_for(len(it[3].responses)) for it in items]
+        done = run.complete([Request(p, self.sampling(it[1], run.seed)) for p, it in zip(prompts, items)])
+        free: list[Any] = [c.text if c.ok else c.error for c in done]
+        cots, parsable = [], []
+        for text, letters in zip(free, letter_sets):
+            cot, ok = ("", False) if isinstance(text, BaseException) else split_free_text(text, letters)
+            cots.append(cot)
+            parsable.append(ok)
+        live = [k for k, text in enumerate(free) if not isinstance(text, BaseException)]
+        answer_prompts = [[*prompts[k], {"role": "assistant", "content": (cots[k] + "\nAnswer:").lstrip("\n")}]
+                          for k in live]
+        chosen: list[Any] = list(free)  # failed prompts keep their error; the others get a letter
+        dists: list[list[float] | None] = [None] * len(items)
+        if self.distribution:
+            for k, lp in zip(live, run.option_logprobs(answer_prompts, [letter_sets[k] for k in live])):
+                p = np.exp(lp - lp.max())
+                dists[k] = [float(x) for x in p / p.sum()]
+                chosen[k] = letter_sets[k][int(np.argmax(lp))]
+        else:
+            answers = run.choose(answer_prompts, [letter_sets[k] for k in live], what=self.name, strict=False,
+                                 prefix=ANSWER_PREFIX)
+            for k, a in zip(live, answers):
+                chosen[k] = a
+        out: list[Any] = []
+        for k, it in enumerate(items):
+            if isinstance(chosen[k], BaseException):
+                out.append(chosen[k])
+                continue
+            out.append([CacheRecord(
+                score=float(LETTERS.index(chosen[k])), reasoning=cots[k],
+                payload={"letter": chosen[k], "distribution": dists[k], "had_parsable_answer": parsable[k],
+                         "format": it[2]},
+            )])
         return out
 
     def select_many(self, run: RunContext, scenarios: Sequence[Scenario], targets: Sequence[Any]) -> list[Selection]:

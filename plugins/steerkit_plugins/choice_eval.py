@@ -72,6 +72,8 @@ def evaluate_choice_dataset(steerer: steerkit.Steerer, dataset: Dataset, out_dir
         "items_per_second": len(scenarios) / seconds if seconds > 0 else None,
         "model_calls": run.model_calls if run else None,
         "cache_hits": run.cache_hits if run else None,
+        "prompt_tokens": run.prompt_tokens if run else None,
+        "output_tokens": run.output_tokens if run else None,
         "metrics": metrics.choice_metrics(gold, pred),
         "labels": sorted({int(x) for x in gold} | {int(x) for x in pred}),
         "macro_f1_classes": "classes present in gold or predictions (scikit-learn's default)",
@@ -158,6 +160,8 @@ def print_report(report: dict[str, Any]) -> None:
         extra += f" · {report['items_per_second']:.2f} items/s"
     if report.get("model_calls") is not None:
         extra += f" · {report['model_calls']} model calls · {report['cache_hits']} cache hits"
+        if report.get("prompt_tokens") is not None:
+            extra += f" · tokens {report['prompt_tokens']} in / {report['output_tokens']} out"
     if report.get("no_parsable_answer_share") is not None:
         extra += f" · no parsable answer in free text: {100 * report['no_parsable_answer_share']:.1f}%"
     console.print(extra)

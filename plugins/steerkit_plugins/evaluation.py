@@ -196,6 +196,7 @@ def evaluate_attribute_dataset(
         table = steerer.score(dataset.scenarios, needed)
         timings["score_seconds"] = time.perf_counter() - t0
         model_calls, hits, misses = table.model_calls, table.cache_hits, table.cache_misses
+        tokens_in, tokens_out = table.prompt_tokens, table.output_tokens
         retried = steerer.retried
         t1 = time.perf_counter()
         report = ae.evaluate_table(table, gold, all_targets, steerer.aligner, ties=ties)
@@ -204,13 +205,14 @@ def evaluate_attribute_dataset(
         names = list(all_targets)
         selected = np.zeros((len(names), len(dataset)), dtype=int)
         tied = np.zeros((len(names), len(dataset), gold.mask.shape[1]), dtype=bool)
-        model_calls = hits = misses = retried = 0
+        model_calls = hits = misses = retried = tokens_in = tokens_out = 0
         iterator = track(names, description=f"{steerer.strategy.name}: targets", console=err_console) if progress else names
         for i, name in enumerate(iterator):
             sels = steerer.select_many(dataset.scenarios, all_targets[name])
             selected[i] = [s.index for s in sels]
             tied[i] = ae.tied_from_selections([sels], tied.shape[2])[0]
             model_calls += steerer.model_calls
+            tokens_in, tokens_out = tokens_in + steerer.tokens[0], tokens_out + steerer.tokens[1]
             hits += sum(s.cache_hits for s in sels)
             misses += sum(s.cache_misses for s in sels)
             retried += steerer.retried
@@ -238,6 +240,8 @@ def evaluate_attribute_dataset(
         **main.to_dict(),
         "timings": timings,
         "model_calls": int(model_calls),
+        "prompt_tokens": int(tokens_in),
+        "output_tokens": int(tokens_out),
         "cache_hits": int(hits),
         "cache_misses": int(misses),
         "retried": int(retried),
@@ -286,7 +290,8 @@ def print_results(results: Mapping[str, Any], title: str) -> None:
         console.print(t2)
     tm = results.get("timings", {})
     console.print(
-        f"{results['config']['n_scenarios']} scenarios · {results['model_calls']} model calls · cache "
+        f"{results['config']['n_scenarios']} scenarios · {results['model_calls']} model calls · tokens "
+        f"{results.get('prompt_tokens', 0)} in / {results.get('output_tokens', 0)} out · cache "
         f"{results['cache_hits']} hits / {results['cache_misses']} misses · "
         f"{results.get('retried', 0)} retried scores · "
         f"{tm.get('total_seconds', 0):.2f}s ({tm.get('seconds_per_scenario', 0):.3f}s per scenario)"

@@ -487,8 +487,10 @@ def register_commands(cli):
     @click.option("--out", "out_dir", default=None, help="results folder (default: results/eval/DATASET-STRATEGY)")
     @click.option("--batch-size", type=int, default=None, help="prompts per backend batch")
     @click.option("--plots/--no-plots", default=True, show_default=True, help="write PNG plots (and score the one-attribute high/low targets)")
+    @click.option("--mode", default=None, help="the strategy's mode, for strategies that have one "
+                  "(modular: steerable | distributional | overton)")
     def eval_cmd(strategy, dataset_name, data, split, targets_spec, ties, dataset_options, limit, backend, model,
-                 cache_path, aligner, samples, k, extra_options, as_json, out_dir, batch_size, plots):
+                 cache_path, aligner, samples, k, extra_options, as_json, out_dir, batch_size, plots, mode):
         """Run STRATEGY on DATASET and report alignment accuracy over a target set."""
         run_path = parse_options(extra_options).get("path") if strategy == "checkpoint" else None
         if run_path is not None and split == "val":  # a trained run's own held-out items
@@ -498,9 +500,15 @@ def register_commands(cli):
         else:
             dataset = load_dataset(dataset_name, data, split, limit, parse_options(dataset_options))
         out = Path(out_dir) if out_dir else _default_out(dataset_name, strategy)
-        options = strategy_options(strategy, dataset, samples, k, parse_options(extra_options))
+        extra = parse_options(extra_options)
+        if mode is not None:  # a strategy without modes refuses it by name (unknown option)
+            extra["mode"] = mode
+        options = strategy_options(strategy, dataset, samples, k, extra)
         steerer = make_steerer(strategy, backend, options, model=model, aligner=aligner,
                                cache=_cache_arg(cache_path), batch_size=batch_size, progress=not as_json)
+        check_dataset = getattr(steerer.strategy, "check_dataset", None)
+        if check_dataset is not None:  # e.g. a mode this dataset cannot serve: refused before any model loads
+            check_dataset(dataset)
         if dataset.perspectives is not None:
             from steerkit_plugins.choice_eval import evaluate_choice_dataset
 

@@ -489,9 +489,21 @@ def register_commands(cli):
     @click.option("--plots/--no-plots", default=True, show_default=True, help="write PNG plots (and score the one-attribute high/low targets)")
     @click.option("--mode", default=None, help="the strategy's mode, for strategies that have one "
                   "(modular: steerable | distributional | overton)")
+    @click.option("--judge", default=None, help="vk-overton: entailment judge, 'llm' (the main model, default) or "
+                  "nli:FOLDER (a local NLI classifier folder, e.g. an MNLI model)")
     def eval_cmd(strategy, dataset_name, data, split, targets_spec, ties, dataset_options, limit, backend, model,
-                 cache_path, aligner, samples, k, extra_options, as_json, out_dir, batch_size, plots, mode):
+                 cache_path, aligner, samples, k, extra_options, as_json, out_dir, batch_size, plots, mode, judge):
         """Run STRATEGY on DATASET and report alignment accuracy over a target set."""
+        if dataset_name == "vk-overton" or mode == "overton":  # value coverage, not accuracy (overton.py)
+            from steerkit_plugins.overton import overton_eval_command
+
+            results = overton_eval_command(
+                strategy=strategy, mode=mode, dataset=dataset_name, data=data, limit=limit, backend=backend,
+                model=model, cache=_cache_arg(cache_path), options=parse_options(extra_options), judge=judge,
+                out_dir=out_dir, batch_size=batch_size, as_json=as_json)
+            if as_json:
+                click.echo(json.dumps(results, indent=2, default=str))
+            return
         run_path = parse_options(extra_options).get("path") if strategy == "checkpoint" else None
         if run_path is not None and split == "val":  # a trained run's own held-out items
             from steerkit_plugins.checkpoint import validation_split

@@ -147,139 +147,101 @@ class ScoreCache:
     def _check_or_create(self) -> None:
         """Open an existing steerkit cache or create a new one; refuse anything else untouched.
 
-        The file is inspected read-only first (header, size, tables), so a corrupt file or
-        someone else's database is reported and never modified, not even switched to WAL. Only
-        a new (or empty) file takes the write lock, to create the tables."""
+        An existing file is checked read-only first (header, tables, schema; every page only
+        when its size does not fit its header), so a damaged file or someone else's database is
+        reported and never modified, not even switched to WAL. Only a new (or empty) file takes
+        the write lock, to create the tables."""
         if self.path.is_dir():
-            raise CacheError(
-                f"the score cache path {self.path} is a directory; pass a file path such as "
-                f"{self.path / 'scores.sqlite3'} (Steerer(cache=...), --cache or ${CACHE_ENV})"
-            )
+            raise self._error("is a directory", fix=f"pass a file path such as {self.path / 'scores.sqlite3'}")
         try:
-            if not self.path.parent.is_dir():
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            size = self.path.stat().st_size if self.path.exists() else 0
-            header = b""
-            if size > 0:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            size, header = (self.path.stat().st_size if self.path.exists() else 0), b""
+            if size:
                 with open(self.path, "rb") as fh:
                     header = fh.read(100)
         except OSError as exc:
-            raise self._os_error(exc) from exc
+            raise self._error("cannot be opened or created", exc) from exc
         tables: set[str] = set()
-        if size > 0:
+        if size:
             if header[:16] != _SQLITE_MAGIC:
-                raise self._refuse("is not a SQLite database (it may be corrupt or another file)")
-            tables = self._inspect_existing(full=not _plausible_size(header, size))
+                raise self._error("is not a SQLite database (it may be corrupt or another file)")
+            tables = self._inspect(full=not _plausible_size(header, size))
         if not _writable(self.path):
             if not tables:
-                raise self._os_error(PermissionError(f"{self.path.parent} or the file is not writable"))
+                raise self._error("cannot be opened or created", PermissionError(f"{self.path.parent} or the file is not writable"))
             self.read_only = True
-            warnings.warn(
-                f"the score cache {self.path} is read-only (the file or its folder is not writable): "
-                f"stored scores are used, new ones are not saved. Pass a writable cache path to keep "
-                f"them (Steerer(cache=...), --cache or ${CACHE_ENV}).",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            warnings.warn(f"the score cache {self.path} is read-only (the file or its folder is not writable): stored "
+                          f"scores are used, new ones are not saved. Pass a writable cache path to keep them "
+                          f"(Steerer(cache=...), --cache or ${CACHE_ENV}).", RuntimeWarning, stacklevel=3)
             return
         try:
             conn = self._connect()
             if not tables:
                 conn.execute("BEGIN IMMEDIATE")  # one creator at a time; the others see the result
                 try:
-                    tables = self._tables(conn)
-                    if not tables:
+                    if not _tables(conn):
                         conn.execute(_RESULTS_SCHEMA)
                         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
                         conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    self._check_schema(conn)
                     conn.execute("COMMIT")
                 except BaseException:
                     _rollback(conn)
                     raise
-                if tables:
-                    self._check_schema(conn, tables)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, CacheError) as exc:
             self.close()
-            raise self._refuse(f"cannot be opened for writing ({exc})") from exc
-        except CacheError:
-            self.close()
-            raise
+            raise exc if isinstance(exc, CacheError) else self._error("cannot be opened for writing", exc) from exc
 
-    def _inspect_existing(self, full: bool = False) -> set[str]:
-        """Cheap read-only checks on every open: the schema, its tables and the meta row.
-        Returns the tables found (none: an empty database the caller may set up).
-
-        ``full`` adds ``PRAGMA quick_check``, which reads every page (seconds on a big shared
-        cache), so it runs only when the header and file size disagree, or via ``verify()``."""
+    def _inspect(self, full: bool = False) -> set[str]:
+        """Read-only checks: the tables and the schema (cheap, every open) and, when ``full``,
+        SQLite's ``quick_check`` of every page (seconds on a big cache). Returns the tables
+        found (none: an empty database the caller may set up)."""
         try:
             conn = self._reader()
             try:
                 if full:
-                    self._quick_check(conn)
-                try:
-                    tables = self._tables(conn)
-                    if tables:
-                        self._check_schema(conn, tables)
-                    return tables
-                except (CacheError, sqlite3.DatabaseError):
-                    if not full:
-                        self._quick_check(conn)  # name the damage, if that is why the schema looks wrong
-                    raise
+                    problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+                    if problems != ["ok"]:
+                        raise self._error(f"is damaged (SQLite integrity check: {'; '.join(problems)[:300]})")
+                tables = _tables(conn)
+                if tables:
+                    self._check_schema(conn)
+                return tables
             finally:
                 conn.close()
         except sqlite3.DatabaseError as exc:
-            raise self._refuse(f"cannot be read ({exc})") from exc
-
-    def _quick_check(self, conn: sqlite3.Connection) -> None:
-        problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
-        if problems != ["ok"]:
-            raise self._refuse(f"is damaged (SQLite integrity check: {'; '.join(problems)[:300]})")
+            raise self._error("cannot be read", exc) from exc
 
     def verify(self) -> None:
         """Full read-only integrity check of every page (slow on big files); CacheError if damaged."""
-        self._inspect_existing(full=True)
+        self._inspect(full=True)
 
-    @staticmethod
-    def _tables(conn: sqlite3.Connection) -> set[str]:
-        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-
-    def _check_schema(self, conn: sqlite3.Connection, tables: set[str]) -> None:
-        if "meta" not in tables or "results" not in tables:
-            raise self._refuse(f"is a SQLite database but not a steerkit cache (tables: {', '.join(sorted(tables))})")
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        tables = _tables(conn)
+        if not {"meta", "results"} <= tables:
+            raise self._error(f"is a SQLite database but not a steerkit cache (tables: {', '.join(sorted(tables))})")
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            raise self._refuse("is a SQLite database but not a steerkit cache (no schema version)")
-        if str(row[0]) != str(SCHEMA_VERSION):
-            raise self._refuse(f"has cache schema {row[0]}, this steerkit uses {SCHEMA_VERSION}")
+        if row is None or str(row[0]) != str(SCHEMA_VERSION):
+            raise self._error(f"has cache schema {row[0] if row else 'none'}, this steerkit uses {SCHEMA_VERSION} "
+                              "(or it is not a steerkit cache)")
         columns = [r[1] for r in conn.execute("PRAGMA table_info(results)")]
         if columns != list(_RESULT_COLUMNS):
-            raise self._refuse(f"has a results table with columns {columns}, not steerkit's")
+            raise self._error(f"has a results table with columns {columns}, not steerkit's")
 
-    def _os_error(self, exc: OSError) -> CacheError:
-        return CacheError(
-            f"the score cache {self.path} cannot be opened or created ({type(exc).__name__}: {exc}): "
-            f"check that its folder exists, is a folder and is writable, or pass another cache path "
-            f"(Steerer(cache=...), --cache or ${CACHE_ENV})."
-        )
-
-    def _failed(self, doing: str, exc: sqlite3.Error) -> CacheError:
-        damaged = isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
-        fix = (
-            "the file is damaged: move or delete it (ScoreCache(path).verify() runs a full check)"
-            if damaged else
-            "check free disk space and that the file and its folder are writable (a lock held for more "
-            "than 30 s by another process also ends here: rerun to resume)"
-        )
-        return CacheError(
-            f"the score cache {self.path}: {doing} failed ({type(exc).__name__}: {exc}); {fix}, or pass "
-            f"another cache path (Steerer(cache=...), --cache or ${CACHE_ENV})."
-        )
-
-    def _refuse(self, problem: str) -> CacheError:
-        return CacheError(
-            f"the score cache {self.path} {problem}. steerkit leaves the file as it is: move or "
-            f"delete it, or pass another cache path (Steerer(cache=...), --cache or ${CACHE_ENV})."
-        )
+    def _error(self, what: str, exc: BaseException | None = None, fix: str = "") -> CacheError:
+        """Every cache failure as one CacheError: the file, what failed and why, and the fix."""
+        if fix:
+            pass
+        elif isinstance(exc, (OSError, sqlite3.OperationalError, sqlite3.IntegrityError)):
+            fix = ("check that its folder exists, is a folder and is writable" if isinstance(exc, OSError) else
+                   "check free disk space and that the file and its folder are writable (a lock held for more "
+                   "than 30 s by another process also ends here: rerun to resume)")
+        else:  # the file's content: damaged, foreign or another schema
+            fix = "steerkit leaves the file as it is: move or delete it (ScoreCache(path).verify() runs a full check)"
+            what += " (the file is damaged or not a steerkit cache)" if exc is not None else ""
+        cause = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
+        return CacheError(f"the score cache {self.path} {what}{cause}; {fix}, or pass another cache path "
+                          f"(Steerer(cache=...), --cache or ${CACHE_ENV}).")
 
     def close(self) -> None:
         """Close this process's connections (a later call reopens)."""
@@ -299,7 +261,7 @@ class ScoreCache:
         try:
             return self._get_many(keys)
         except sqlite3.Error as exc:
-            raise self._failed("reading", exc) from exc
+            raise self._error("reading failed", exc) from exc
 
     def _get_many(self, keys: Sequence[CacheKey]) -> dict[CacheKey, CacheRecord]:
         conn = self._connect()
@@ -352,7 +314,7 @@ class ScoreCache:
                     self._forget(conn)
                 raise
         except sqlite3.Error as exc:
-            raise self._failed("writing", exc) from exc
+            raise self._error("writing failed", exc) from exc
 
     def _forget(self, conn: sqlite3.Connection) -> None:
         """Drop a connection that could not roll back, so the next write starts clean."""
@@ -369,7 +331,7 @@ class ScoreCache:
         try:
             return self._connect().execute("SELECT COUNT(*) FROM results").fetchone()[0]
         except sqlite3.Error as exc:
-            raise self._failed("counting rows", exc) from exc
+            raise self._error("counting rows failed", exc) from exc
 
     def clear(self, model: str | None = None, strategy: str | None = None) -> int:
         where, args = [], []
@@ -379,12 +341,11 @@ class ScoreCache:
             where.append("strategy=?"); args.append(strategy)
         sql = "DELETE FROM results" + (" WHERE " + " AND ".join(where) if where else "")
         if self.read_only:
-            raise CacheError(f"the score cache {self.path} is read-only: clearing it needs a writable "
-                             f"file and folder; pass another cache path (Steerer(cache=...), --cache or ${CACHE_ENV}).")
+            raise self._error("is read-only", fix="clearing it needs a writable file and folder")
         try:
             return self._connect().execute(sql, args).rowcount
         except sqlite3.Error as exc:
-            raise self._failed("clearing", exc) from exc
+            raise self._error("clearing failed", exc) from exc
 
 
 _INHERITED: list[sqlite3.Connection] = []  # a forked child's copies of its parent's connections
@@ -393,6 +354,10 @@ _INHERITED: list[sqlite3.Connection] = []  # a forked child's copies of its pare
 def _writable(path: Path) -> bool:
     """Whether SQLite can write here: the file (if any) and its folder (WAL and journal files)."""
     return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
 def _rollback(conn: sqlite3.Connection) -> bool:

@@ -14,11 +14,10 @@ nothing (all or nothing per plugin and hook)."""
 
 from __future__ import annotations
 
-import importlib
 import os
+import sys
 import threading
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -30,15 +29,9 @@ from .errors import UnknownPluginError
 
 ENTRY_POINT_GROUP = "steerkit"
 ALLOW_LIST_ENV = "STEERKIT_PLUGINS"
-KINDS = ("strategy", "backend", "aligner", "dataset", "trainer", "classifier")
-_HOOK_OF_KIND = {
-    "strategy": "register_strategies",
-    "backend": "register_backends",
-    "aligner": "register_aligners",
-    "dataset": "register_datasets",
-    "trainer": "register_trainers",
-    "classifier": "register_classifiers",
-}
+_HOOK_OF_KIND = {"strategy": "register_strategies", "backend": "register_backends", "aligner": "register_aligners",
+                 "dataset": "register_datasets", "trainer": "register_trainers", "classifier": "register_classifiers"}
+KINDS = tuple(_HOOK_OF_KIND)
 
 
 @dataclass
@@ -106,13 +99,7 @@ def load_plugins() -> None:
                 module = ep.load()
                 pm.register(module, name=ep.name)
             except Exception as exc:  # a broken plugin must not take the host down
-                _errors[ep.name] = f"{type(exc).__name__}: {exc}"
-                warnings.warn(
-                    f"steerkit plugin {ep.name!r} ({ep.value}) failed to load and was skipped: "
-                    f"{type(exc).__name__}: {exc}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+                _failed(ep.name, "", exc, f"({ep.value}) failed to load and was skipped")
             else:
                 dist = getattr(ep, "dist", None)
                 if dist is not None:
@@ -131,10 +118,21 @@ def _entry_point_clash(ep: Any) -> None:
     """A second distribution offers an entry-point name already loaded: report, do not load."""
     kept = _distributions.get(ep.name, ep.name)
     ignored = getattr(getattr(ep, "dist", None), "name", None) or ep.value
-    clash = Clash("plugin", ep.name, kept, ignored)
-    _entry_point_clashes.append(clash)
-    warnings.warn(f"steerkit plugins clash: {clash}; uninstall one of the two distributions",
-                  RuntimeWarning, stacklevel=3)
+    _clash(_entry_point_clashes, Clash("plugin", ep.name, kept, ignored), "; uninstall one of the two distributions")
+
+
+def _clash(found: list[Clash], clash: Clash, fix: str = "") -> None:
+    if clash not in found:
+        found.append(clash)
+        warnings.warn(f"steerkit plugins clash: {clash}{fix}", RuntimeWarning, stacklevel=4)
+
+
+def _failed(plugin: str, hook: str, exc: Exception, consequence: str) -> None:
+    """Record a plugin's failure (``plugin_errors()``) and warn; the host goes on without it."""
+    what = f"{hook} failed: " if hook else ""
+    _errors[plugin] = f"{what}{type(exc).__name__}: {exc}"
+    warnings.warn(f"steerkit plugin {plugin!r}: {hook + ' failed, ' if hook else ''}{consequence}: "
+                  f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=4)
 
 
 def _ordered(impls: list[Any]) -> list[Any]:
@@ -202,15 +200,11 @@ def _build_registries() -> dict[str, dict[str, Any]]:
                 try:
                     impl.function(register=lambda name, value: pending.append((name, value)))
                 except Exception as exc:  # nothing it registered before raising is kept
-                    _errors[plugin_name] = f"{hook_name} failed: {type(exc).__name__}: {exc}"
-                    warnings.warn(f"steerkit plugin {plugin_name!r}: {hook_name} failed, nothing it "
-                                  f"registered there is kept: {exc}", RuntimeWarning, stacklevel=2)
+                    _failed(plugin_name, hook_name, exc, "nothing it registered there is kept")
                     continue
                 for name, value in pending:
                     if (kind, name) in owner:
-                        clash = Clash(kind, name, owner[(kind, name)], plugin_name)
-                        _clashes.append(clash)
-                        warnings.warn(f"steerkit plugins clash: {clash}", RuntimeWarning, stacklevel=2)
+                        _clash(_clashes, Clash(kind, name, owner[(kind, name)], plugin_name))
                         continue
                     owner[(kind, name)] = plugin_name
                     registries[kind][name] = value
@@ -235,7 +229,7 @@ def lookup(kind: str, name: str) -> Any:
     return reg[name]
 
 
-def get_aligner(name: str) -> Callable[..., Any]:
+def get_aligner(name: str) -> Any:
     return lookup("aligner", name)
 
 
@@ -266,16 +260,10 @@ def list_plugins() -> list[PluginInfo]:
 
 
 def _module_version(plugin: Any) -> str | None:
-    version = getattr(plugin, "__version__", None)
-    if version:
-        return str(version)
-    top = getattr(plugin, "__name__", "").split(".")[0]
-    if top:
-        try:
-            return getattr(importlib.import_module(top), "__version__", None)
-        except Exception:
-            return None
-    return None
+    """A plugin registered at run time: its own ``__version__`` or its top package's."""
+    top = sys.modules.get(getattr(plugin, "__name__", "").split(".")[0])
+    version = getattr(plugin, "__version__", None) or getattr(top, "__version__", None)
+    return str(version) if version else None
 
 
 def add_cli_commands(cli: Any) -> None:
@@ -294,9 +282,7 @@ def add_cli_commands(cli: Any) -> None:
             except Exception as exc:
                 cli.commands.clear()
                 cli.commands.update(before)  # no half-registered plugin
-                _errors[plugin_name] = f"register_commands failed: {type(exc).__name__}: {exc}"
-                warnings.warn(f"steerkit plugin {plugin_name!r}: register_commands failed, its commands "
-                              f"are not available: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+                _failed(plugin_name, "register_commands", exc, "its commands are not available")
                 continue
             added = [n for n, c in cli.commands.items() if before.get(n) is not c]
             mine = []
@@ -307,10 +293,7 @@ def add_cli_commands(cli: Any) -> None:
                         cli.commands[name] = before[name]
                     else:
                         del cli.commands[name]
-                    clash = Clash("command", name, first, plugin_name)
-                    if clash not in _command_clashes:
-                        _command_clashes.append(clash)
-                        warnings.warn(f"steerkit plugins clash: {clash}", RuntimeWarning, stacklevel=2)
+                    _clash(_command_clashes, Clash("command", name, first, plugin_name))
                     continue
                 owners[name] = plugin_name
                 mine.append(name)

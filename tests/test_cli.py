@@ -125,7 +125,7 @@ def test_perspective_to_attribute_only_strategy_via_cli():
 def test_bad_input_from_a_real_process_has_no_traceback():
     import os
 
-    env = dict(os.environ, STEERKIT_PLUGINS="aligners,baselines")  # keep the process start short
+    env = dict(os.environ, STEERKIT_PLUGINS="aligners,baselines,select_cli")  # keep the process start short
     out = subprocess.run(
         [sys.executable, "-m", "steerkit.cli", "select", "Q?", "a", "b", "--strategy", "random", "--target", '{"care": 2}'],
         capture_output=True, text=True, timeout=60, env=env,
@@ -138,10 +138,24 @@ def test_plugins_lists_the_commands_each_plugin_added():
     result, out = invoke("plugins", "--json")
     by_name = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
     assert {"eval", "realign"} <= set(by_name["evaluation"]["registered"]["command"])
+    assert by_name["select_cli"]["registered"] == {"command": ["select", "demo"]}
     assert json.loads(result.stdout)["clashes"] == []
     _, table = invoke("plugins")
     assert "commands only" not in table
     assert "command: eval" in " ".join(table.split())
+
+
+def test_select_and_demo_come_from_a_plugin_the_allow_list_can_leave_out():
+    """The host's own CLI is only ``plugins``; without the select_cli plugin, select is unknown."""
+    import os
+
+    env = dict(os.environ, STEERKIT_PLUGINS="aligners,baselines")
+    out = subprocess.run([sys.executable, "-m", "steerkit.cli", "--help"], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0 and "plugins" in out.stdout
+    assert "select" not in out.stdout and "demo" not in out.stdout
+    out = subprocess.run([sys.executable, "-m", "steerkit.cli", "select", "Q?", "a", "b"], capture_output=True,
+                         text=True, timeout=60, env=env)
+    assert out.returncode == 2 and "No such command 'select'" in out.stderr
 
 
 def test_ctrl_c_prints_one_line_and_exits_130():

@@ -445,7 +445,9 @@ def overton_eval_command(*, strategy: str, mode: str | None, dataset: str, data:
         raise InvalidOptionError(f"--mode overton cannot run on {dataset!r}: Overton coverage needs gold value "
                                  f"explanations per situation; use --dataset {DATASET_NAME}")
     items = load_overton(data, limit)
+    sampling = DEFAULT_SAMPLING
     if strategy == BASELINE:
+        sampling = baseline_sampling(options)
         be = steerkit.lookup("backend", backend)(model=model)
         store = cache if isinstance(cache, steerkit.ScoreCache) else (
             steerkit.ScoreCache() if cache is True else steerkit.ScoreCache(cache) if cache else None)
@@ -460,8 +462,8 @@ def overton_eval_command(*, strategy: str, mode: str | None, dataset: str, data:
         be, store, strat = steerer.backend, steerer.cache, steerer.strategy
         check_overton_strategy(strat)
     make_judge(judge, be, store)  # a bad --judge fails here, before any model loads
-    results = overton_eval(be, items, strategy=strat, cache=store, judge=judge, batch_size=batch_size,
-                           progress=not as_json)
+    results = overton_eval(be, items, strategy=strat, cache=store, judge=judge, sampling=sampling,
+                           batch_size=batch_size, progress=not as_json)
     out = Path(out_dir) if out_dir else Path("results") / "eval" / f"{DATASET_NAME}-{strategy}"
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
@@ -471,6 +473,18 @@ def overton_eval_command(*, strategy: str, mode: str | None, dataset: str, data:
         print_coverage_table(results, Console())
         Console().print(f"results: {path}")
     return results
+
+
+def baseline_sampling(options: Mapping[str, Any]) -> Sampling:
+    """The no-pool baseline's sampling from ``-o`` options (max_tokens, temperature, top_p, seed)."""
+    known = ("max_tokens", "temperature", "top_p", "seed")
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise InvalidOptionError(f"strategy {BASELINE!r} got unknown options {unknown}; it takes {', '.join(known)}")
+    try:
+        return Sampling(**{**DEFAULT_SAMPLING.__dict__, **options})
+    except TypeError as exc:
+        raise InvalidOptionError(f"strategy {BASELINE!r}: {exc}") from None
 
 
 def _params(factory: Any) -> set[str]:

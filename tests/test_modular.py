@@ -1,0 +1,407 @@
+"""The ``modular`` strategy (Modular Pluralism): pools and their bad input, one backend call per
+step across items and communities, message caching across reruns, modes and targets, the
+paper's sampling, the distributional mean and weights, Overton outputs (FakeBackend); then the
+real embedded model: steerable and distributional modes, the eval command, a real LoRA community."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import steerkit
+from steerkit import RunContext
+from steerkit_plugins.modular import ModularPluralism, fit_weights, overton_outputs
+from steerkit_plugins.modular_pool import load_pool, named_pools
+from tests.conftest import DATA
+from tests.fakes import FakeBackend
+
+VK = steerkit.Scenario("Helping refugees", ("Support", "Oppose", "Either"), id="v1", meta={"task": "vk", "gold": 0})
+VK2 = steerkit.Scenario("Lying to a friend", ("Support", "Oppose", "Either"), id="v2", meta={"task": "vk", "gold": 1})
+OQA = steerkit.Scenario("Do you own a gun?", ("Yes", "No"), id="o1", meta={"task": "opinionqa", "gold": 1})
+LIFE, HONESTY = steerkit.Perspective("Right to life"), steerkit.Perspective("Honesty")
+LIBERAL = steerkit.Perspective("Liberal", "Political ideology")
+CONSERVATIVE = steerkit.Perspective("Conservative", "Political ideology")
+TWO = [{"name": "left", "persona": "You are a progressive."}, {"name": "right", "persona": "You are a conservative."}]
+THREE = [*TWO, {"name": "center", "persona": "You are a moderate."}]
+
+
+class Recorder(FakeBackend):
+    """Records every complete() call (its requests) and option_logprobs call; a comment names
+    its community (from the persona) so tests can see which passage went where."""
+
+    supports_adapters = True
+
+    def __init__(self, pick="2", **kw):
+        super().__init__(**kw)
+        self.calls: list[list[steerkit.Request]] = []
+        self.logprob_calls: list[list] = []
+        self.pick = pick
+
+    def complete(self, requests):
+        self.calls.append(list(requests))
+        out = []
+        for r in requests:
+            persona = r.prompt[0]["content"] if r.prompt[0]["role"] == "system" else "base"
+            if r.constraint is None:
+                text = f"comment by [{persona}] adapter={r.adapter}"
+            elif r.constraint.kind == "choice" and (" " + self.pick) in r.constraint.value:
+                text = " " + self.pick
+            elif r.constraint.kind == "choice" and self.pick in r.constraint.value:
+                text = self.pick
+            else:
+                text = r.constraint.value[0]
+            out.append(steerkit.Completion(text=text, prompt_tokens=3, output_tokens=2))
+        return out
+
+    def option_logprobs(self, prompts, options):
+        """Favours option k for a passage by the k-th persona (progressive A, conservative B, ...)."""
+        self.logprob_calls.append(list(prompts))
+        rows = []
+        for p in prompts:
+            text = p[0]["content"]
+            k = 0 if "progressive" in text else 1 if "conservative" in text else len(options) - 1
+            logits = np.zeros(len(options))
+            logits[min(k, len(options) - 1)] = 2.0
+            rows.append(logits - np.log(np.exp(logits).sum()))
+        return np.array(rows)
+
+
+class Exploding(FakeBackend):
+    supports_adapters = True
+
+    def complete(self, *a, **k):
+        raise AssertionError("the model must not be used")
+
+    option_logprobs = complete
+
+
+def steerer(backend, cache=False, **opts):
+    opts.setdefault("pool", TWO)
+    return steerkit.Steerer("modular", backend=backend, cache=cache, progress=False, batch_size=16, **opts)
+
+
+def comment_calls(be):
+    return [c for c in be.calls if all(r.constraint is None and r.prompt[0]["role"] == "system" for r in c)]
+
+
+# -- pools --------------------------------------------------------------------------------
+def test_named_pools_are_the_papers():
+    assert {"perspective", "culture"} <= set(named_pools())
+    p = load_pool("perspective")
+    assert p.names == ["news_left", "news_center", "news_right", "reddit_left", "reddit_center", "reddit_right"]
+    c = load_pool("culture")
+    assert c.names == ["africa", "asia", "europe", "north_america", "south_america"]
+    assert all(m.persona and not m.adapter for m in (*p.communities, *c.communities))
+    assert len({m.persona for m in p.communities}) == 6
+
+
+def test_pool_files_toml_and_json_with_adapters_relative_to_the_file(tmp_path):
+    lora = tmp_path / "loras" / "left"
+    lora.mkdir(parents=True)
+    (lora / "adapter_config.json").write_text("{}")
+    (tmp_path / "p.toml").write_text('name = "mine"\n[[communities]]\nname = "a"\nadapter = "loras/left"\n'
+                                     '[[communities]]\nname = "b"\npersona = "You are b."\n')
+    p = load_pool(str(tmp_path / "p.toml"))
+    assert p.name == "mine" and p.communities[0].adapter == str(lora.resolve()) and p.communities[1].persona == "You are b."
+    (tmp_path / "p.json").write_text(json.dumps({"communities": TWO}))
+    assert load_pool(tmp_path / "p.json").names == ["left", "right"]
+    over = load_pool("culture", adapters={"asia": str(lora)})
+    assert over.communities[1].adapter == str(lora.resolve()) and over.communities[0].adapter is None
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda d: (d / "bad.toml").write_text("name = [unclosed\n") and str(d / "bad.toml"),
+     steerkit.InvalidOptionError, r"bad.toml does not parse as TOML"),
+    (lambda d: (d / "bad.json").write_text("{not json") and str(d / "bad.json"),
+     steerkit.InvalidOptionError, r"bad.json does not parse as JSON"),
+    (lambda d: str(d / "none.toml"), steerkit.InvalidOptionError, r"none.toml does not exist"),
+    (lambda d: "no-such-pool", steerkit.InvalidOptionError, r"unknown pool 'no-such-pool'; pass one of \['culture', 'perspective'"),
+    (lambda d: [TWO[0]], steerkit.InvalidOptionError, r"has 1 community; modular pluralism needs at least two"),
+    (lambda d: [TWO[0], TWO[0]], steerkit.InvalidOptionError, r"names must be unique; repeated: \['left'\]"),
+    (lambda d: [TWO[0], {"name": "x", "adpter": "y"}], steerkit.InvalidOptionError, r"unknown community keys \['adpter'\]"),
+    (lambda d: [TWO[0], {"name": "x", "adapter": str(d / "missing")}], steerkit.ModelNotFoundError,
+     r"adapter folder of community 'x' does not exist.*steerkit train community"),
+    (lambda d: [TWO[0], {"name": "x", "adapter": str(d)}], steerkit.ModelNotFoundError, r"not a peft LoRA adapter folder"),
+])
+def test_bad_pools_are_typed_errors_before_any_model_call(tmp_path, make, error, match):
+    with pytest.raises(error, match=match):
+        steerer(Exploding(), pool=make(tmp_path))
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"mode": "overtone"}, r"mode='overtone'; pass one of steerable .*, distributional .*, overton"),
+    ({"modes": "steerable"}, r"modular got unknown options \['modes'\]"),
+    ({"condition": "maybe"}, r"condition='maybe'"),
+    ({"faithful": "yes"}, r"faithful='yes'; pass true or false"),
+    ({"max_tokens": 0}, r"max_tokens=0"),
+    ({"mode": "distributional", "weights": [1.0]}, r"pass 2 non-negative numbers"),
+    ({"mode": "distributional", "weights": {"lft": 1}}, r"weights name unknown communities \['lft'\]"),
+    ({"weights": [1, 1]}, r"weights apply to mode='distributional' only"),
+    ({"adapters": {"nobody": "x"}}, r"adapters names unknown communities \['nobody'\]"),
+])
+def test_bad_options_are_refused_before_any_model_call(options, match):
+    with pytest.raises(steerkit.InvalidOptionError, match=match):
+        steerer(Exploding(), **options)
+
+
+def test_backend_and_dataset_mismatches_are_refused_before_any_model_call(tmp_path):
+    lora = tmp_path / "lora"
+    lora.mkdir()
+    (lora / "adapter_config.json").write_text("{}")
+    pool = [TWO[0], {"name": "x", "adapter": str(lora)}]
+
+    class NoAdapters(Exploding):
+        supports_adapters = False
+
+    with pytest.raises(steerkit.BackendError, match="cannot apply adapters per request"):
+        steerer(NoAdapters(), pool=pool).select_many([VK], LIFE)
+    (lora / "steerkit_manifest.json").write_text(json.dumps({"base_fingerprint": "another-base"}))
+    with pytest.raises(steerkit.InvalidOptionError, match=r"trained on another base model \(fingerprint another-base\)"):
+        steerer(Exploding(), pool=pool).select_many([VK], LIFE)
+    with pytest.raises(steerkit.InvalidOptionError, match=r"names model 'other-model'.*share the main backend's base model"):
+        steerer(Exploding(), pool=[TWO[0], {"name": "y", "model": "other-model"}]).select_many([VK], LIFE)
+    with pytest.raises(steerkit.UnsupportedTargetError):
+        steerer(Exploding()).select_many([VK], {"care": 1.0})
+    with pytest.raises(steerkit.InvalidOptionError, match=r"mode='overton' writes one comment per situation.*overton_outputs"):
+        steerer(Exploding(), mode="overton").select_many([VK], LIFE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        oq = steerkit.lookup("dataset", "opinionqa")(path=DATA, limit=2)
+    with pytest.raises(steerkit.InvalidOptionError, match=r"mode='overton'.*use --dataset vk-overton"):
+        ModularPluralism(pool=TWO, mode="overton").check_dataset(oq)
+    ModularPluralism(pool=TWO, mode="distributional").check_dataset(oq)
+
+
+# -- batching and caching -------------------------------------------------------------------
+def test_one_backend_call_per_step_across_items_and_communities():
+    be = Recorder()
+    s = steerer(be, pool=THREE)
+    sels = s.select_many([VK, VK2, OQA], [LIFE, HONESTY, LIBERAL])
+    comments, select, answer = be.calls  # comments, selection, VK letters; OpinionQA via option_logprobs
+    assert len(comments) == 9 and [r.prompt[0]["content"] for r in comments[:3]] == [c["persona"] for c in THREE]
+    assert all(r.sampling.greedy and r.sampling.max_tokens == 200 for r in comments)
+    assert "value/right/duty" in comments[0].prompt[1]["content"] and "Right to life" in comments[0].prompt[1]["content"]
+    assert "Regarding political ideology, you are Liberal." in comments[6].prompt[1]["content"]
+    assert len(select) == 3 and all(r.constraint.value == ("1", "2", "3") for r in select)
+    assert "best reflects the value 'Right to life'" in select[0].prompt[0]["content"]
+    assert "Comment 3: comment by [You are a moderate.]" in select[0].prompt[0]["content"]
+    assert len(answer) == 2 and all(r.constraint.value == (" A", " B", " C") for r in answer)
+    assert answer[0].prompt[-1] == {"role": "assistant", "content": "Answer:"}
+    assert "Passage: comment by [You are a conservative.]" in answer[0].prompt[0]["content"]  # comment 2 was picked
+    assert len(be.logprob_calls) == 1 and len(be.logprob_calls[0]) == 1
+    assert [sel.extra["chosen_community"] for sel in sels] == ["right"] * 3
+    assert [sel.extra["letter"] for sel in sels] == ["A", "A", "B"]  # OpinionQA: argmax of the distribution
+    assert sels[2].extra["distribution"] == pytest.approx([1 / (1 + np.e**2), np.e**2 / (1 + np.e**2)])
+    assert s.model_calls == 9 + 3 + 2 + 1
+    assert [sel.model_calls for sel in sels] == [5, 5, 5]  # 3 comments + selection + answer each
+    assert sels[0].extra["comments"][0] == {"community": "left", "text": "comment by [You are a progressive.] adapter=None"}
+
+
+def test_rerun_and_a_second_mode_or_target_reuse_the_messages(cache_path):
+    be = Recorder()
+    first = steerer(be, cache_path)
+    first.select_many([VK, OQA], [LIFE, LIBERAL])
+    assert first.model_calls == 4 + 2 + 1 + 1
+    first.select_many([VK, OQA], [LIFE, LIBERAL])
+    assert first.model_calls == 0  # everything cached
+    be.calls.clear()
+    dist = steerer(be, cache_path, mode="distributional")
+    dist.select_many([OQA], [LIBERAL])  # the same community prompts as the steerable run
+    assert comment_calls(be) == [] and dist.model_calls == 2  # one answer distribution per community
+    bare = steerer(be, cache_path, condition="none")
+    bare.select_many([VK, VK2], [LIFE, LIFE])
+    assert bare.model_calls == 4 + 2 + 2
+    be.calls.clear()
+    other = bare.select_many([VK, VK2], [HONESTY, HONESTY])  # comments on the bare situation: no new ones
+    assert comment_calls(be) == [] and bare.model_calls == 2 + 2
+    assert all("Honesty" in c.prompt[0]["content"] for c in be.calls[0])  # the target still steers the choice
+    assert len(other) == 2
+
+
+def test_a_new_persona_makes_new_messages_only_for_that_community(cache_path):
+    be = Recorder()
+    steerer(be, cache_path).select_many([VK], LIFE)
+    be.calls.clear()
+    changed = [TWO[0], {"name": "right", "persona": "You are a libertarian."}]
+    steerer(be, cache_path, pool=changed).select_many([VK], LIFE)
+    assert [len(c) for c in comment_calls(be)] == [1]
+    assert "libertarian" in comment_calls(be)[0][0].prompt[0]["content"]
+
+
+def test_faithful_uses_the_papers_sampling_and_keys_by_seed(cache_path):
+    be = Recorder()
+    s = steerer(be, cache_path, faithful=True)
+    s.select_many([VK], LIFE)
+    comments, select, answer = be.calls
+    assert {(r.sampling.temperature, r.sampling.top_p, r.sampling.max_tokens, r.sampling.seed) for r in comments} == {(1.0, 0.9, 200, 0)}
+    assert select[0].sampling.temperature == 0.1 and select[0].constraint.value == ("1", "2")
+    assert answer[0].sampling.temperature == 0.1 and answer[0].constraint.value == (" A", " B", " C")
+    s.select_many([VK], LIFE)
+    assert s.model_calls == 0
+    again = steerkit.Steerer("modular", backend=be, cache=cache_path, progress=False, pool=TWO, faithful=True, seed=1)
+    again.select_many([VK], LIFE)
+    assert again.model_calls == 4  # another seed samples anew
+
+
+def test_adapters_go_on_each_request(tmp_path):
+    lora = tmp_path / "lora"
+    lora.mkdir()
+    (lora / "adapter_config.json").write_text("{}")
+    be = Recorder()
+    s = steerer(be, pool=[TWO[0], {"name": "lora", "adapter": str(lora)}, {"name": "srv", "served": "news-left"}])
+    s.select_many([VK], LIFE)
+    assert [r.adapter for r in be.calls[0]] == [None, str(lora.resolve()), "news-left"]
+    assert all(r.adapter is None for call in be.calls[1:] for r in call)  # the main model is the base model
+
+
+def test_a_failed_comment_fails_its_item_and_keeps_the_others(cache_path):
+    class Flaky(Recorder):
+        def complete(self, requests):
+            out = super().complete(requests)
+            return [steerkit.Completion.failed(RuntimeError("engine hiccup"))
+                    if r.constraint is None and "Lying" in r.prompt[-1]["content"] and "progressive" in r.prompt[0]["content"]
+                    else c for r, c in zip(requests, out)]
+
+    s = steerer(Flaky(), cache_path)
+    with pytest.raises(steerkit.ModelOutputError, match=r"1 of 2 item\(s\) failed: engine hiccup"):
+        s.select_many([VK, VK2], [LIFE, HONESTY])
+    be = Recorder()
+    s2 = steerer(be, cache_path)
+    sels = s2.select_many([VK, VK2], [LIFE, HONESTY])
+    assert s2.model_calls == 1 + 1 + 1  # only the failed comment, then that item's two steps
+    assert [sel.model_calls for sel in sels] == [0, 3]
+
+
+# -- distributional ---------------------------------------------------------------------------
+def test_distributional_is_the_mean_of_the_community_distributions_or_weighted():
+    be = Recorder()
+    sel = steerer(be, pool=THREE, mode="distributional").select_many([OQA], LIBERAL)[0]
+    hi, lo = np.e**2 / (1 + np.e**2), 1 / (1 + np.e**2)
+    per = sel.extra["community_distributions"]
+    assert per["left"] == pytest.approx([hi, lo]) and per["right"] == pytest.approx([lo, hi]) and per["center"] == pytest.approx([lo, hi])
+    assert sel.extra["distribution"] == pytest.approx([(hi + 2 * lo) / 3, (lo + 2 * hi) / 3])
+    assert sel.index == 1 and len(be.logprob_calls) == 1 and len(be.logprob_calls[0]) == 3
+    assert [p[1]["content"] for p in be.logprob_calls[0]] == ["Answer:"] * 3
+    w = steerer(be, pool=THREE, mode="distributional", weights={"left": 3, "right": 1}).select_many([OQA], LIBERAL)[0]
+    assert w.extra["distribution"] == pytest.approx([0.75 * hi + 0.25 * lo, 0.75 * lo + 0.25 * hi])
+    assert w.index == 0 and w.extra["weights"] == [0.75, 0.25, 0.0]
+
+
+def test_fit_weights_finds_the_community_that_matches_the_population():
+    gold = [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]
+    match = [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]
+    off = [[0.1, 0.9], [0.9, 0.1], [0.5, 0.5]]
+    w = fit_weights([[m, o] for m, o in zip(match, off)], gold)
+    assert w[0] > 0.97 and sum(w) == pytest.approx(1.0)
+    with pytest.raises(steerkit.InvalidOptionError, match="2 items but 3 gold"):
+        fit_weights([[match[0], off[0]]] * 2, gold)
+
+
+# -- overton -----------------------------------------------------------------------------------
+def test_overton_outputs_use_every_comment_and_are_cached(cache_path):
+    be = Recorder()
+    strat = ModularPluralism(pool=THREE, mode="overton")
+    cache = steerkit.ScoreCache(cache_path)
+    run = RunContext(be, cache, progress=False, batch_size=8)
+    outs = overton_outputs(strat, run, ["Helping refugees", "Lying to a friend"])
+    comments, final = be.calls
+    assert len(comments) == 6 and "Share your view on the following situation: Helping refugees" == comments[0].prompt[1]["content"]
+    assert len(final) == 2 and final[0].prompt[0]["content"].count("Passage ") == 3
+    assert "diversity of values" in final[0].prompt[0]["content"] and "Situation: Helping refugees" in final[0].prompt[0]["content"]
+    assert outs == ["comment by [base] adapter=None"] * 2 and run.model_calls == 8
+    run2 = RunContext(be, cache, progress=False)
+    assert strat.overton_outputs(run2, ["Lying to a friend"]) == outs[1:] and run2.model_calls == 0
+    with pytest.raises(steerkit.InvalidScenarioError, match="needs text"):
+        strat.overton_outputs(run2, ["  "])
+    cache.close()
+
+
+# -- the real embedded model -------------------------------------------------------------------
+def _datasets():
+    vk = steerkit.lookup("dataset", "vk")(path=DATA, limit=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        oq = steerkit.lookup("dataset", "opinionqa")(path=DATA, limit=2)
+    return vk, oq
+
+
+@pytest.mark.slow
+def test_real_model_steerable_then_distributional_reuses_messages(embedded_backend, cache_path):
+    vk, oq = _datasets()
+    s = steerkit.Steerer("modular", backend=embedded_backend, cache=cache_path, progress=False, pool=TWO, max_tokens=12)
+    sels = s.select_many(vk.scenarios + oq.scenarios[:1], vk.perspectives + oq.perspectives[:1])
+    assert s.model_calls == 3 * 2 + 3 + 3  # comments, selection, answer (option log-probs for OpinionQA)
+    for sel, sc in zip(sels, vk.scenarios + oq.scenarios[:1]):
+        assert sel.scenario_id == sc.id and sel.response == sc.responses[sel.index]
+        assert sel.extra["letter"] == "ABCDEFGH"[sel.index] and sel.extra["chosen_community"] in ("left", "right")
+        assert sel.reasoning == [sel.extra["comments"][sel.extra["chosen_comment"]]["text"]]
+    assert any(c["text"].strip() for sel in sels for c in sel.extra["comments"])
+    dist = sels[2].extra["distribution"]
+    assert len(dist) == len(oq.scenarios[0].responses) and sum(dist) == pytest.approx(1.0) and sels[2].index == int(np.argmax(dist))
+    again = s.select_many(vk.scenarios + oq.scenarios[:1], vk.perspectives + oq.perspectives[:1])
+    assert s.model_calls == 0 and [a.index for a in again] == [b.index for b in sels]
+
+    d = steerkit.Steerer("modular", backend=embedded_backend, cache=cache_path, progress=False, pool=TWO, max_tokens=12,
+                         mode="distributional")
+    dsel = d.select_many(oq.scenarios[:1], oq.perspectives[:1])[0]
+    assert d.model_calls == 2  # the comments are the steerable run's: only one distribution per community
+    per = list(dsel.extra["community_distributions"].values())
+    assert dsel.extra["distribution"] == pytest.approx(list(np.mean(per, axis=0)))
+    assert dsel.extra["comments"] == sels[2].extra["comments"]
+
+
+@pytest.mark.slow
+def test_real_eval_command_distributional_on_opinionqa(embedded_backend, tmp_path, monkeypatch):
+    from steerkit import cli as cli_module
+    from steerkit import host
+
+    monkeypatch.setenv("STEERKIT_DATA", str(DATA))
+    (tmp_path / "pool.json").write_text(json.dumps({"name": "two", "communities": TWO}))
+    host.ensure_cli_commands(cli_module.cli) if hasattr(host, "ensure_cli_commands") else host.add_cli_commands(cli_module.cli)
+    args = ["eval", "--strategy", "modular", "--mode", "distributional", "--dataset", "opinionqa", "--limit", "2",
+            "--cache", str(tmp_path / "c.sqlite3"), "--out", str(tmp_path / "out"), "-o", f"pool={tmp_path / 'pool.json'}",
+            "-o", "max_tokens=8", "--json"]
+    res = CliRunner().invoke(cli_module.cli, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["n"] == 2 and report["model_calls"] == 2 * 2 + 2 * 2
+    m = report["metrics"]
+    assert 0.0 <= m["js_distance"] <= np.sqrt(np.log(2)) and m["js_distance_source"] == "option probabilities"
+    assert "js_distance" in report["baselines"]["majority"] and "js_distance" in report["baselines"]["random"]
+    bad = CliRunner().invoke(cli_module.cli, ["eval", "--strategy", "modular", "--mode", "overton", "--dataset", "opinionqa",
+                                              "--limit", "2", "--cache", str(tmp_path / "c.sqlite3")])
+    assert bad.exit_code == 2 and "overton" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.slow
+def test_real_lora_community(tmp_path, cache_path):
+    """A tiny LoRA made with peft on the embedded model (random non-zero B, so it changes the
+    output) is a community next to the bare base model: its requests carry its folder, and
+    with the same prompt its comment differs from the base model's. A backend of its own, so
+    the session's shared model never gets adapter layers."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    backend = steerkit.lookup("backend", "transformers")()
+    torch.manual_seed(0)
+    lora = get_peft_model(copy.deepcopy(backend.hf_model),
+                          LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "lora")
+    assert (tmp_path / "lora" / "adapter_model.safetensors").is_file()
+    vk, _ = _datasets()
+    pool = [{"name": "base"}, {"name": "lora", "adapter": str(tmp_path / "lora")}]
+    s = steerkit.Steerer("modular", backend=backend, cache=cache_path, progress=False, pool=pool, max_tokens=10)
+    sel = s.select_many(vk.scenarios[:1], vk.perspectives[:1])[0]
+    assert s.model_calls == 2 + 1 + 1
+    base_text, lora_text = (c["text"] for c in sel.extra["comments"])
+    assert base_text != lora_text
+    assert sel.extra["chosen_community"] in ("base", "lora") and sel.extra["letter"] in ("A", "B", "C")
+    s.select_many(vk.scenarios[:1], vk.perspectives[:1])
+    assert s.model_calls == 0
+    backend.close()

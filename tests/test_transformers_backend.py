@@ -120,11 +120,13 @@ def test_micro_batches_keep_long_prompts_alone_and_batch_short_ones(embedded_bac
     attention grows with batch x length^2), so the attention budget sends them alone."""
     short = [f"Name a colour, number {i}." for i in range(20)]
     long = ["word " * 2500, "word " * 2600]
-    batches = embedded_backend._micro_batches(short + long, 128)
-    sizes = sorted(len(idx) for _, idx in batches)
+    sampling = steerkit.Sampling(max_tokens=128)
+    batches = embedded_backend.micro_batches([steerkit.Request([{"role": "user", "content": t}], sampling)
+                                              for t in short + long])
+    sizes = sorted(len(idx) for idx in batches)
     assert sizes == [1, 1, 4, 16]  # the 20 short prompts: 16 + 4 (micro_batch_size); long ones alone
-    assert sorted(i for _, idx in batches for i in idx) == list(range(22))  # each prompt once
-    assert [i for _, idx in batches if len(idx) == 1 for i in idx] == [20, 21]
+    assert sorted(i for idx in batches for i in idx) == list(range(22))  # each prompt once
+    assert [i for idx in batches if len(idx) == 1 for i in idx] == [20, 21]
     prompts = [[{"role": "user", "content": t}] for t in (long[0][:4000], short[0], short[1])]
     together = embedded_backend.option_logprobs(prompts, ["A", "B"])  # 2 micro-batches, in another order
     alone = np.vstack([embedded_backend.option_logprobs([p], ["A", "B"]) for p in prompts])

@@ -10,17 +10,20 @@ import hashlib
 import json
 import re
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import steerkit
-from steerkit import Backend, ChatPrompt, Constraint, Sampling
+from steerkit import Backend, ChatPrompt, Completion, Constraint, Request, Sampling
 
 from .embedded import EMBEDDED_NAME, FORMAT_VERSION, embedded_gguf, embedded_model_dir, ensure_converted, gguf_model_dir
+from .lora import adapter_expected_base, adapter_fingerprint, check_adapter
 from .model_source import looks_like_path, resolve_hub_name, source_digest
 from .option_tokens import check_option_tokens, hf_tokenize, option_token_ids
 
@@ -72,6 +75,7 @@ class TransformersBackend(Backend):
     """Runs a causal LM with transformers; loads weights on first use."""
 
     name = "transformers"
+    supports_adapters = True
 
     def __init__(
         self,
@@ -103,6 +107,8 @@ class TransformersBackend(Backend):
         self._outlines_model = None
         self._processors: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.RLock()
+        self._peft = None  # the model wrapped by peft once a request names an adapter
+        self._adapter_names: dict[str, str] = {}  # adapter folder -> peft adapter name
 
     # -- identity -----------------------------------------------------------------------
     def _resolve(self, model: str | None) -> dict[str, Any]:
@@ -247,14 +253,21 @@ class TransformersBackend(Backend):
             return proc
 
     # -- generation ---------------------------------------------------------------------
-    def generate(self, prompts: Sequence[ChatPrompt], sampling: Sampling = Sampling(), constraint: Constraint | None = None) -> list[str]:
+    def complete(self, requests: Sequence[Request]) -> list[Completion]:
+        """One completion per request. Requests are grouped by settings (sampling, constraint,
+        adapter) and each group runs in micro-batches (``micro_batches``); each prompt is
+        rendered and tokenized once. A micro-batch is seeded from its own content, so a
+        request gets the same answer whether the whole call or one micro-batch is sent."""
         import torch
         from transformers import LogitsProcessorList
 
-        texts = [self.render(p) for p in prompts]
-        out: list[str] = [""] * len(texts)
+        self.check_adapters(requests)
+        out: list[Completion | None] = [None] * len(requests)
+        texts, lengths = self._rendered(requests)
         with self._lock, torch.inference_mode():
-            for start, idx in self._micro_batches(texts, sampling.max_tokens):
+            for idx in self._plan(requests, lengths):
+                first = requests[idx[0]]
+                sampling, constraint = first.sampling, first.constraint
                 enc = self._encode([texts[i] for i in idx])
                 kwargs: dict[str, Any] = dict(
                     max_new_tokens=sampling.max_tokens,
@@ -266,7 +279,7 @@ class TransformersBackend(Backend):
                 else:
                     kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=None)
                     if sampling.seed is not None:
-                        torch.manual_seed(sampling.seed + start)
+                        torch.manual_seed(sampling.seed + zlib.crc32(texts[idx[0]].encode()) % 100_003)
                 if constraint is not None:
                     proc = self._processor(constraint)
                     proc.reset()
@@ -274,16 +287,104 @@ class TransformersBackend(Backend):
                 if sampling.stop:
                     kwargs["stop_strings"] = list(sampling.stop)
                     kwargs["tokenizer"] = self.tokenizer
-                generated = self.hf_model.generate(**enc, **kwargs)
+                with self._adapter(first.adapter) as model:
+                    generated = model.generate(**enc, **kwargs)
                 new_tokens = generated[:, enc["input_ids"].shape[1] :]
                 for i, row in zip(idx, new_tokens):
-                    text = self.tokenizer.decode(row, skip_special_tokens=True)
-                    for stop in sampling.stop:
-                        cut = text.find(stop)
-                        if cut >= 0:
-                            text = text[:cut]
-                    out[i] = text
-        return out
+                    out[i] = self._completion(row, sampling, lengths[i])
+        return out  # type: ignore[return-value]
+
+    def _completion(self, row, sampling: Sampling, prompt_tokens: int) -> Completion:
+        """Text, finish reason and token count of one generated row (padding after EOS dropped)."""
+        ids = row.tolist()
+        eos = self.tokenizer.eos_token_id
+        ended = eos in ids
+        if ended:
+            ids = ids[: ids.index(eos) + 1]
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        stopped = False
+        for stop in sampling.stop:
+            cut = text.find(stop)
+            if cut >= 0:
+                text, stopped = text[:cut], True
+        finish = "stop" if ended or stopped or len(ids) < sampling.max_tokens else "length"
+        return Completion(text=text, finish_reason=finish, prompt_tokens=prompt_tokens, output_tokens=len(ids))
+
+    def _rendered(self, requests: Sequence[Request]) -> tuple[list[str], list[int]]:
+        texts = [self.render(r.prompt) for r in requests]
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
+        return texts, lengths
+
+    def micro_batches(self, requests: Sequence[Request]) -> list[list[int]]:
+        """How ``complete`` splits these requests (index lists), so ``RunContext`` can send (and
+        commit) one micro-batch at a time: an interrupt then loses only the micro-batch in flight."""
+        return self._plan(requests, self._rendered(requests)[1])
+
+    def _plan(self, requests: Sequence[Request], lengths: list[int]) -> list[list[int]]:
+        """Micro-batches: requests grouped by settings (first appearance order), each group
+        cut by ``_length_batches``."""
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(r.settings(), []).append(i)
+        plan: list[list[int]] = []
+        for idx in groups.values():
+            new_tokens = requests[idx[0]].sampling.max_tokens
+            plan.extend([idx[j] for j in part] for part in self._length_batches([lengths[i] for i in idx], new_tokens))
+        return plan
+
+    # -- adapters -----------------------------------------------------------------------
+    def check_adapters(self, requests: Sequence[Request]) -> None:
+        """Refuse a missing or foreign adapter folder before anything loads."""
+        for adapter in {r.adapter for r in requests if r.adapter}:
+            path = check_adapter(adapter)
+            expected = adapter_expected_base(path)
+            if expected is not None and expected != self._current_fingerprint():
+                raise steerkit.ModelNotFoundError(
+                    f"LoRA adapter {adapter!r} was trained on another base model ({expected}), not on this "
+                    f"backend's model {self.model_name!r} ({self._current_fingerprint()}): run it on its base "
+                    "model, or train the adapter on this one"
+                )
+
+    def adapter_fingerprint(self, adapter: str | None) -> str:
+        return adapter_fingerprint(adapter)
+
+    @contextmanager
+    def _adapter(self, adapter: str | None):
+        """The model with ``adapter`` active (peft; each folder loaded once), or the base model."""
+        if adapter is None:
+            if self._peft is None:
+                yield self.hf_model
+            else:
+                with self._peft.disable_adapter():
+                    yield self._peft
+            return
+        name = self._adapter_names.get(adapter)
+        if name is None:
+            name = self._load_adapter(adapter)
+        self._peft.set_adapter(name)
+        yield self._peft
+
+    def _load_adapter(self, adapter: str) -> str:
+        try:
+            from peft import PeftModel
+        except ImportError:  # pragma: no cover - peft ships with the train extra
+            raise steerkit.BackendError(
+                "LoRA adapters need peft: pip install 'steerkit-align[train]' (or pip install peft)"
+            ) from None
+        name = f"a{len(self._adapter_names)}"
+        try:
+            if self._peft is None:
+                self._peft = PeftModel.from_pretrained(self.hf_model, adapter, adapter_name=name, is_trainable=False)
+                self._peft.eval()
+            else:
+                self._peft.load_adapter(adapter, adapter_name=name, is_trainable=False)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise steerkit.ModelNotFoundError(
+                f"LoRA adapter {adapter!r} does not fit the model {self.model_name!r} ({exc}): it was trained on "
+                "another base model; run it on that model or train the adapter on this one"
+            ) from None
+        self._adapter_names[adapter] = name
+        return name
 
     def option_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> np.ndarray:
         """Log-probability of each option as the next token, read from its first content token
@@ -295,9 +396,10 @@ class TransformersBackend(Backend):
         variants = [option_token_ids(opt, tokenize) for opt in options]
         check_option_tokens(options, variants)
         texts = [self.render(p) for p in prompts]
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         result = np.zeros((len(texts), len(options)))
         with self._lock, torch.inference_mode():
-            for _, idx in self._micro_batches(texts, 1):
+            for idx in self._length_batches(lengths, 1):
                 enc = self._encode([texts[i] for i in idx])
                 logits = self.hf_model(**enc, logits_to_keep=1).logits[:, -1, :].float()
                 logp = torch.log_softmax(logits, dim=-1)
@@ -305,32 +407,28 @@ class TransformersBackend(Backend):
                     result[idx, j] = torch.logsumexp(logp[:, ids], dim=-1).cpu().numpy()
         return result
 
-    def micro_batches(self, prompts: Sequence[ChatPrompt], sampling: Sampling = Sampling()) -> list[tuple[int, list[int]]]:
-        """How ``generate`` splits these prompts, so ``RunContext`` can send (and commit) one
-        micro-batch at a time: an interrupt then loses only the micro-batch in flight."""
-        return self._micro_batches([self.render(p) for p in prompts], sampling.max_tokens)
-
-    def _micro_batches(self, texts: list[str], new_tokens: int) -> list[tuple[int, list[int]]]:
-        """(seed offset, prompt indices) per micro-batch: prompts sorted by length (less
-        padding), cut at ``micro_batch_size`` prompts and at the attention budget (prompts x
-        (longest prompt + new tokens)^2; 0 means no budget)."""
+    def _length_batches(self, lengths: list[int], new_tokens: int) -> list[list[int]]:
+        """Micro-batches of positions: prompts sorted by length (less padding), cut at
+        ``micro_batch_size`` prompts and at the attention budget (prompts x (longest prompt +
+        new tokens)^2; 0 means no budget)."""
         budget = self.attention_budget or float("inf")
-        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])
-        batches: list[tuple[int, list[int]]] = []
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        batches: list[list[int]] = []
         start = 0
         while start < len(order):
             idx = [order[start]]
             while (start + len(idx) < len(order) and len(idx) < self.micro_batch_size
                    and (len(idx) + 1) * (lengths[order[start + len(idx)]] + new_tokens) ** 2 <= budget):
                 idx.append(order[start + len(idx)])
-            batches.append((start, idx))
+            batches.append(idx)
             start += len(idx)
         return batches
 
     def close(self) -> None:
         with self._lock:
             self._hf_model = None
+            self._peft = None
+            self._adapter_names.clear()
             self._loaded_fingerprint = None
             self._outlines_model = None
             self._processors.clear()

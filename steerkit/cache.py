@@ -8,6 +8,7 @@ so a fork (vLLM forks its workers) never shares one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -256,35 +257,26 @@ class ScoreCache:
     # -- access -------------------------------------------------------------------------
     def get_many(self, keys: Sequence[CacheKey]) -> dict[CacheKey, CacheRecord]:
         """Records for the keys that are stored (missing keys are absent from the result)."""
-        if not keys:
-            return {}
+        found: dict[CacheKey, CacheRecord] = {}
+        groups: dict[tuple[str, str], set[CacheKey]] = {}  # one query per model/strategy slice
+        for k in keys:
+            groups.setdefault((k.model, k.strategy), set()).add(k)
         try:
-            return self._get_many(keys)
+            for (model, strategy), wanted in groups.items():
+                scenarios = sorted({k.scenario for k in wanted})
+                for start in range(0, len(scenarios), 500):
+                    chunk = scenarios[start : start + 500]
+                    rows = self._connect().execute(
+                        f"SELECT scenario, response, attribute, sample, score, reasoning, payload FROM results "
+                        f"WHERE model=? AND strategy=? AND scenario IN ({','.join('?' * len(chunk))})",
+                        (model, strategy, *chunk),
+                    )
+                    for scenario, response, attribute, sample, score, reasoning, payload in rows:
+                        key = CacheKey(model, strategy, scenario, response, attribute, sample)
+                        if key in wanted:
+                            found[key] = CacheRecord(score, reasoning, json.loads(payload))
         except sqlite3.Error as exc:
             raise self._error("reading failed", exc) from exc
-
-    def _get_many(self, keys: Sequence[CacheKey]) -> dict[CacheKey, CacheRecord]:
-        conn = self._connect()
-        found: dict[CacheKey, CacheRecord] = {}
-        # Group by the leading columns so one query fetches a whole strategy/model slice.
-        groups: dict[tuple[str, str], list[CacheKey]] = {}
-        for k in keys:
-            groups.setdefault((k.model, k.strategy), []).append(k)
-        for (model, strategy), group in groups.items():
-            wanted = set(group)
-            scenarios = sorted({k.scenario for k in group})
-            for start in range(0, len(scenarios), 500):
-                chunk = scenarios[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT scenario, response, attribute, sample, score, reasoning, payload "
-                    f"FROM results WHERE model=? AND strategy=? AND scenario IN ({marks})",
-                    (model, strategy, *chunk),
-                )
-                for scenario, response, attribute, sample, score, reasoning, payload in rows:
-                    key = CacheKey(model, strategy, scenario, response, attribute, sample)
-                    if key in wanted:
-                        found[key] = CacheRecord(score, reasoning, json.loads(payload))
         return found
 
     def get(self, key: CacheKey) -> CacheRecord | None:
@@ -310,19 +302,13 @@ class ScoreCache:
                 )
                 conn.execute("COMMIT")  # inside the guard: a failed commit must roll back too
             except BaseException:
-                if not _rollback(conn):
-                    self._forget(conn)
+                if not _rollback(conn):  # unusable: drop it, so the next write starts clean
+                    self._conns = {t: c for t, c in self._conns.items() if c is not conn}
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.close()
                 raise
         except sqlite3.Error as exc:
             raise self._error("writing failed", exc) from exc
-
-    def _forget(self, conn: sqlite3.Connection) -> None:
-        """Drop a connection that could not roll back, so the next write starts clean."""
-        self._conns = {t: c for t, c in self._conns.items() if c is not conn}
-        try:
-            conn.close()
-        except sqlite3.Error:
-            pass
 
     def put(self, key: CacheKey, record: CacheRecord) -> None:
         self.put_many([(key, record)])
@@ -334,16 +320,12 @@ class ScoreCache:
             raise self._error("counting rows failed", exc) from exc
 
     def clear(self, model: str | None = None, strategy: str | None = None) -> int:
-        where, args = [], []
-        if model:
-            where.append("model=?"); args.append(model)
-        if strategy:
-            where.append("strategy=?"); args.append(strategy)
-        sql = "DELETE FROM results" + (" WHERE " + " AND ".join(where) if where else "")
+        where = {c: v for c, v in (("model", model), ("strategy", strategy)) if v}
+        sql = "DELETE FROM results" + (" WHERE " + " AND ".join(f"{c}=?" for c in where) if where else "")
         if self.read_only:
             raise self._error("is read-only", fix="clearing it needs a writable file and folder")
         try:
-            return self._connect().execute(sql, args).rowcount
+            return self._connect().execute(sql, list(where.values())).rowcount
         except sqlite3.Error as exc:
             raise self._error("clearing failed", exc) from exc
 

@@ -355,3 +355,112 @@ def test_cli_passes_lora_options_and_reports_bad_input_as_one_line(tmp_path, no_
     assert res.exit_code == 2 and "CheckpointError" in res.output and "holds no steerkit run" in res.output
     res = CliRunner().invoke(cli, ["train", "sft", "--out", str(tmp_path / "o"), "--set", "learnin_rate=1"])
     assert res.exit_code == 2 and "Did you mean learning_rate" in res.output
+
+
+# -- community LoRA (Modular Pluralism's community LMs) from a text corpus -------------------------
+from steerkit_plugins.trainer import CommunityTrainer, read_corpus  # noqa: E402
+
+CORPUS = """Our town council met on Tuesday to discuss the new bicycle lanes on Main Street. Most residents
+who spoke were in favour, though shop owners worried about parking.
+
+Farmers in the valley say the late frost hurt the apple harvest, but the cherries came through well.
+
+The library will extend its opening hours on weekends, and volunteers are needed for the children's reading club.
+
+Local football fans celebrated after the team won the regional cup for the first time in twenty years.
+"""
+COMMUNITY_TINY = {"max_steps": "3", "per_device_train_batch_size": "2", "max_length": "64", "logging_steps": "1",
+                  "save_steps": "2", "warmup_steps": "0"}
+
+
+def test_read_corpus_formats_and_typed_errors(tmp_path):
+    txt = tmp_path / "c.txt"
+    txt.write_text(CORPUS)
+    paragraphs = read_corpus(txt)
+    assert len(paragraphs) == 4 and paragraphs[0].startswith("Our town council") and "parking." in paragraphs[0]
+    (tmp_path / "c.jsonl").write_text('{"text": "one"}\n\n"two"\n')
+    assert read_corpus(tmp_path / "c.jsonl") == ["one", "two"]
+    (tmp_path / "c.json").write_text('["a", {"text": " b "}, "  "]')
+    assert read_corpus(tmp_path / "c.json") == ["a", "b"]
+    (tmp_path / "empty.txt").write_text("\n   \n\n")
+    for path, match in ((tmp_path / "missing.txt", "does not exist"), (tmp_path, "is a folder"),
+                        (tmp_path / "empty.txt", "is empty")):
+        with pytest.raises(steerkit.DatasetError, match=match):
+            read_corpus(path)
+    (tmp_path / "bad.json").write_text('{"text": "not a list"}')
+    with pytest.raises(steerkit.DatasetError, match="expected a list of texts"):
+        read_corpus(tmp_path / "bad.json")
+
+
+def test_community_bad_input_is_refused_before_a_model_loads(tmp_path, no_model):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(CORPUS)
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(steerkit.DatasetError, match="does not exist"):
+        CommunityTrainer(tmp_path / "nope.txt", tmp_path / "o").train()
+    with pytest.raises(steerkit.DatasetError, match="is empty"):
+        CommunityTrainer(tmp_path / "empty.txt", tmp_path / "o").train()
+    with pytest.raises(steerkit.InvalidOptionError, match="Did you mean learning_rate"):
+        CommunityTrainer(corpus, tmp_path / "o", sets={"learnin_rate": "1"}).train()
+    with pytest.raises(steerkit.InvalidOptionError, match="not a field of trl's SFTConfig"):
+        CommunityTrainer(corpus, tmp_path / "o", sets={"val_fraction": "0.1"}).train()  # a dataset-run field
+    with pytest.raises(steerkit.InvalidOptionError, match="--lora-r 0"):
+        CommunityTrainer(corpus, tmp_path / "o", lora_r=0).train()
+    with pytest.raises(steerkit.ModelNotFoundError, match="does not exist"):
+        CommunityTrainer(corpus, tmp_path / "o", model=str(tmp_path / "no-model")).train()
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "x.txt").write_text("x")
+    with pytest.raises(CheckpointError, match="not empty and holds no steerkit run"):
+        CommunityTrainer(corpus, junk).train()
+    from click.testing import CliRunner
+    from steerkit import host
+    from steerkit.cli import cli
+
+    host.ensure_cli_commands(cli)
+    res = CliRunner().invoke(cli, ["train", "community", "--corpus", str(tmp_path / "empty.txt"), "--lora", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "DatasetError" in res.output and "is empty" in " ".join(res.output.split())
+
+
+@pytest.mark.slow
+def test_community_lora_trains_resumes_and_changes_the_embedded_models_logits(tmp_path, embedded_backend):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    corpus = tmp_path / "town.txt"
+    corpus.write_text(CORPUS)
+    out = tmp_path / "town-lora"
+    with pytest.raises(KeyboardInterrupt):
+        CommunityTrainer(corpus, out, sets=COMMUNITY_TINY, callbacks=[_Interrupt(2).callback]).train()
+    assert manifest.load_manifest(out)["complete"] is False
+    said: list[str] = []
+    m = CommunityTrainer(corpus, out, sets=COMMUNITY_TINY, echo=said.append).train()
+    assert any("resuming the interrupted run" in s and "step 2" in s for s in said), said
+    assert m["complete"] and m["method"] == "community" and m["weights"] == "lora" and m["community"] == "town-lora"
+    assert m["base_fingerprint"] == embedded_backend.fingerprint() and m["corpus"]["n_texts"] == 4
+    assert m["train_log"]["steps"] == 3 and 0 < m["train_log"]["last_loss"] < 50
+    assert m["command"].startswith(f"steerkit train community --corpus {corpus} --lora {out}")
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert has_pickles(out) == [] and not (out / ".resume").exists()
+    assert manifest.read_manifest(out) == {"format_version": 1, **m}
+    done: list[str] = []
+    assert CommunityTrainer(corpus, out, sets=COMMUNITY_TINY, echo=done.append).train()["run_key"] == m["run_key"]
+    assert any("already holds this finished" in s for s in done)
+
+    base = AutoModelForCausalLM.from_pretrained(embedded_backend.model_dir(), dtype=torch.float32).eval()
+    ids = embedded_backend.tokenizer("The council discussed the bicycle lanes.", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        before = base(ids).logits
+        tuned = PeftModel.from_pretrained(base, str(out)).eval()
+        after = tuned(ids).logits
+        with tuned.disable_adapter():
+            again = tuned(ids).logits
+    assert after.shape == before.shape and torch.isfinite(after).all()
+    assert (after - before).abs().max() > 1e-4  # the adapter changes the model
+    torch.testing.assert_close(again, before)  # and only while it is active
+    embedded_backend.check_adapters([steerkit.Request([{"role": "user", "content": "hi"}], adapter=str(out))])
+    other = m | {"base_fingerprint": "transformers:another-model:0000"}
+    manifest.write_manifest(out, other)
+    with pytest.raises(steerkit.ModelNotFoundError, match="trained on another base model"):
+        embedded_backend.check_adapters([steerkit.Request([{"role": "user", "content": "hi"}], adapter=str(out))])

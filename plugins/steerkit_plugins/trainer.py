@@ -6,17 +6,22 @@ One run = one output folder: the weights (safetensors only), the tokenizer and t
 written with ``complete: false`` first; trainer states go to ``<out>/.resume/`` every
 ``save_steps``, so rerunning the same command after an interrupt continues from the last one
 (and says so); at the end the weights are saved, the validation split is scored, the manifest
-says ``complete: true`` and ``.resume/`` is deleted (it holds pickled optimizer state)."""
+says ``complete: true`` and ``.resume/`` is deleted (it holds pickled optimizer state).
+
+``steerkit train community --corpus FILE --lora OUT`` (``CommunityTrainer``) makes a community LM
+for the modular strategy: a LoRA adapter trained on plain text, with the same folder rules."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import datetime
+import difflib
 import hashlib
 import importlib.metadata
 import json
 import random
+import re
 import shlex
 import shutil
 import sys
@@ -109,7 +114,55 @@ class _Progress:
         self.callback = Callback()
 
 
-class Trainer:
+class _RunFolder:
+    """One run = one output folder: refuse a folder holding anything else before any model is
+    used, recognise this same run (to resume or report it) and find its last saved state.
+    Subclasses set ``out`` and ``command()``."""
+
+    out: Path
+
+    def command(self) -> str:
+        raise NotImplementedError
+
+    def _check_out(self) -> None:
+        """Refuse an output folder that holds anything but this run, before any model is used."""
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise CheckpointError(f"--out {out} is a file: give a folder")
+        if not out.exists() or not any(out.iterdir()):
+            return
+        if not mf.manifest_path(out).is_file():
+            raise CheckpointError(f"--out {out} is not empty and holds no steerkit run: give a new or empty folder")
+        m = mf.load_manifest(out)
+        if m.get("command") != self.command():
+            self._different(m)
+
+    def _different(self, m: dict[str, Any]) -> None:
+        state = "completed" if m.get("complete") else "interrupted"
+        source = (m.get("dataset") or {}).get("name") or (m.get("corpus") or {}).get("path")
+        raise CheckpointError(
+            f"--out {self.out} holds a different {state} run ({m.get('method')} on {source}, started with: "
+            f"{m.get('command')}): give a new folder, or delete this one to retrain")
+
+    def _same_run(self, run_key: str) -> dict[str, Any] | None:
+        """The manifest of this same run in ``out``, None for a fresh folder."""
+        self._check_out()
+        if not mf.manifest_path(self.out).is_file():
+            return None
+        m = mf.load_manifest(self.out)
+        if m.get("run_key") != run_key:  # same command, different data or base model
+            self._different(m)
+        return m
+
+    def _last_checkpoint(self) -> Path | None:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        folder = self.out / RESUME_DIR
+        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        return Path(last) if last else None
+
+
+class Trainer(_RunFolder):
     """One training run. ``plan()`` validates and resolves (no model); ``train()`` runs it."""
 
     def __init__(self, method: str, *, dataset: str = "vk", out: str | Path | None = None, preset: str = "cpu-small",
@@ -272,36 +325,10 @@ class Trainer:
         return kept, {"source": f"star:{self.teacher_backend}:{teacher.model_name}", "kind": "synthetic",
                       "teacher_fingerprint": teacher.fingerprint(), **stats}
 
-    # -- the output folder ----------------------------------------------------------------
-    def _check_out(self) -> None:
-        """Refuse an output folder that holds anything but this run, before any model is used."""
-        out = self.out
-        if out.exists() and not out.is_dir():
-            raise CheckpointError(f"--out {out} is a file: give a folder")
-        if not out.exists() or not any(out.iterdir()):
-            return
-        if not mf.manifest_path(out).is_file():
-            raise CheckpointError(f"--out {out} is not empty and holds no steerkit run: give a new or empty folder")
-        m = mf.load_manifest(out)
-        if m.get("command") != self.command():
-            self._different(m)
-
-    def _different(self, m: dict[str, Any]) -> None:
-        state = "completed" if m.get("complete") else "interrupted"
-        raise CheckpointError(
-            f"--out {self.out} holds a different {state} run ({m.get('method')} on "
-            f"{(m.get('dataset') or {}).get('name')}, started with: {m.get('command')}): give a new folder, "
-            "or delete this one to retrain")
-
+    # -- the output folder: see _RunFolder -------------------------------------------------
     def _existing(self, plan: Plan) -> dict[str, Any] | None:
         """The manifest of this same run in ``out`` (to resume or report), None for a fresh folder."""
-        self._check_out()
-        if not mf.manifest_path(self.out).is_file():
-            return None
-        m = mf.load_manifest(self.out)
-        if m.get("run_key") != plan.run_key():  # same command, different data or base model
-            self._different(m)
-        return m
+        return self._same_run(plan.run_key())
 
     def manifest(self, plan: Plan, complete: bool, **extra: Any) -> dict[str, Any]:
         return {
@@ -355,13 +382,6 @@ class Trainer:
         mf.write_manifest(self.out, manifest)
         self.echo(f"done: {self.out} (validation: {_short_metrics(manifest['metrics']['val'])})")
         return manifest
-
-    def _last_checkpoint(self) -> Path | None:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        folder = self.out / RESUME_DIR
-        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-        return Path(last) if last else None
 
     def _load_model(self, plan: Plan) -> tuple[Any, Any]:
         import torch
@@ -475,11 +495,180 @@ def _short_metrics(val: dict[str, Any] | None) -> str:
     return ", ".join(f"{k} {100 * val[k]:.1f}" for k in ("accuracy", "balanced_accuracy", "macro_f1"))
 
 
+# -- community LMs (Modular Pluralism): a LoRA from plain text --------------------------------
+COMMUNITY = "community"
+# LoRA on plain text: a LoRA learning rate (10x full fine-tuning's), short sequences for a CPU;
+# everything is a field of trl's SFTConfig and can be changed with --set.
+COMMUNITY_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 2e-4, "num_train_epochs": 1, "per_device_train_batch_size": 4,
+    "gradient_accumulation_steps": 1, "max_length": 256, "lr_scheduler_type": "cosine", "warmup_steps": 0.1,
+    "optim": "adamw_torch", "max_grad_norm": 1.0, "seed": 42, "report_to": "none", "save_strategy": "steps",
+    "save_steps": 25, "save_total_limit": 2, "logging_steps": 5, "disable_tqdm": True,
+    "dataloader_num_workers": 0, "dataset_text_field": "text", "packing": False,
+}
+
+
+def read_corpus(path: str | Path) -> list[str]:
+    """A community's texts: a text file (paragraphs split at blank lines), a JSON list (of texts
+    or objects with ``text``) or JSON Lines (same); DatasetError for a missing or empty corpus."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise steerkit.DatasetError(
+            f"corpus {file} {'is a folder' if file.is_dir() else 'does not exist'}: give a text file of the "
+            "community's writing (paragraphs separated by blank lines), or a .json/.jsonl of texts")
+    try:
+        raw = file.read_text(encoding="utf-8")
+        if file.suffix in (".json", ".jsonl"):
+            rows = ([json.loads(line) for line in raw.splitlines() if line.strip()] if file.suffix == ".jsonl"
+                    else json.loads(raw))
+            if not isinstance(rows, list):
+                raise ValueError(f"expected a list of texts, got {type(rows).__name__}")
+            texts = [r.get("text") if isinstance(r, dict) else r for r in rows]
+            if not all(isinstance(t, str) for t in texts):
+                raise ValueError("every entry must be a text or an object with a 'text' field")
+        else:
+            texts = re.split(r"\n\s*\n", raw)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise steerkit.DatasetError(f"cannot read corpus {file}: {exc}; give UTF-8 text, a JSON list of texts or "
+                                    "JSON Lines with a 'text' field") from exc
+    texts = [t.strip() for t in texts if t and t.strip()]
+    if not texts:
+        raise steerkit.DatasetError(f"corpus {file} is empty: it needs at least one paragraph of the community's text")
+    return texts
+
+
+class CommunityTrainer(_RunFolder):
+    """A community LM for Modular Pluralism: a peft LoRA trained on a text corpus by plain
+    causal-LM loss (TRL's SFTTrainer on text), on the base model (default: the embedded model).
+    The output folder is a peft adapter (adapter_config.json + adapter_model.safetensors) with a
+    steerkit manifest naming the base model's fingerprint, so a backend refuses it on another
+    model. Resumable like ``Trainer``: rerun the same command after an interrupt."""
+
+    def __init__(self, corpus: str | Path, out: str | Path, *, model: str | None = None, lora_r: int = 16,
+                 lora_alpha: int = 32, lora_dropout: float = 0.05, lora_targets: Sequence[str] | None = None,
+                 sets: dict[str, Any] | Sequence[str] | None = None, name: str | None = None,
+                 callbacks: Sequence[Any] = (), echo: Callable[[str], None] | None = None):
+        self.corpus, self.out, self.model = Path(corpus), Path(out), model
+        self.name = name or self.out.name
+        self.lora_cfg = {"r": int(lora_r), "alpha": int(lora_alpha), "dropout": float(lora_dropout),
+                         "target_modules": list(lora_targets or DEFAULT_LORA_TARGETS)}
+        self.sets = train_presets.parse_sets(sets) if isinstance(sets, (list, tuple)) else dict(sets or {})
+        self.callbacks = list(callbacks)
+        self.echo = echo or (lambda msg: print(f"steerkit train: {msg}", file=sys.stderr, flush=True))
+
+    def argv(self) -> list[str]:
+        args = ["train", COMMUNITY, "--corpus", str(self.corpus), "--lora", str(self.out), "--name", self.name]
+        if self.model is not None:
+            args += ["--model", str(self.model)]
+        c = self.lora_cfg
+        args += ["--lora-r", str(c["r"]), "--lora-alpha", str(c["alpha"]), "--lora-dropout", str(c["dropout"]),
+                 "--lora-targets", ",".join(c["target_modules"])]
+        for k, v in self.sets.items():
+            args += ["--set", f"{k}={v}"]
+        return args
+
+    def command(self) -> str:
+        return shlex.join(["steerkit", *self.argv()])
+
+    def values(self) -> dict[str, Any]:
+        """COMMUNITY_DEFAULTS with typed ``--set`` overrides (SFTConfig fields only); CPU unless a GPU is there."""
+        import torch
+
+        values = {**COMMUNITY_DEFAULTS, "use_cpu": not torch.cuda.is_available(), "bf16": False}
+        fields = train_presets.field_types("sft")
+        for key, raw in self.sets.items():
+            if key not in fields or key in train_presets.STEERKIT_FIELDS:
+                close = difflib.get_close_matches(key, [f for f in fields if f not in train_presets.STEERKIT_FIELDS], n=3)
+                raise InvalidOptionError(f"--set {key}: not a field of trl's SFTConfig."
+                                         + (f" Did you mean {', '.join(close)}?" if close else ""))
+            values[key] = train_presets.coerce(key, raw, fields[key])
+        return values
+
+    def plan(self) -> dict[str, Any]:
+        """Everything checked and resolved before a model loads."""
+        for key in ("r", "alpha"):
+            if self.lora_cfg[key] < 1:
+                raise InvalidOptionError(f"--lora-{key} {self.lora_cfg[key]}: give a whole number >= 1")
+        if not self.lora_cfg["target_modules"]:
+            raise InvalidOptionError("--lora-targets is empty: name the modules to adapt, e.g. q_proj,v_proj")
+        self._check_out()
+        texts = read_corpus(self.corpus)
+        values = self.values()
+        backend = steerkit.lookup("backend", "transformers")(self.model)  # checks the model; loads nothing
+        config = train_presets.build_config("sft", values, str(self.out / RESUME_DIR))
+        digest = hashlib.sha256("\x1e".join(texts).encode()).hexdigest()[:16]
+        corpus = {"path": str(self.corpus.resolve()), "sha256": digest, "n_texts": len(texts),
+                  "n_chars": sum(len(t) for t in texts)}
+        ident = {"method": COMMUNITY, "corpus": digest, "base": self.model, "base_fp": backend.fingerprint(),
+                 "lora": self.lora_cfg, "values": values}
+        key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return {"texts": texts, "values": values, "config": config, "backend": backend, "corpus": corpus,
+                "run_key": key}
+
+    def train(self) -> dict[str, Any]:
+        """Train (or resume, or report the finished run); returns the final manifest."""
+        import torch
+        from datasets import Dataset as HFDataset
+        from peft import LoraConfig
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from trl import SFTTrainer
+
+        plan = self.plan()
+        existing = self._same_run(plan["run_key"])
+        if existing is not None and existing.get("complete"):
+            self.echo(f"{self.out} already holds this finished community adapter; nothing to do")
+            return existing
+        backend = plan["backend"]
+        manifest = {
+            "complete": False, "method": COMMUNITY, "community": self.name, "task": None,
+            "base_model": self.model, "base_fingerprint": backend.fingerprint(), "weights": "lora",
+            "lora": self.lora_cfg, "corpus": plan["corpus"], "hyperparameters": plan["values"],
+            "versions": versions(), "command": self.command(), "run_key": plan["run_key"],
+            "created": (existing or {}).get("created")
+            or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        folder = str(backend.model_dir())
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        c = self.lora_cfg
+        peft_config = LoraConfig(r=c["r"], lora_alpha=c["alpha"], lora_dropout=c["dropout"],
+                                 target_modules=c["target_modules"], task_type="CAUSAL_LM")
+        progress = _Progress(f"train community {self.name}")
+        trainer = SFTTrainer(model=model, args=plan["config"],
+                             train_dataset=HFDataset.from_list([{"text": t} for t in plan["texts"]]),
+                             processing_class=tokenizer, peft_config=peft_config,
+                             callbacks=[progress.callback, *self.callbacks])
+        mf.write_manifest(self.out, manifest)
+        last = self._last_checkpoint()
+        if last is not None:
+            self.echo(f"resuming the interrupted run in {self.out} from its step {last.name.split('-')[-1]}")
+        try:
+            trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
+        finally:
+            progress.stack.close()
+        trainer.save_model(str(self.out))
+        manifest["train_log"] = _log_summary(trainer.state.log_history)
+        (self.out / "training_args.bin").unlink(missing_ok=True)  # pickled TrainingArguments
+        left = has_pickles(self.out)
+        if left:
+            raise CheckpointError(f"pickled files in {self.out} after saving: {left}")
+        manifest["complete"] = True
+        mf.write_manifest(self.out, manifest)
+        shutil.rmtree(self.out / RESUME_DIR, ignore_errors=True)
+        log = manifest["train_log"]
+        self.echo(f"done: {self.out} (LoRA adapter on {backend.model_name}, {log['steps']} steps, "
+                  f"loss {log['first_loss']} -> {log['last_loss']})")
+        return manifest
+
+
 # -- plugin hooks -------------------------------------------------------------------------
 @steerkit.hookimpl
 def register_trainers(register):
     for method in METHODS:
         register(method, _factory(method))
+    register(COMMUNITY, CommunityTrainer)
 
 
 def _factory(method: str) -> Callable[..., Trainer]:
@@ -528,6 +717,7 @@ def register_commands(cli):
 
     for method in METHODS:
         _add_method(train_group, method)
+    _add_community(train_group)
 
 
 def _add_method(group: click.Group, method: str) -> None:
@@ -542,6 +732,26 @@ def _add_method(group: click.Group, method: str) -> None:
             click.echo(trainer.launch_command())
             return
         trainer.train()
+
+
+def _add_community(group: click.Group) -> None:
+    @group.command(COMMUNITY, help="a community LM for the modular strategy: a LoRA adapter trained on a text "
+                   "corpus (plain causal-LM loss); rerun the same command to resume")
+    @click.option("--corpus", required=True, help="the community's text: .txt (paragraphs at blank lines), "
+                  ".json list or .jsonl of texts")
+    @click.option("--lora", "--out", "out", required=True, help="output folder: the peft adapter (+ steerkit manifest)")
+    @click.option("--name", default=None, help="community name recorded in the manifest (default: the folder name)")
+    @click.option("--model", default=None, help="base model: HF folder, .gguf or cached hub name (default: embedded)")
+    @click.option("--lora-r", type=int, default=16, show_default=True)
+    @click.option("--lora-alpha", type=int, default=32, show_default=True)
+    @click.option("--lora-dropout", type=float, default=0.05, show_default=True)
+    @click.option("--lora-targets", default=",".join(DEFAULT_LORA_TARGETS), show_default=True,
+                  help="comma-separated module names")
+    @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                  help="override a training field (any trl SFTConfig field, typed), e.g. --set max_steps=50")
+    def command(corpus: str, out: str, lora_targets: str, sets: tuple[str, ...], **kwargs: Any) -> None:
+        CommunityTrainer(corpus, out, lora_targets=[t.strip() for t in lora_targets.split(",") if t.strip()],
+                         sets=list(sets), echo=lambda m: click.echo(f"steerkit train: {m}", err=True), **kwargs).train()
 
 
 _HELP = {

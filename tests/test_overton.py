@@ -242,6 +242,7 @@ def test_eval_overton_bad_input_is_refused_before_a_model_loads(tmp_path, monkey
         (["--strategy", "no-pool", "--dataset", "vk-overton", "--mode", "distributional"], "only task is --mode overton"),
         (["--strategy", "no-pool", "--dataset", "vk-overton", "-o", "temp=1"], "unknown options ['temp']"),
         (["--strategy", "no-pool", "--dataset", "vk-overton", "--judge", "nli:" + str(tmp_path / "x")], "does not exist"),
+        (["--strategy", "no-pool", "--dataset", "vk-overton", "--judge", "llm:" + str(tmp_path / "y")], "does not exist"),
     ]
     for args, match in cases:
         res = CliRunner().invoke(cli, base + args)

@@ -489,8 +489,8 @@ def register_commands(cli):
     @click.option("--plots/--no-plots", default=True, show_default=True, help="write PNG plots (and score the one-attribute high/low targets)")
     @click.option("--mode", default=None, help="the strategy's mode, for strategies that have one "
                   "(modular: steerable | distributional | overton)")
-    @click.option("--judge", default=None, help="vk-overton: entailment judge, 'llm' (the main model, default) or "
-                  "nli:FOLDER (a local NLI classifier folder, e.g. an MNLI model)")
+    @click.option("--judge", default=None, help="vk-overton: entailment judge, 'llm' (the main model, default), "
+                  "llm:MODEL or nli:FOLDER (a local NLI classifier folder, e.g. an MNLI model)")
     def eval_cmd(strategy, dataset_name, data, split, targets_spec, ties, dataset_options, limit, backend, model,
                  cache_path, aligner, samples, k, extra_options, as_json, out_dir, batch_size, plots, mode, judge):
         """Run STRATEGY on DATASET and report alignment accuracy over a target set."""

@@ -273,14 +273,17 @@ def yes_probability(logprobs: Sequence[float]) -> float:
 
 def make_judge(spec: str | None, backend: steerkit.Backend, cache: steerkit.ScoreCache | None = None, *,
                progress: bool = False) -> EntailmentJudge:
-    """``None``/"llm": the LLM judge on ``backend``; "nli:FOLDER" or an existing folder: an NLI
-    model folder. Checked before any model loads."""
+    """``None``/"llm": the LLM judge on ``backend``; "llm:MODEL": the LLM judge on another model of
+    the same backend kind; "nli:FOLDER" or an existing folder: an NLI model folder. Checked before
+    any model loads."""
     if spec is None or spec == "llm":
         return LLMJudge(backend, cache, progress=progress)
+    if spec.startswith("llm:"):
+        return LLMJudge(steerkit.lookup("backend", backend.name)(model=spec[4:]), cache, progress=progress)
     folder = spec[4:] if spec.startswith("nli:") else spec
     if not spec.startswith("nli:") and not Path(folder).expanduser().exists():
-        raise InvalidOptionError(f"--judge {spec!r}: use 'llm' (the main model judges) or nli:FOLDER / a local "
-                                 "NLI model folder")
+        raise InvalidOptionError(f"--judge {spec!r}: use 'llm' (the main model judges), llm:MODEL (another "
+                                 "model judges) or nli:FOLDER (a local NLI model folder)")
     return NLIJudge(folder)
 
 

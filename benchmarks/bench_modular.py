@@ -49,6 +49,7 @@ class _Counting:
 
 def main(argv: list[str] | None = None) -> dict:
     import steerkit
+    from steerkit.plugin import lookup
     from rich.console import Console
     from rich.table import Table
     from steerkit_plugins.choice_eval import evaluate_choice_dataset
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     console = Console()
-    backend = steerkit.lookup("backend", args.backend)(model=args.model)
+    backend = lookup("backend", args.backend)(model=args.model)
     t0 = time.perf_counter()
     for engine in ("hf_model", "llm"):
         if hasattr(type(backend), engine):
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     counter = _Counting(backend)
     tmp = Path(tempfile.mkdtemp(prefix="bench_modular_"))
     opts = {"pool": args.pool, "max_tokens": args.max_tokens}
-    pool_size = len(steerkit.lookup("strategy", "modular")(**opts).pool)
+    pool_size = len(lookup("strategy", "modular")(**opts).pool)
     out: dict = {"model": backend.model_name, "backend": args.backend, "pool": args.pool, "pool_size": pool_size,
                  "max_tokens": args.max_tokens, "load_seconds": load_s}
 
@@ -95,8 +96,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        vk = steerkit.lookup("dataset", "vk")(path=args.data, limit=max(args.vk, args.sequential, args.reuse))
-        oq = steerkit.lookup("dataset", "opinionqa")(path=args.data, limit=args.opinionqa) if args.opinionqa else None
+        vk = lookup("dataset", "vk")(path=args.data, limit=max(args.vk, args.sequential, args.reuse))
+        oq = lookup("dataset", "opinionqa")(path=args.data, limit=args.opinionqa) if args.opinionqa else None
 
     # 1. throughput: batched across items and communities vs one item at a time
     sub = vk.head(args.sequential)

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import steerkit
-from steerkit import RunContext
+from steerkit.plugin import Completion, Request, RunContext, Sampling, ScoreCache, lookup
 from steerkit_plugins.modular import ModularPluralism, fit_weights, overton_outputs
 from steerkit_plugins.modular_pool import load_pool, named_pools
 from tests.conftest import DATA
@@ -37,7 +37,7 @@ class Recorder(FakeBackend):
 
     def __init__(self, pick="2", **kw):
         super().__init__(**kw)
-        self.calls: list[list[steerkit.Request]] = []
+        self.calls: list[list[Request]] = []
         self.logprob_calls: list[list] = []
         self.pick = pick
 
@@ -54,7 +54,7 @@ class Recorder(FakeBackend):
                 text = self.pick
             else:
                 text = r.constraint.value[0]
-            out.append(steerkit.Completion(text=text, prompt_tokens=3, output_tokens=2))
+            out.append(Completion(text=text, prompt_tokens=3, output_tokens=2))
         return out
 
     def option_logprobs(self, prompts, options):
@@ -170,7 +170,7 @@ def test_backend_and_dataset_mismatches_are_refused_before_any_model_call(tmp_pa
         steerer(Exploding(), mode="overton").select_many([VK], LIFE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        oq = steerkit.lookup("dataset", "opinionqa")(path=DATA, limit=2)
+        oq = lookup("dataset", "opinionqa")(path=DATA, limit=2)
     with pytest.raises(steerkit.InvalidOptionError, match=r"mode='overton'.*use --dataset vk-overton"):
         ModularPluralism(pool=TWO, mode="overton").check_dataset(oq)
     ModularPluralism(pool=TWO, mode="distributional").check_dataset(oq)
@@ -262,7 +262,7 @@ def test_a_failed_comment_fails_its_item_and_keeps_the_others(cache_path):
     class Flaky(Recorder):
         def complete(self, requests):
             out = super().complete(requests)
-            return [steerkit.Completion.failed(RuntimeError("engine hiccup"))
+            return [Completion.failed(RuntimeError("engine hiccup"))
                     if r.constraint is None and "Lying" in r.prompt[-1]["content"] and "progressive" in r.prompt[0]["content"]
                     else c for r, c in zip(requests, out)]
 
@@ -305,7 +305,7 @@ def test_fit_weights_finds_the_community_that_matches_the_population():
 def test_overton_outputs_use_every_comment_and_are_cached(cache_path):
     be = Recorder()
     strat = ModularPluralism(pool=THREE, mode="overton")
-    cache = steerkit.ScoreCache(cache_path)
+    cache = ScoreCache(cache_path)
     run = RunContext(be, cache, progress=False, batch_size=8)
     outs = overton_outputs(strat, run, ["Helping refugees", "Lying to a friend"])
     comments, final = be.calls
@@ -322,10 +322,10 @@ def test_overton_outputs_use_every_comment_and_are_cached(cache_path):
 
 # -- the real embedded model -------------------------------------------------------------------
 def _datasets():
-    vk = steerkit.lookup("dataset", "vk")(path=DATA, limit=2)
+    vk = lookup("dataset", "vk")(path=DATA, limit=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        oq = steerkit.lookup("dataset", "opinionqa")(path=DATA, limit=2)
+        oq = lookup("dataset", "opinionqa")(path=DATA, limit=2)
     return vk, oq
 
 
@@ -388,7 +388,7 @@ def test_real_lora_community(tmp_path, cache_path):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    backend = steerkit.lookup("backend", "transformers")()
+    backend = lookup("backend", "transformers")()
     torch.manual_seed(0)
     lora = get_peft_model(copy.deepcopy(backend.hf_model),
                           LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False))

@@ -40,10 +40,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 import steerkit
-from steerkit import (
-    CacheKey, CacheRecord, Constraint, Perspective, Request, RunContext, Sampling, Scenario, Selection, Strategy,
-    text_hash,
-)
+from steerkit import Perspective, Scenario, Selection
+from steerkit.plugin import CacheKey, CacheRecord, Constraint, Request, RunContext, Sampling, Strategy, hookimpl, text_hash
 
 from .cot import ANSWER_PREFIX, letters_for, resolve_format
 from .modular_pool import Community, Pool, load_pool
@@ -447,7 +445,7 @@ def overton_outputs(strategy: ModularPluralism, run: RunContext, situations: Seq
     return strategy.overton_outputs(run, situations)
 
 
-@steerkit.hookimpl
+@hookimpl
 def register_strategies(register):
     register("modular", ModularPluralism)
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import steerkit
+from steerkit.plugin import Backend, Request
 
 POOLS_DIR = Path(__file__).parent / "data" / "pools"
 COMMUNITY_KEYS = ("name", "persona", "adapter", "served", "model")
@@ -64,7 +65,7 @@ class Community:
         head = [{"role": "system", "content": self.persona}] if self.persona else []
         return [*head, {"role": "user", "content": user_text}]
 
-    def fingerprint(self, backend: steerkit.Backend) -> str:
+    def fingerprint(self, backend: Backend) -> str:
         """Identity for cache keys: the adapter's content (as the backend fingerprints it) and
         the persona text, so a retrained adapter or an edited persona makes new messages."""
         parts = [backend.adapter_fingerprint(self.request_adapter), self.persona or ""]
@@ -86,12 +87,12 @@ class Pool:
     def __len__(self) -> int:
         return len(self.communities)
 
-    def fingerprint(self, backend: steerkit.Backend) -> str:
+    def fingerprint(self, backend: Backend) -> str:
         """The pool's identity for cache keys: its communities' fingerprints, in order."""
         fps = [f"{c.name}={c.fingerprint(backend)}" for c in self.communities]
         return hashlib.sha256("|".join(fps).encode()).hexdigest()[:24]
 
-    def check_backend(self, backend: steerkit.Backend) -> None:
+    def check_backend(self, backend: Backend) -> None:
         """Refuse, before any model loads, a pool this backend cannot run: adapters on a
         backend without per-request adapters, an adapter trained on another base model, or a
         community on another model."""
@@ -102,7 +103,7 @@ class Pool:
                 "server that serves each adapter by name (served = ...)"
             )
         # the backend's own checks of the adapters it will be asked for (e.g. no safetensors)
-        backend.check_adapters([steerkit.Request([{"role": "user", "content": ""}], adapter=c.request_adapter)
+        backend.check_adapters([Request([{"role": "user", "content": ""}], adapter=c.request_adapter)
                                 for c in self.communities if c.adapter])
         for c in self.communities:
             if c.model is not None and not _same_model(c.model, backend.model):

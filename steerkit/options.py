@@ -113,7 +113,8 @@ class Configurable:
             raise InvalidOptionError(f"{getattr(self, 'name', type(self).__name__)} got unknown options {unknown}; it takes {valid}")
         for n, opt in declared.items():  # checked before the base class runs (nothing loads first)
             setattr(self, n, mine[n] if n in mine else copy.deepcopy(opt.default))
-        super().__init__(**values)
+        # an option a base class also takes (AttributeStrategy's samples) reaches it as declared
+        super().__init__(**values, **{n: getattr(self, n) for n in declared if n in passed_on})
 
     @property
     def options(self) -> dict[str, Any]:

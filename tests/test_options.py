@@ -115,6 +115,20 @@ def test_mutable_defaults_are_copied_per_instance():
     assert b.tags == [] and Tags().tags == [] and a.cache_options() == {"tags": ["x"]}
 
 
+def test_an_option_a_base_class_takes_too_reaches_it_as_declared():
+    class Sampled(Configurable, AttributeStrategy):
+        name = "tmp-sampled"
+        samples = Option(int, 3, minimum=1, help="samples per attribute")
+
+        def score_jobs(self, run, jobs):
+            return []
+
+    assert Sampled().samples == 3 and Sampled(samples=2).samples == 2
+    assert Sampled().cache_options() == {"samples": 3}
+    with pytest.raises(steerkit.InvalidOptionError, match="samples=0 is not allowed; pass a whole number >= 1"):
+        Sampled(samples=0)
+
+
 def test_the_signature_lists_the_options_for_the_steerer():
     params = inspect.signature(Scored).parameters
     assert list(params) == ["k", "temperature", "style", "verbose", "samples"]

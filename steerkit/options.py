@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import inspect
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .errors import InvalidOptionError
@@ -29,7 +29,7 @@ class Option:
     ValueError or TypeError, reported as InvalidOptionError with ``help``)."""
 
     def __init__(self, type: type | None = None, default: Any = None, *, affects_output: bool | Callable[[Any], bool] = True,
-                 minimum: float | None = None, maximum: float | None = None, choices: Sequence[str] | None = None,
+                 minimum: float | None = None, maximum: float | None = None, choices: Sequence[str] | Mapping[str, str] | None = None,
                  convert: Callable[[Any], Any] | None = None, help: str = ""):
         self.type, self.default, self.affects_output = type, default, affects_output
         self.minimum, self.maximum, self.choices, self.convert, self.help = minimum, maximum, choices, convert, help
@@ -65,7 +65,8 @@ class Option:
         elif t is not None:
             ok, want = isinstance(value, t), f"pass a {t.__name__}"
         if ok and self.choices is not None and value not in self.choices:
-            ok, want = False, f"pass one of {', '.join(map(str, self.choices))}"
+            listed = (f"{c} ({d})" for c, d in self.choices.items()) if isinstance(self.choices, Mapping) else self.choices
+            ok, want = False, f"pass one of {', '.join(map(str, listed))}"
         if ok and t in (int, float):
             lo, hi = self.minimum, self.maximum
             if (lo is not None and not value >= lo) or (hi is not None and not value <= hi):
@@ -79,7 +80,8 @@ class Option:
                 ok, want = False, str(exc)
         if not ok:
             hint = f" ({self.help})" if self.help else ""
-            raise InvalidOptionError(f"{owner}: {self.name}={value!r} is not allowed; {want}{hint}")
+            verdict = "" if t is bool or self.choices is not None else " is not allowed"  # the first-party wording
+            raise InvalidOptionError(f"{owner}: {self.name}={value!r}{verdict}; {want}{hint}")
         return value
 
 
@@ -98,6 +100,9 @@ class Configurable:
         """A signature listing the options, so ``inspect.signature(cls)`` (the Steerer's option
         checks and ``seed`` forwarding) sees them."""
         super().__init_subclass__(**kwargs)
+        if any("__init__" in vars(k) for k in cls.__mro__[: cls.__mro__.index(Configurable)]):
+            cls.__signature__ = None  # type: ignore[attr-defined]  # its own __init__ says what it takes
+            return
         declared = declared_options(cls)
         params = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o.default) for n, o in declared.items()]
         params += [p.replace(kind=p.KEYWORD_ONLY) for n, p in _named_parameters(cls).items() if n not in declared]

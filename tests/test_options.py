@@ -134,6 +134,14 @@ def test_the_signature_lists_the_options_for_the_steerer():
     assert list(params) == ["k", "temperature", "style", "verbose", "samples"]
     assert params["k"].default == 5 and params["samples"].default == 1
 
+    class OwnInit(Scored):  # a subclass with its own __init__: that signature is the truth
+        def __init__(self, path: str = "", **options):
+            super().__init__(**options)
+            self.path = path
+
+    assert list(inspect.signature(OwnInit).parameters) == ["path", "options"]
+    assert OwnInit(path="x", k=2).k == 2
+
 
 def test_through_the_steerer_registry_cache_and_a_real_sqlite_file(tmp_path):
     class Plugin:

@@ -120,15 +120,11 @@ class ScoreCache:
             conn.execute("PRAGMA synchronous=NORMAL")  # safe in WAL mode only
         elif not self._wal_warned:
             self._wal_warned = True
-            warnings.warn(
-                f"the score cache {self.path}: SQLite could not switch it to WAL mode (journal mode: "
-                f"{mode}); this happens on network filesystems (NFS, SMB) and some container mounts. "
-                f"steerkit goes on in that mode, but readers and writers now wait for each other and "
-                f"sharing the file between machines can corrupt it: put the cache on a local disk "
-                f"(Steerer(cache=...), --cache or ${CACHE_ENV}).",
-                RuntimeWarning,
-                stacklevel=4,
-            )
+            warnings.warn(f"the score cache {self.path}: SQLite could not switch it to WAL mode (journal mode: {mode}); "
+                          "this happens on network filesystems (NFS, SMB) and some container mounts. steerkit goes on "
+                          "in that mode, but readers and writers now wait for each other and sharing the file between "
+                          "machines can corrupt it: put the cache on a local disk (Steerer(cache=...), --cache or "
+                          f"${CACHE_ENV}).", RuntimeWarning, stacklevel=4)
         return conn
 
     def _reader(self) -> sqlite3.Connection:

@@ -18,9 +18,6 @@ from typing import Any
 
 from .errors import InvalidOptionError
 
-_UNSET: Any = object()
-
-
 class Option:
     """One declared setting: its type, default and range, and whether it changes outputs.
 
@@ -28,8 +25,9 @@ class Option:
     when sampling); ``convert`` normalises a value after the type check (and may raise
     ValueError or TypeError, reported as InvalidOptionError with ``help``)."""
 
-    def __init__(self, type: type | None = None, default: Any = None, *, affects_output: bool | Callable[[Any], bool] = True,
-                 minimum: float | None = None, maximum: float | None = None, choices: Sequence[str] | Mapping[str, str] | None = None,
+    def __init__(self, type: type | None = None, default: Any = None, *,
+                 affects_output: bool | Callable[[Any], bool] = True, minimum: float | None = None,
+                 maximum: float | None = None, choices: Sequence[str] | Mapping[str, str] | None = None,
                  convert: Callable[[Any], Any] | None = None, help: str = ""):
         self.type, self.default, self.affects_output = type, default, affects_output
         self.minimum, self.maximum, self.choices, self.convert, self.help = minimum, maximum, choices, convert, help
@@ -57,7 +55,8 @@ class Option:
         if t is bool:
             ok, want = isinstance(value, bool), "pass true or false"
         elif t is int:
-            ok = not isinstance(value, bool) and (isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer()))
+            whole = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
+            ok = whole and not isinstance(value, bool)
             want, value = "pass a whole number", int(value) if ok else value
         elif t is float:
             ok, want = not isinstance(value, bool) and isinstance(value, numbers.Real), "pass a number"
@@ -65,7 +64,8 @@ class Option:
         elif t is not None:
             ok, want = isinstance(value, t), f"pass a {t.__name__}"
         if ok and self.choices is not None and value not in self.choices:
-            listed = (f"{c} ({d})" for c, d in self.choices.items()) if isinstance(self.choices, Mapping) else self.choices
+            named = isinstance(self.choices, Mapping)
+            listed = (f"{c} ({d})" for c, d in self.choices.items()) if named else self.choices
             ok, want = False, f"pass one of {', '.join(map(str, listed))}"
         if ok and t in (int, float):
             lo, hi = self.minimum, self.maximum
@@ -115,7 +115,8 @@ class Configurable:
         unknown = sorted(set(values) - set(passed_on))
         if unknown:
             valid = ", ".join(sorted(set(declared) | set(passed_on))) or "no options"
-            raise InvalidOptionError(f"{getattr(self, 'name', type(self).__name__)} got unknown options {unknown}; it takes {valid}")
+            owner = getattr(self, "name", type(self).__name__)
+            raise InvalidOptionError(f"{owner} got unknown options {unknown}; it takes {valid}")
         for n, opt in declared.items():  # checked before the base class runs (nothing loads first)
             setattr(self, n, mine[n] if n in mine else copy.deepcopy(opt.default))
         # an option a base class also takes (AttributeStrategy's samples) reaches it as declared
@@ -136,12 +137,12 @@ class Configurable:
 
 
 def _named_parameters(cls: type) -> dict[str, inspect.Parameter]:
-    """Keyword parameters the other ``__init__``\\s of ``cls``'s MRO take by name (down to the
-    first one without ``**kwargs``)."""
+    """Keyword parameters the ``__init__``\\s after ``Configurable`` in ``cls``'s MRO take by
+    name (down to the first one without ``**kwargs``): what it passes on to the base class."""
     found: dict[str, inspect.Parameter] = {}
-    for klass in cls.__mro__:
+    for klass in cls.__mro__[cls.__mro__.index(Configurable) + 1:]:
         init = vars(klass).get("__init__")
-        if init is None or klass is Configurable:
+        if init is None:
             continue
         params = inspect.signature(init).parameters.values()
         for p in params:

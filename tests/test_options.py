@@ -142,6 +142,14 @@ def test_the_signature_lists_the_options_for_the_steerer():
     assert list(inspect.signature(OwnInit).parameters) == ["path", "options"]
     assert OwnInit(path="x", k=2).k == 2
 
+    class Wrapped(Scored):  # its own __init__ takes an option by name and passes it on
+        def __init__(self, k: int = 1, **options):
+            super().__init__(k=k + 1, **options)
+
+    w = Wrapped(k=2)
+    w.k = 5
+    assert w.options == {"k": 5, "temperature": 0.7, "style": "short", "verbose": False}  # no stale copy
+
 
 def test_through_the_steerer_registry_cache_and_a_real_sqlite_file(tmp_path):
     class Plugin:

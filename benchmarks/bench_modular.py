@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default="results")
     args = ap.parse_args(argv)
 
-    console = Console()
+    console = Console(width=130)  # the tables are wider than a terminal's default 80 columns
     backend = lookup("backend", args.backend)(model=args.model)
     t0 = time.perf_counter()
     for engine in ("hf_model", "llm"):

@@ -13,7 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 import steerkit
-from steerkit.plugin import Completion, Request, RunContext, Sampling, ScoreCache, lookup
+from steerkit.plugin import (
+    Completion, Request, RunContext, Sampling, ScoreCache, hookimpl, lookup, register_plugin, unregister_plugin,
+)
 from steerkit_plugins.modular import ModularPluralism, fit_weights, overton_outputs
 from steerkit_plugins.modular_pool import load_pool, named_pools
 from tests.conftest import DATA
@@ -405,3 +407,49 @@ def test_real_lora_community(tmp_path, cache_path):
     s.select_many(vk.scenarios[:1], vk.perspectives[:1])
     assert s.model_calls == 0
     backend.close()
+
+
+# -- the eval command (fake backend) --------------------------------------------------------------
+class _FakePlugin:
+    @hookimpl
+    def register_backends(self, register):
+        register("fake-modular", Recorder)
+
+
+@pytest.fixture
+def eval_cli(tmp_path, monkeypatch):
+    from steerkit import cli as cli_module
+    from steerkit import host
+
+    monkeypatch.setenv("STEERKIT_DATA", str(DATA))
+    name = register_plugin(_FakePlugin(), name="test-modular-fake")
+    host.ensure_cli_commands(cli_module.cli)
+    (tmp_path / "pool.json").write_text(json.dumps({"name": "two", "communities": TWO}))
+
+    def invoke(*args):
+        common = ["--cache", str(tmp_path / "c.sqlite3"), "--out", str(tmp_path / "out"), "-o", f"pool={tmp_path / 'pool.json'}"]
+        return CliRunner().invoke(cli_module.cli, ["eval", *args, *common], catch_exceptions=False)
+
+    yield invoke
+    unregister_plugin(name)
+
+
+def test_eval_command_gives_cots_metrics_and_baselines_and_modes(eval_cli):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = eval_cli("--strategy", "modular", "--dataset", "vk", "--limit", "3", "--backend", "fake-modular", "--json")
+        assert res.exit_code == 0, res.output
+        vk = json.loads(res.stdout)
+        assert vk["n"] == 3 and vk["model_calls"] == 3 * (2 + 1 + 1) and vk["strategy"] == "modular"
+        assert {"accuracy", "balanced_accuracy", "macro_f1", "binary", "binary_mp"} <= set(vk["metrics"])
+        assert {"majority", "random"} <= set(vk["baselines"]) and vk["items"][0]["pred"] == 0  # the fake picks A
+        res = eval_cli("--strategy", "modular", "--mode", "distributional", "--dataset", "opinionqa", "--limit", "2",
+                       "--backend", "fake-modular", "--json")
+        assert res.exit_code == 0, res.output
+        oq = json.loads(res.stdout)
+        assert oq["metrics"]["js_distance_source"] == "option probabilities" and oq["model_calls"] == 2 * (2 + 2)
+        assert "js_distance" in oq["baselines"]["majority"] and "js_distance" in oq["baselines"]["random"]
+        bad = eval_cli("--strategy", "modular", "--mode", "bogus", "--dataset", "vk", "--limit", "2", "--backend", "fake-modular")
+        assert bad.exit_code == 2 and "mode='bogus'" in bad.output and "Traceback" not in bad.output
+        cot = eval_cli("--strategy", "cot", "--mode", "distributional", "--dataset", "vk", "--limit", "2", "--backend", "fake-modular")
+        assert cot.exit_code == 2 and "cot got unknown options ['mode', 'pool']" in cot.output

@@ -16,7 +16,7 @@ import steerkit
 from steerkit.plugin import (
     Completion, Request, RunContext, Sampling, ScoreCache, hookimpl, lookup, register_plugin, unregister_plugin,
 )
-from steerkit_plugins.modular import ModularPluralism, fit_weights, overton_outputs
+from steerkit_plugins.modular import ModularPluralism, fit_pool_weights, fit_weights, overton_outputs
 from steerkit_plugins.modular_pool import load_pool, named_pools
 from tests.conftest import DATA
 from tests.fakes import FakeBackend
@@ -301,6 +301,22 @@ def test_fit_weights_finds_the_community_that_matches_the_population():
     assert w[0] > 0.97 and sum(w) == pytest.approx(1.0)
     with pytest.raises(steerkit.InvalidOptionError, match="2 items but 3 gold"):
         fit_weights([[match[0], off[0]]] * 2, gold)
+
+
+def test_fit_pool_weights_on_a_dev_split_then_weighted_on_test(cache_path):
+    """Gold distributions that the 'right' community's passages reproduce: the fitted weights
+    put (nearly) everything on it, and the weighted pool then matches the gold."""
+    hi, lo = np.e**2 / (1 + np.e**2), 1 / (1 + np.e**2)
+    items = [steerkit.Scenario(f"Question {k}?", ("Yes", "No"), id=f"d{k}",
+                               meta={"task": "opinionqa", "gold": 1, "gold_distribution": [lo, hi]}) for k in range(3)]
+    dev = steerkit.Dataset("dev", items, perspectives=[LIBERAL] * 3)
+    pool = [TWO[0], TWO[1], {"name": "center", "persona": "You are a moderate."}]
+    w = fit_pool_weights(steerer(Recorder(), cache_path, pool=pool, mode="distributional"), dev)
+    assert list(w) == ["left", "right", "center"] and w["right"] + w["center"] > 0.97  # both give [lo, hi]
+    sel = steerer(Recorder(), cache_path, pool=pool, mode="distributional", weights=w).select_many([OQA], LIBERAL)[0]
+    assert sel.extra["distribution"] == pytest.approx([lo, hi], abs=0.02)
+    with pytest.raises(steerkit.InvalidOptionError, match="mode='distributional'"):
+        fit_pool_weights(steerer(Exploding(), pool=pool), dev)
 
 
 # -- overton -----------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ Options: ``pool`` (a name, file, list or Pool; default "perspective"), ``mode``,
 top-p 0.9, 200 tokens; selection and answers at T=0.1; default greedy), ``max_tokens`` (comment
 length, default 200), ``condition`` ("target": comments see the target as in the paper;
 "none": comments on the bare question, shared by every target of a scenario), ``weights``
-(distributional: a list in pool order or a mapping by community name).
+(distributional: a list in pool order or a mapping by community name; ``fit_pool_weights``
+fits them on a dev split).
 """
 
 from __future__ import annotations
@@ -149,6 +150,23 @@ def fit_weights(community_dists: Sequence[Sequence[Sequence[float]]], gold: Sequ
 
     best = minimize(loss, np.zeros(n), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7, "maxiter": 2000})
     return [float(x) for x in _softmax(best.x)]
+
+
+def fit_pool_weights(steerer: steerkit.Steerer, dev: steerkit.Dataset) -> dict[str, float]:
+    """Weights by community name fitted on a dev split with gold distributions (OpinionQA):
+    runs the steerer's distributional mode on ``dev`` (cached) and fits ``fit_weights``; pass
+    the result as ``weights=`` to a distributional strategy for the test split."""
+    strategy = steerer.strategy
+    if not isinstance(strategy, ModularPluralism) or strategy.mode != "distributional":
+        raise steerkit.InvalidOptionError("fit_pool_weights needs a Steerer of the modular strategy with mode='distributional'")
+    gold = [s.meta.get("gold_distribution") for s in dev.scenarios]
+    if not gold or any(g is None for g in gold) or dev.perspectives is None:
+        raise steerkit.DatasetError(f"dataset {dev.name!r}: fitting pool weights needs items with perspectives and "
+                                    "meta['gold_distribution'] (e.g. an OpinionQA dev split)")
+    sels = steerer.select_many(dev.scenarios, list(dev.perspectives))
+    names = strategy.pool.names
+    per = [[sel.extra["community_distributions"][n] for n in names] for sel in sels]
+    return dict(zip(names, fit_weights(per, gold)))
 
 
 # -- the strategy ---------------------------------------------------------------------------
@@ -450,4 +468,4 @@ def register_strategies(register):
     register("modular", ModularPluralism)
 
 
-__all__ = ["Community", "ModularPluralism", "Pool", "fit_weights", "load_pool", "overton_outputs"]
+__all__ = ["Community", "ModularPluralism", "Pool", "fit_pool_weights", "fit_weights", "load_pool", "overton_outputs"]

@@ -146,7 +146,9 @@ def fit_weights(community_dists: Sequence[Sequence[Sequence[float]]], gold: Sequ
 
     def loss(theta: np.ndarray) -> float:
         w = _softmax(theta)
-        return float(np.mean([jensenshannon(np.asarray(g, float), w @ d) for d, g in zip(items, gold)]))
+        with np.errstate(invalid="ignore"):  # equal distributions: rounding makes js/2 a tiny negative, sqrt NaN
+            d = [jensenshannon(np.asarray(g, float), w @ x) for x, g in zip(items, gold)]
+        return float(np.mean(np.nan_to_num(d, nan=0.0)))
 
     best = minimize(loss, np.zeros(n), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7, "maxiter": 2000})
     return [float(x) for x in _softmax(best.x)]

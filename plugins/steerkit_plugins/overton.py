@@ -447,7 +447,7 @@ def overton_eval_command(*, strategy: str, mode: str | None, dataset: str, data:
     are checked before any model loads; writes ``results.json`` and prints the coverage table."""
     from rich.console import Console
 
-    from .evaluation import make_steerer
+    from .evaluation import _params, make_steerer
 
     if mode not in (None, "overton"):
         raise InvalidOptionError(f"--mode {mode} cannot run on {DATASET_NAME}: its only task is --mode overton "
@@ -499,11 +499,3 @@ def baseline_sampling(options: Mapping[str, Any]) -> Sampling:
     except TypeError as exc:
         raise InvalidOptionError(f"strategy {BASELINE!r}: {exc}") from None
 
-
-def _params(factory: Any) -> set[str]:
-    import inspect
-
-    try:
-        return set(inspect.signature(factory).parameters)
-    except (TypeError, ValueError):
-        return set()

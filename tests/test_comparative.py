@@ -181,13 +181,14 @@ class BatchRecorder(FakeBackend):
         super().__init__(responder=marker_responder)
         self.calls = []
 
-    def generate(self, prompts, sampling=steerkit.Sampling(), constraint=None):
-        self.calls.append((len(prompts), len(constraint.value["required"]), sampling.seed))
-        return super().generate(prompts, sampling, constraint)
+    def complete(self, requests):
+        self.calls.append([(len(r.constraint.value["required"]), r.sampling.seed) for r in requests])
+        return super().complete(requests)
 
 
 def test_comparative_batches_attribute_major_and_warm_cache_builds_only_missing_prompts(tmp_path):
-    """generate is called once per (batch, response count, sample); jobs go attribute-major
+    """The backend is called once per batch, whatever the response counts and samples (each
+    request carries its own schema and seed); jobs go attribute-major
     (then sample, then scenario); with part of the cache warm, only missing jobs get prompts."""
     data = [scenarios(1, 2)[0], *scenarios(3, 3)[1:], steerkit.Scenario("question 3 about bread", (
         "answer 3.0 [score=3]", "answer 3.1 [score=13]"), id="s3")]  # response counts 2, 3, 3, 2
@@ -201,13 +202,9 @@ def test_comparative_batches_attribute_major_and_warm_cache_builds_only_missing_
     attributes_seen = [re.search(r"Attribute: (\w+)", p[0]["content"]).group(1) for p in backend.prompts_seen]
     assert attributes_seen == ["care"] * 8 + ["fairness"] * 8
     expected = []
-    for start in range(0, len(jobs), 3):  # one call per (response count, sample) in each batch
-        batch = jobs[start:start + 3]
-        groups = {}
-        for a, smp, sid in batch:
-            n = len(next(x for x in data if x.id == sid).responses)
-            groups[(n, smp)] = groups.get((n, smp), 0) + 1
-        expected += [(count, n, smp) for (n, smp), count in groups.items()]
+    for start in range(0, len(jobs), 3):  # one call per batch: its requests' (response count, seed)
+        expected.append([(len(next(x for x in data if x.id == sid).responses), smp)
+                         for a, smp, sid in jobs[start:start + 3]])
     assert backend.calls == expected
     assert table.model_calls == 16 and table.complete
     # warm for care and fairness; a new attribute: only its 8 jobs are built and sent
@@ -352,6 +349,28 @@ def test_too_many_responses_is_rejected_before_any_call():
         with pytest.raises(steerkit.InvalidScenarioError, match="huge.*27"):
             s.select_many([big], {"care": 1.0})
         assert s.backend.prompts_seen == []
+
+
+def test_a_cut_off_answer_is_asked_again_with_a_larger_budget_not_resampled(tmp_path):
+    """The fake backend cuts an answer longer than max_tokens words (finish reason "length"):
+    the retry keeps the sampling (greedy, same seed) and doubles the budget."""
+    long = " ".join(["word"] * 200)
+    answer = json.dumps({"A": {"reasoning": long, "score": 20}, "B": {"reasoning": "ok", "score": 80}})
+
+    class Recording(FakeBackend):
+        seen: list = []
+
+        def complete(self, requests):
+            self.seen.extend((r.sampling.max_tokens, r.sampling.temperature, r.sampling.seed) for r in requests)
+            return super().complete(requests)
+
+    backend = Recording(responder=lambda p, c: answer)
+    s = steerer(backend=backend, cache=tmp_path / "c.sqlite3", shuffle=False)
+    table = s.score(scenarios(1, 2), ["care"])
+    budget = 80 * 2 + 16
+    assert backend.seen == [(budget, 0.0, 0), (2 * budget, 0.0, 0)]
+    assert table.scores[0, :, 0].tolist() == [0.2, 0.8] and s.last_run.retried == 2
+    assert s.last_run.output_tokens == budget + len(answer.split())
 
 
 def test_bad_output_is_retried_then_raises_naming_the_scenario():

@@ -41,9 +41,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import steerkit
-from steerkit import CacheRecord, CheckpointError, RunContext, Scenario, Selection
+from steerkit import CheckpointError, Scenario, Selection
+from steerkit.plugin import CacheRecord, RunContext
 
-from .cot import ANSWER_PREFIX, LETTERS, ChainOfThought, letters_for, split_free_text
+from .cot import ANSWER_PREFIX, LETTERS, ChainOfThought, letters_for
 from .manifest import PICKLE_SUFFIXES, read_manifest
 from .train_prompts import PROMPT_VERSION, STYLES, TASKS, task_of, train_prompt
 
@@ -140,22 +141,7 @@ def reasoned_answers(run: RunContext, prompts: Sequence[Any], reasonings: Sequen
     in place of an answer that is not a letter (so the batch's other answers are kept)."""
     answer_prompts = [[*p, {"role": "assistant", "content": (r + "\nAnswer:").lstrip("\n")}]
                       for p, r in zip(prompts, reasonings)]
-    return choose_letters(run, answer_prompts, letter_sets, what, prefix=ANSWER_PREFIX)
-
-
-def choose_letters(run: RunContext, prompts: Sequence[Any], letter_sets: Sequence[Sequence[str]], what: str,
-                   prefix: str = "") -> list[Any]:
-    """Per prompt one of its letters (``run.choose``, one call per option count, ``strict=False``:
-    a failed prompt keeps its error in place of the letter)."""
-    out: list[Any] = [None] * len(prompts)
-    groups: dict[int, list[int]] = {}
-    for k, letters in enumerate(letter_sets):
-        groups.setdefault(len(letters), []).append(k)
-    for n_opt, ks in groups.items():
-        chosen = run.choose([prompts[k] for k in ks], letters_for(n_opt), what=what, strict=False, prefix=prefix)
-        for k, letter in zip(ks, chosen):
-            out[k] = letter
-    return out
+    return run.choose(answer_prompts, letter_sets, what=what, strict=False, prefix=ANSWER_PREFIX)
 
 
 def validation_split(path: str | os.PathLike[str], dataset: str) -> steerkit.Dataset:
@@ -237,33 +223,20 @@ class CheckpointStrategy(ChainOfThought):
             opts.pop("max_tokens", None)  # no reasoning step
         return opts
 
+    def prompt(self, fmt: str, scenario: Scenario, target: Any) -> list[dict[str, str]]:
+        return train_prompt(self.style, scenario, target, fmt)
+
     def _compute(self, run: RunContext, items: list[tuple[int, int, str, Scenario, Any]]) -> list[Any]:
-        out: list[Any] = [None] * len(items)
-        by_sample: dict[int, list[int]] = {}
-        for j, it in enumerate(items):
-            by_sample.setdefault(it[1], []).append(j)
-        for sample, rows in by_sample.items():
-            prompts = [train_prompt(self.style, items[j][3], items[j][4], items[j][2]) for j in rows]
-            letter_sets = [letters_for(len(items[j][3].responses)) for j in rows]
-            if self.style == "cot":
-                free = run.generate(prompts, self.sampling(sample, run.seed))
-                split = [split_free_text(text, letters) for text, letters in zip(free, letter_sets)]
-                reasonings = [r for r, _ in split]
-                parsable: list[bool | None] = [ok for _, ok in split]
-                answers = reasoned_answers(run, prompts, reasonings, letter_sets, self.name)
-            else:
-                reasonings, parsable = [""] * len(rows), [None] * len(rows)
-                answers = choose_letters(run, prompts, letter_sets, self.name)
-            for k, j in enumerate(rows):
-                if isinstance(answers[k], BaseException):
-                    out[j] = answers[k]
-                    continue
-                out[j] = [CacheRecord(
-                    score=float(LETTERS.index(answers[k])), reasoning=reasonings[k],
-                    payload={"letter": answers[k], "distribution": None, "had_parsable_answer": parsable[k],
-                             "format": items[j][2]},
-                )]
-        return out
+        """A cot checkpoint reasons and answers as the cot strategy does (with its own prompts);
+        an answer-only one writes the constrained letter right after the question."""
+        if self.style == "cot":
+            return super()._compute(run, items)
+        prompts = [self.prompt(fmt, sc, target) for _, _, fmt, sc, target in items]
+        answers = run.choose(prompts, [letters_for(len(it[3].responses)) for it in items], what=self.name, strict=False)
+        return [a if isinstance(a, BaseException) else [CacheRecord(
+            score=float(LETTERS.index(a)), reasoning="",
+            payload={"letter": a, "distribution": None, "had_parsable_answer": None, "format": it[2]},
+        )] for a, it in zip(answers, items)]
 
     def select_many(self, run: RunContext, scenarios: Sequence[Scenario], targets: Sequence[Any]) -> list[Selection]:
         for s in scenarios:  # before any model loads

@@ -49,15 +49,16 @@ import numbers
 import os
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import jsonschema  # required by outlines, one of steerkit's dependencies
 import numpy as np
 
 import steerkit
-from steerkit import (
-    AttributeTarget, CacheKey, CacheRecord, Constraint, ResponseScore, RunContext, Sampling,
-    Scenario, ScoreJob, Selection, Strategy, text_hash,
+from steerkit import AttributeTarget, Scenario, Selection
+from steerkit.plugin import (
+    AttributeStrategy, CacheKey, CacheRecord, Constraint, Request, ResponseScore, RunContext, Sampling, ScoreJob, Strategy, text_hash,
 )
 
 from .attributes import builtin_definitions
@@ -193,7 +194,7 @@ def score_schema(n: int | None, max_reasoning: int | None = Prompts.reasoning_ch
     return {"type": "object", "properties": {l: one for l in letters}, "required": letters, "additionalProperties": False}
 
 
-class ComparativeRegression(steerkit.AttributeStrategy):
+class ComparativeRegression(AttributeStrategy):
     """Scores all responses of a scenario on one attribute per prompt, few-shot."""
 
     name = "comparative-regression"
@@ -423,37 +424,42 @@ class ComparativeRegression(steerkit.AttributeStrategy):
                 for item in items]
 
     def score_jobs(self, run: RunContext, jobs: list[ScoreJob]) -> list[list[ResponseScore] | BaseException]:
-        """Score a batch: one generate call per (response count, sample) and attempt; a job whose
-        output still fails the schema after the retries gets a ModelOutputError of its own."""
+        """Score a batch: one backend call per attempt, each job's request with its own schema
+        and sampling. An answer cut off by the token budget is asked again with twice the
+        budget and the same sampling (so the same answer, finished); one that fails the schema
+        is resampled at a higher temperature. A job still failing after the retries gets a
+        ModelOutputError of its own."""
         if self.uses_examples:
             assert self.index is not None
             self.index.embed_queries([*self._pending, *(j.scenario for j in jobs)])
         shown = [self.order(j) for j in jobs]
         prompts = [self.build_prompt(j, s) for j, s in zip(jobs, shown)]
+        schemas = [Constraint.json_schema(score_schema(len(s) if self.comparative else None)) for s in shown]
+        settings = [self.sampling(len(s), j.sample) for j, s in zip(jobs, shown)]
         results: list[list[ResponseScore] | BaseException | None] = [None] * len(jobs)
         last: dict[int, str] = {}
+        resampled = [0] * len(jobs)
         todo = list(range(len(jobs)))
         for attempt in range(RETRIES + 1):
-            # one call per (response count, sample): one schema and one sampling setting each
-            groups: dict[tuple[int, int], list[int]] = {}
-            for j in todo:
-                groups.setdefault((len(shown[j]), jobs[j].sample), []).append(j)
-            temp = self.temperature if attempt == 0 else max(self.temperature, RETRY_TEMPERATURE)
-            for (n, sample), rows in groups.items():
-                constraint = Constraint.json_schema(score_schema(n if self.comparative else None))
-                outs = run.generate([prompts[j] for j in rows], self.sampling(n, sample, temp, attempt), constraint, strict=False)
-                for j, text in zip(rows, outs):
-                    if isinstance(text, BaseException):  # failed at the backend: that job's error
-                        results[j] = text
-                        continue
-                    try:
-                        scores = self.parse(text, shown[j])
-                    except (ValueError, jsonschema.ValidationError):
-                        last[j] = text
-                        continue
-                    note = {"retries": attempt, "temperature": temp}
-                    mapped = {r: ResponseScore(sc.score, sc.reasoning, note) for r, sc in zip(shown[j], scores)}
-                    results[j] = [mapped[r] for r in jobs[j].responses]
+            done = run.complete([Request(prompts[j], settings[j], schemas[j]) for j in todo])
+            for j, c in zip(todo, done):
+                if not c.ok:  # failed at the backend: that job's error
+                    results[j] = c.error
+                    continue
+                try:
+                    scores = self.parse(c.text, shown[j])
+                except (ValueError, jsonschema.ValidationError):
+                    last[j] = c.text
+                    if c.truncated:  # cut off, not wrong: the same sampling, a larger budget
+                        settings[j] = replace(settings[j], max_tokens=2 * settings[j].max_tokens)
+                    else:
+                        resampled[j] += 1
+                        settings[j] = self.sampling(len(shown[j]), jobs[j].sample,
+                                                    max(self.temperature, RETRY_TEMPERATURE), resampled[j])
+                    continue
+                note = {"retries": attempt, "temperature": settings[j].temperature}
+                mapped = {r: ResponseScore(sc.score, sc.reasoning, note) for r, sc in zip(shown[j], scores)}
+                results[j] = [mapped[r] for r in jobs[j].responses]
             todo = [j for j in todo if results[j] is None]
             if not todo:
                 break
@@ -538,22 +544,16 @@ class _Choice(Strategy):
             keyed.append(([key], (i, s, system, t)))
 
         def compute(items: list[tuple[int, Scenario, str, Any]]) -> list[list[CacheRecord] | BaseException]:
-            out: list[list[CacheRecord] | BaseException] = [None] * len(items)  # type: ignore[list-item]
-            groups: dict[int, list[int]] = {}
-            for j, (_, s, _, _) in enumerate(items):
-                groups.setdefault(len(s.responses), []).append(j)
-            for n, rows in groups.items():
-                letters = list(LETTERS[:n])
-                shown = {j: self.order(items[j][1]) for j in rows}
-                prompts = [self.prompt(items[j][1], items[j][2], shown[j]) for j in rows]
-                answers = run.choose(prompts, letters, what=self.name, strict=False)
-                for j, a in zip(rows, answers):
-                    if isinstance(a, BaseException):
-                        out[j] = steerkit.ModelOutputError(
-                            f"scenario {items[j][1].label!r} (target {self.describe(items[j][3])}): {a}")
-                    else:
-                        chosen = shown[j][letters.index(a)]
-                        out[j] = [CacheRecord(float(chosen), "", {"letter": a, "order": shown[j]})]
+            shown = [self.order(s) for _, s, _, _ in items]
+            letters = [list(LETTERS[:len(s.responses)]) for _, s, _, _ in items]
+            prompts = [self.prompt(s, system, order) for (_, s, system, _), order in zip(items, shown)]
+            out: list[list[CacheRecord] | BaseException] = []
+            for (_, s, _, t), order, ls, a in zip(items, shown, letters, run.choose(prompts, letters, what=self.name,
+                                                                                    strict=False)):
+                if isinstance(a, BaseException):
+                    out.append(steerkit.ModelOutputError(f"scenario {s.label!r} (target {self.describe(t)}): {a}"))
+                else:
+                    out.append([CacheRecord(float(order[ls.index(a)]), "", {"letter": a, "order": order})])
             return out
 
         records = run.cached(keyed, compute, description=f"{self.name}: choosing", owner=lambda item: item[0])

@@ -35,9 +35,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 import steerkit
-from steerkit import (
-    CacheKey, CacheRecord, Perspective, Request, RunContext, Sampling, Scenario, Selection, Strategy,
-)
+from steerkit import Perspective, Scenario, Selection
+from steerkit.plugin import CacheKey, CacheRecord, Request, RunContext, Sampling, Strategy
 
 from .options import bool_option, choice_option, float_option, int_option, refuse_unknown
 
@@ -182,11 +181,15 @@ class ChainOfThought(Strategy):
         return Sampling(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=seed + sample)
 
     # -- the two steps ------------------------------------------------------------------
+    def prompt(self, fmt: str, scenario: Scenario, target: Perspective) -> list[dict[str, str]]:
+        """The first (free-reasoning) step's messages; subclasses with other prompts override it."""
+        return build_prompt(fmt, scenario, target)
+
     def _compute(self, run: RunContext, items: list[tuple[int, int, str, Scenario, Perspective]]) -> list[Any]:
         """Per item one record, or the error of a step that failed (the other items of the
         batch are kept; ``RunContext.cached`` reports the failures). Every sample of every
         item goes in one call per step: requests carry their own sampling and letters."""
-        prompts = [build_prompt(fmt, sc, target) for _, _, fmt, sc, target in items]
+        prompts = [self.prompt(fmt, sc, target) for _, _, fmt, sc, target in items]
         letter_sets = [letters_for(len(it[3].responses)) for it in items]
         done = run.complete([Request(p, self.sampling(it[1], run.seed)) for p, it in zip(prompts, items)])
         free: list[Any] = [c.text if c.ok else c.error for c in done]

@@ -71,10 +71,9 @@ def rating_strategy():
     real model through the same ``AttributeStrategy.score`` / ``RunContext.cached`` path as the
     first-party strategies, at one decoding step a prompt. zero-shot-comparative's constrained
     JSON takes minutes per batch of 8 on a shared 2-core CPU (``--strategy`` picks it anyway)."""
-    import steerkit
-    from steerkit import Constraint, Sampling
+    from steerkit.plugin import AttributeStrategy, Constraint, ResponseScore, Sampling
 
-    class Rating(steerkit.AttributeStrategy):
+    class Rating(AttributeStrategy):
         name = "bench-rating"
         comparative = False
 
@@ -83,7 +82,7 @@ def rating_strategy():
                          f"{j.scenario.responses[j.responses[0]][:400]}\n\nRate the {j.attribute} of this response "
                          "from 1 (worst) to 5 (best). Answer with the digit only."}] for j in jobs]
             digits = run.generate(prompts, Sampling(max_tokens=2), Constraint.choice(list("12345")))
-            return [[steerkit.ResponseScore((int(d) - 1) / 4)] for d in digits]
+            return [[ResponseScore((int(d) - 1) / 4)] for d in digits]
 
     return Rating()
 
@@ -122,6 +121,7 @@ def worker(argv: list[str]) -> None:
     import numpy as np
 
     import steerkit
+    from steerkit.plugin import lookup
     from steerkit.types import text_hash
     from tests.fakes import FakeBackend
 
@@ -131,7 +131,7 @@ def worker(argv: list[str]) -> None:
         options = {}
     else:
         scenarios = short_helpsteer2(a.scenarios, Path(a.data))
-        backend = steerkit.lookup("backend", a.backend)()
+        backend = lookup("backend", a.backend)()
         options = {"response_chars": 400} if a.strategy == "zero-shot-comparative" else {}
     strategy = rating_strategy() if a.strategy == "bench-rating" else a.strategy
     s = steerkit.Steerer(strategy, backend=backend, cache=a.cache, progress=False,
@@ -211,8 +211,9 @@ def kill9(cache: Path, scenarios: int, backend: str = "fake", delay: float = 0.0
     stats = json.loads(rerun.stdout.strip().splitlines()[-1])
     after = rows(cache)
     import steerkit
+    from steerkit.plugin import ScoreCache
 
-    cache_obj = steerkit.ScoreCache(cache)
+    cache_obj = ScoreCache(cache)
     try:
         cache_obj.verify()
         verified = True
@@ -239,9 +240,10 @@ def concurrent_writers(folder: Path, writers: int = 4, scenarios: int = 1000, ov
     """``writers`` processes score overlapping scenario ranges into one file at the same moment
     while this process reads it in a loop, timing each read."""
     import steerkit
+    from steerkit.plugin import ScoreCache
 
     cache, go = folder / "shared.sqlite3", folder / "go"
-    steerkit.ScoreCache(cache).close()  # created once, so every writer opens an existing cache
+    ScoreCache(cache).close()  # created once, so every writer opens an existing cache
     procs, dumps = [], []
     for w in range(writers):
         dump = folder / f"writer{w}.json"
@@ -251,7 +253,7 @@ def concurrent_writers(folder: Path, writers: int = 4, scenarios: int = 1000, ov
             worker_command(cache, "--scenarios", str(scenarios), "--start", str(start), "--dump", str(dump), "--go", str(go)),
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     time.sleep(0.5)
-    reader = steerkit.ScoreCache(cache)
+    reader = ScoreCache(cache)
     go.touch()
     started = time.perf_counter()
     latencies = []
@@ -273,7 +275,7 @@ def concurrent_writers(folder: Path, writers: int = 4, scenarios: int = 1000, ov
         for key, value in json.loads(dump.read_text()).items():
             expected.setdefault(key, set()).add(value)
     stored = {f"{k[2]}/{k[3]}": v[0] for k, v in rows(cache).items()}
-    check = steerkit.ScoreCache(cache)
+    check = ScoreCache(cache)
     try:
         check.verify()
         verified = True

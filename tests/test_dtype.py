@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import steerkit
+from steerkit.plugin import lookup
 from steerkit_adapters import transformers_backend as tb
 
 AVX2_ONLY = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw\nmodel name\t: AMD EPYC\n"
@@ -27,12 +28,12 @@ def test_auto_picks_bf16_only_on_a_cpu_that_has_it(monkeypatch):
     monkeypatch.setattr(tb, "cpu_has_native_bf16", lambda cpuinfo=None: False)
     assert tb.resolve_dtype(None, "cpu") == "float32"
     assert tb.resolve_dtype("bfloat16", "cpu") == "bfloat16"
-    backend = steerkit.lookup("backend", "transformers")()
+    backend = lookup("backend", "transformers")()
     assert backend.dtype == "float32" and not backend.loaded
 
 
 def test_dtype_is_in_the_fingerprint_and_a_bad_one_fails_before_loading(monkeypatch):
-    make = steerkit.lookup("backend", "transformers")
+    make = lookup("backend", "transformers")
     f32, bf16 = make(dtype="float32"), make(dtype="bfloat16")
     assert f32.fingerprint() != bf16.fingerprint()
     auto = make()
@@ -55,7 +56,7 @@ def test_the_loaded_weights_have_the_chosen_dtype(embedded_backend):
 def test_bf16_and_fp32_agree_on_the_embedded_model():
     """Same greedy answer and nearly the same option log-probabilities in both dtypes (the
     comparative-regression agreement on 20 HelpSteer2 scenarios is benchmarks/bench_dtype.py)."""
-    make = steerkit.lookup("backend", "transformers")
+    make = lookup("backend", "transformers")
     prompts = [[{"role": "user", "content": q}] for q in (
         "Is the sky blue on a clear day? Answer Yes or No.",
         "Is fire cold? Answer Yes or No.",

@@ -63,7 +63,7 @@ def test_attribute_target_is_rejected_before_any_model_call():
 
 
 @pytest.mark.parametrize("options, match", [
-    ({"sample": 5}, r"cot got unknown options \['sample'\]; it takes format, samples, distribution, max_tokens"),
+    ({"sample": 5}, r"cot'? got unknown options \['sample'\]; it takes format, samples, distribution, max_tokens"),
     ({"samples": 0}, r"samples=0 .*whole number >= 1"),
     ({"samples": "5"}, r"samples='5'"),
     ({"samples": 2.5}, r"samples=2\.5"),

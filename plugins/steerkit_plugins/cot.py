@@ -36,9 +36,8 @@ import numpy as np
 
 import steerkit
 from steerkit import Perspective, Scenario, Selection
-from steerkit.plugin import CacheKey, CacheRecord, Request, RunContext, Sampling, Strategy
+from steerkit.plugin import CacheKey, CacheRecord, Configurable, Option, Request, RunContext, Sampling, Strategy
 
-from .options import bool_option, choice_option, float_option, int_option, refuse_unknown
 
 FORMATS = ("auto", "vk", "opinionqa", "general")
 ANSWER_PREFIX = " "  # "Answer: A" is tokenised "Answer", ":", " A": the letter is constrained with its space
@@ -148,32 +147,22 @@ def target_key(fmt: str, perspective: Perspective, seed: int | None) -> str:
     return key if seed is None else f"{key}|seed={seed}"
 
 
-class ChainOfThought(Strategy):
+def _sampling(strategy: Any) -> bool:
+    return strategy.samples > 1  # greedy: the sampling settings do not change the output
+
+
+class ChainOfThought(Configurable, Strategy):
     name = "cot"
     # 4: the letter after "Answer:" is constrained as " A" (how it is written; "A" got ~0.1% of the
     # mass, so its argmax was noise); 3: vk lists the item's own options; 2: reasoning cut at the last answer line
     prompt_version = "4"
     target_kinds: ClassVar[frozenset[str]] = frozenset({"perspective"})
-
-    def __init__(self, format: str = "auto", samples: int = 1, distribution: bool = False,
-                 max_tokens: int = 256, temperature: float = 0.7, top_p: float = 0.95, **options: Any):
-        refuse_unknown(self, options)  # e.g. sample=5 for samples=5 must not run greedy silently
-        self.format = choice_option(self.name, "format", format, FORMATS)
-        self.samples = int_option(self.name, "samples", samples, 1, "1 = greedy; e.g. 5 for a majority vote")
-        self.distribution = bool_option(self.name, "distribution", distribution)
-        self.max_tokens = int_option(self.name, "max_tokens", max_tokens, 1, "length limit of the reasoning")
-        self.temperature = float_option(self.name, "temperature", temperature, 0.0, "sampling temperature when samples > 1")
-        self.top_p = float_option(self.name, "top_p", top_p, 0.0, "nucleus sampling when samples > 1", maximum=1.0)
-        super().__init__(format=format, samples=self.samples, distribution=self.distribution,
-                         max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p)
-
-    def cache_options(self) -> dict[str, Any]:
-        # format is resolved per item and goes into the key's attribute part
-        opts = {k: v for k, v in self.options.items() if k != "format"}
-        if self.samples == 1:  # greedy: sampling settings do not change the output
-            opts.pop("temperature", None)
-            opts.pop("top_p", None)
-        return opts
+    format = Option(str, "auto", choices=FORMATS, affects_output=False)  # resolved per item: in the key's attribute part
+    samples = Option(int, 1, minimum=1, help="1 = greedy; e.g. 5 for a majority vote")
+    distribution = Option(bool, False)
+    max_tokens = Option(int, 256, minimum=1, help="length limit of the reasoning")
+    temperature = Option(float, 0.7, minimum=0.0, affects_output=_sampling, help="sampling temperature when samples > 1")
+    top_p = Option(float, 0.95, minimum=0.0, maximum=1.0, affects_output=_sampling, help="nucleus sampling when samples > 1")
 
     def sampling(self, sample: int, seed: int) -> Sampling:
         if self.samples == 1:

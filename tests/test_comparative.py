@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 import steerkit
-from steerkit_plugins.comparative import LETTERS, ComparativeRegression, Prompts, ZeroShotFallbackWarning, score_schema
+from steerkit_plugins.choice_baselines import PromptAligned, Unaligned
+from steerkit_plugins.comparative import ComparativeRegression, Regression, ZeroShotComparative, ZeroShotFallbackWarning
+from steerkit_plugins.comparative_prompts import LETTERS, Prompts, score_schema
 from steerkit_plugins.fewshot import ExampleIndex, load_pool
 from tests.fakes import FakeBackend
 from tests.test_fewshot import CountingEncoder, make_pool
@@ -393,7 +395,9 @@ def test_bad_output_is_retried_then_raises_naming_the_scenario():
     ({"temperature": -0.5}, r"temperature=-0\.5.*>= 0"),
     ({"response_chars": 10}, r"response_chars=10.*>= 100"),
     ({"shuffle": "yes"}, r"shuffle='yes'.*true or false"),
-    ({"example_pool": 42}, r"example_pool=int.*list of labelled scenarios"),
+    ({"example_pool": 42}, r"example_pool=42 .*int is not a pool.*list of labelled scenarios"),
+    ({"definitions": ["warmth"]}, r"definitions=\['warmth'\] .*mapping of attribute names"),
+    ({"seed": -1}, r"seed=-1 .*whole number >= 0"),
     ({"definitions": {"warmth": {"definition": "Warm.", "levels": [0, 2]}}}, r"levels=\[0, 2\].*\[0, 1\]"),
 ])
 def test_bad_options_are_invalid_option_errors(options, match):
@@ -407,6 +411,70 @@ def test_bad_options_of_the_baselines_and_a_missing_pool_file(tmp_path):
             steerer(name, kk=1)
     with pytest.raises(steerkit.DatasetError, match=r"nope\.json does not exist"):
         steerer(example_pool=str(tmp_path / "nope.json"))
+    for name in ("prompt-aligned", "unaligned"):  # declared options: checked before any call
+        for options, error, match in (
+            ({"seed": -1}, steerkit.InvalidOptionError, r"seed=-1 .*whole number >= 0"),
+            ({"shuffle": "yes"}, steerkit.InvalidOptionError, r"shuffle='yes'.*true or false"),
+            ({"definitions": "warm"}, steerkit.InvalidOptionError, r"definitions='warm'.*mapping of attribute names"),
+            ({"definitions": {"warmth": " "}}, steerkit.InvalidOptionError, r"definitions=.*'warmth' needs a non-empty definition"),
+        ):
+            with pytest.raises(error, match=match):
+                steerer(name, **options)
+    with pytest.raises(steerkit.InvalidOptionError, match=r"'warmth' needs a non-empty definition"):
+        steerer(definitions={"warmth": ""})
+    with pytest.raises(steerkit.InvalidTargetError, match=r"'warmth' needs a non-empty definition"):
+        ComparativeRegression().define("warmth", "  ")
+    assert steerer("prompt-aligned", seed=4, shuffle=False).strategy.options == {
+        "definitions": None, "seed": 4, "shuffle": False}  # eval results record them
+
+
+# Fingerprints computed by the code before the options were declared (commit 4be40ec): the
+# cache identity of every existing user cache. They must never change for the same options.
+PINNED_FINGERPRINTS = [
+    (ComparativeRegression, {}, "comparative-regression@3:8f7d3dfb3118"),
+    (ComparativeRegression, {"pool": True}, "comparative-regression@3:69c9dde22d0d"),
+    (ComparativeRegression, {"pool": True, "k": 2, "samples": 3, "seed": 7, "response_chars": 2000, "example_chars": 300},
+     "comparative-regression@3:085b696b0d46"),
+    (ComparativeRegression, {"pool": True, "temperature": 0.5, "shuffle": False}, "comparative-regression@3:d0d38fb067b8"),
+    (ComparativeRegression, {"samples": 2, "definitions": {"warmth": "How warm the response feels."}},
+     "comparative-regression@3:3780f918d69d"),
+    (Regression, {}, "regression@3:8f7d3dfb3118"),
+    (Regression, {"pool": True, "k": 3, "temperature": 0.2}, "regression@3:6e6a62fba213"),
+    (ZeroShotComparative, {}, "zero-shot-comparative@3:8f7d3dfb3118"),
+    (ZeroShotComparative, {"samples": 4, "seed": 3, "shuffle": False, "response_chars": 1000},
+     "zero-shot-comparative@3:409b271f87ee"),
+    (ZeroShotComparative, {"pool": True, "k": 2}, "zero-shot-comparative@3:6de34e649de5"),
+    (PromptAligned, {}, "prompt-aligned@choice-1:03a49cfe7994"),
+    (PromptAligned, {"seed": 5}, "prompt-aligned@choice-1:2c826de78b91"),
+    (PromptAligned, {"shuffle": False, "seed": 9, "definitions": {"warmth": "How warm."}}, "prompt-aligned@choice-1:b47bf7f67cad"),
+    (Unaligned, {}, "unaligned@choice-1:03a49cfe7994"),
+    (Unaligned, {"seed": 2}, "unaligned@choice-1:99964730c20c"),
+    (Unaligned, {"shuffle": False}, "unaligned@choice-1:b47bf7f67cad"),
+]
+
+
+class PinnedEncoder:
+    """Names the pool's vectors (the fingerprint holds the name, never embeds)."""
+
+    model_name = "pin-encoder"
+
+    def __call__(self, texts):
+        raise AssertionError("a fingerprint must not embed the pool")
+
+
+@pytest.mark.parametrize("cls, options, fingerprint", PINNED_FINGERPRINTS)
+def test_fingerprints_are_those_of_existing_caches(cls, options, fingerprint, tmp_path):
+    from tests.conftest import DATA
+
+    options = dict(options)
+    if options.pop("pool", False):  # the first 20 HelpSteer2 training scenarios: the pool's content hash
+        pool = load_pool(DATA / "helpsteer2" / "train.json")[:20]
+        options["example_pool"] = ExampleIndex(pool, encoder=PinnedEncoder(), cache_dir=tmp_path)
+    strategy = cls(**options)
+    assert strategy.fingerprint() == fingerprint
+    if isinstance(strategy, ComparativeRegression):  # attribute keys (the definition hash) too
+        assert strategy.attribute_key("helpfulness") == "helpfulness#6cf3adac8a7a"
+        assert "definitions" not in options or strategy.attribute_key("warmth") == "warmth#3e99f5d39022"
 
 
 def test_few_shot_without_a_pool_warns_and_records_k0(tmp_path, caplog):
@@ -540,8 +608,6 @@ def test_choice_baselines_shuffle_letters_so_a_letter_bias_is_no_position_bias(n
 
 
 def test_choice_baselines_have_their_own_prompt_version():
-    from steerkit_plugins.comparative import PromptAligned, Unaligned
-
     assert PromptAligned.prompt_version == Unaligned.prompt_version == Prompts.choice_version
     assert Prompts.choice_version != ComparativeRegression.prompt_version
 

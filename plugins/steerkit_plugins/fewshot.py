@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 import steerkit
-from steerkit import Scenario, text_hash
+from steerkit import Scenario
+from steerkit.plugin import text_hash
 
 from .attributes import known_levels
 

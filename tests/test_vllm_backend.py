@@ -284,6 +284,29 @@ def test_a_refused_request_fails_alone(vllm_backend):
 
 
 @pytest.mark.slow
+def test_an_interrupted_call_leaves_nothing_in_the_engine(vllm_backend, monkeypatch):
+    """Ctrl-C while a call is being sent: the requests already in the engine are dropped at the
+    next call, which answers only its own."""
+    made = []
+    real = vllm_backend.sampling_params
+
+    def interrupting(*args, **kwargs):
+        made.append(1)
+        if len(made) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vllm_backend, "sampling_params", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        vllm_backend.complete([Request(ask(q), Sampling(max_tokens=64)) for q in QUESTIONS])
+    monkeypatch.undo()
+    assert len(vllm_backend._inflight) == 2 and vllm_backend.llm.llm_engine.has_unfinished_requests()
+    done = vllm_backend.complete([Request([{"role": "user", "content": "Say hi."}], Sampling(max_tokens=4))])
+    assert len(done) == 1 and done[0].ok and done[0].output_tokens <= 4
+    assert vllm_backend._inflight == [] and not vllm_backend.llm.llm_engine.has_unfinished_requests()
+
+
+@pytest.mark.slow
 def test_per_request_lora_adapters(vllm_backend, lora_dir, tmp_path):
     """Base and adapter requests in one call: the adapter changes the answer, the base answer
     is the same as without any adapter around, and the adapter's answer is the one peft gives

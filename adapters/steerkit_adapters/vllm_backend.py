@@ -455,6 +455,7 @@ class VLLMBackend(Backend):
                 llm.llm_engine.abort_request(self._inflight, internal=True)
                 self._inflight = []
             sent: dict[str, int] = {}
+            loras: dict[str | None, Any] = {None: None}
             for i, (prompt, make_params, adapter) in enumerate(jobs):
                 try:
                     ids = self.prompt_token_ids(prompt)
@@ -463,15 +464,18 @@ class VLLMBackend(Backend):
                             f"vllm backend: a prompt of {len(ids)} tokens leaves no room to answer in the engine's "
                             f"context of {context} tokens: shorten it or create the backend with a larger max_model_len"
                         )
-                    params, lora = make_params(), self._lora_request(adapter)
-                    sent[llm.enqueue(TokensPrompt(prompt_token_ids=ids), params, lora_request=lora, use_tqdm=False)[0]] = i
+                    if adapter not in loras:  # checked and hashed once per adapter and call
+                        loras[adapter] = self._lora_request(adapter)
+                    params, lora = make_params(), loras[adapter]
+                    rid = llm.enqueue(TokensPrompt(prompt_token_ids=ids), params, lora_request=lora, use_tqdm=False)[0]
+                    sent[rid] = i
+                    self._inflight.append(rid)  # known at once: an interrupt from here on leaves no orphan
                 except steerkit.SteerkitError as exc:
                     results[i] = exc
                 except refused as exc:  # vLLM's validation of this one request
                     results[i] = steerkit.BackendError(f"vllm backend: the engine refused a request: {type(exc).__name__}: {exc}")
             if not sent:
                 return results
-            self._inflight = list(sent)
             self.requests += len(sent)
             try:
                 done = llm.wait_for_completion(use_tqdm=False)

@@ -322,7 +322,7 @@ def test_per_request_lora_adapters(vllm_backend, lora_dir, tmp_path):
     base, tuned, tuned_copy = run.complete([Request(prompt, sampling), Request(prompt, sampling, adapter=str(lora_dir)),
                                             Request(prompt, sampling, adapter=str(copy))])
     assert base.ok and tuned.ok and tuned.text != base.text
-    assert tuned_copy.text == tuned.text and len(vllm_backend._loras) == 1
+    assert tuned_copy.text == tuned.text and len(vllm_backend._lora_ids) == 1
     assert vllm_backend.complete([Request(prompt, sampling)])[0].text == base.text
     assert run.prompt_tokens == 3 * rendered_length(prompt)
     tok = AutoTokenizer.from_pretrained(embedded_model_dir())

@@ -207,7 +207,7 @@ class VLLMBackend(Backend):
         self._llm = None
         self._lock = threading.RLock()
         self._token_ids: dict[str, list[int]] = {}
-        self._loras: dict[str, Any] = {}  # adapter digest -> its LoRARequest (one id per content)
+        self._lora_ids: dict[str, int] = {}  # adapter content digest -> its engine id
         self._inflight: list[str] = []  # engine ids of a call that did not finish (an interrupt)
         self.requests = 0  # prompts sent to the engine (complete + option_logprobs)
         self.engine_start_seconds: float | None = None
@@ -394,38 +394,42 @@ class VLLMBackend(Backend):
                 f"(and max_lora_rank at least the adapters' rank; now {self.max_lora_rank})"
             )
         for adapter in named:
-            self._lora_request(adapter)
+            self._lora_id(adapter)
 
     def adapter_fingerprint(self, adapter: str | None) -> str:
         """The adapter's content digest (``lora.adapter_fingerprint``, as on the transformers
         backend): new weights at the same path change it, a copy elsewhere keeps it."""
         return adapter_fingerprint(adapter)
 
-    def _lora_request(self, adapter: str | None):
-        """The ``LoRARequest`` for an adapter folder, checked once per content version; one
-        engine id per content, so retrained weights at the same path are loaded anew."""
-        if not adapter:
-            return None
+    def _lora_id(self, adapter: str) -> tuple[str, int]:
+        """The adapter's folder and engine id, checked once per content version (one id per
+        content: retrained weights at the same path get a new one, so vLLM loads them anew)."""
         folder = check_adapter(adapter).resolve()
         digest = adapter_fingerprint(str(folder)).split(":", 1)[1]
-        found = self._loras.get(digest)
-        if found is not None:
-            return found
-        config = adapter_config(folder)
-        rank = adapter_rank(config)
-        if rank > self.max_lora_rank:
-            fits = next((r for r in LORA_RANKS if r >= rank), None)
-            raise steerkit.BackendError(
-                f"vllm backend: LoRA adapter {str(folder)!r} has rank {rank}, over the engine's max_lora_rank "
-                f"{self.max_lora_rank}: create the backend with backend_options={{'max_lora_rank': {fits}}}"
-            )
-        check_base(folder, config, read_config(self.model_dir()), self.model_name)
+        if digest not in self._lora_ids:
+            config = adapter_config(folder)
+            rank = adapter_rank(config)
+            if rank > self.max_lora_rank:
+                fits = next((r for r in LORA_RANKS if r >= rank), None)
+                raise steerkit.BackendError(
+                    f"vllm backend: LoRA adapter {str(folder)!r} has rank {rank}, over the engine's max_lora_rank "
+                    f"{self.max_lora_rank}: create the backend with backend_options={{'max_lora_rank': {fits}}}"
+                )
+            check_base(folder, config, read_config(self.model_dir()), self.model_name)
+            self._lora_ids[digest] = len(self._lora_ids) + 1
+        return str(folder), self._lora_ids[digest]
+
+    def _lora_request(self, adapter: str | None):
+        """The ``LoRARequest`` for an adapter folder (at its current path: the same content may
+        have moved since the engine last loaded it)."""
+        if not adapter:
+            return None
         from vllm.lora.request import LoRARequest
 
-        found = self._loras[digest] = LoRARequest(f"steerkit-{digest}", len(self._loras) + 1, str(folder))
-        return found
+        folder, number = self._lora_id(adapter)
+        return LoRARequest(f"steerkit-lora-{number}", number, folder)
 
-    # -- requests -----------------------------------------------------------------------
+    # -- completions --------------------------------------------------------------------
     def prompt_token_ids(self, prompt: ChatPrompt) -> list[int]:
         """The prompt as the engine sees it: the chat template applied (a new assistant turn,
         or the last assistant message continued), then tokenized without extra special tokens

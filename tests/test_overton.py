@@ -132,12 +132,14 @@ def test_llm_judge_reads_yes_no_logprobs_of_the_real_model_and_caches(embedded_b
     judge = ov.LLMJudge(embedded_backend, cache)
     probs = judge.entailment(pairs + pairs[:1])  # a repeated pair is asked once
     assert probs.shape == (4,) and np.all((probs > 0) & (probs < 1)) and probs[3] == probs[0]
-    assert judge.last_run.model_calls == 3
+    assert judge.last_run.model_calls == 3 == judge.model_calls
     lp = embedded_backend.option_logprobs([ov.judge_prompt(p, h) for p, h in pairs], ["Yes", "No"])
     direct = np.exp(lp[:, 0]) / np.exp(lp).sum(axis=1)
     np.testing.assert_allclose(probs[:3], direct, rtol=1e-4)
-    again = ov.LLMJudge(embedded_backend, cache).entailment(pairs)
-    np.testing.assert_allclose(again, probs[:3])
+    second = ov.LLMJudge(embedded_backend, cache)
+    np.testing.assert_allclose(second.entailment(pairs), probs[:3])
+    np.testing.assert_allclose(second.entailment(pairs[:2]), probs[:2])
+    assert second.model_calls == 0 and second.cache_hits == 3 + 2  # totals over both calls
     cache.close()
 
 

@@ -249,6 +249,7 @@ class LLMJudge:
         self.batch_size, self.progress = batch_size, progress
         self.name = f"llm:{backend.model_name}"
         self.last_run: RunContext | None = None
+        self.model_calls = self.cache_hits = 0  # over every entailment() call of this judge
 
     def entailment(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         if not pairs:
@@ -264,7 +265,11 @@ class LLMJudge:
             lp = np.asarray(run.option_logprobs([judge_prompt(p, h) for p, h in batch], list(JUDGE_OPTIONS)))
             return [[CacheRecord(yes_probability(row))] for row in lp]
 
-        records = run.cached(keyed, compute, description="overton: entailment judge")
+        try:
+            records = run.cached(keyed, compute, description="overton: entailment judge")
+        finally:
+            self.model_calls += run.model_calls
+            self.cache_hits += run.cache_hits
         score = {pair: float(records[keys[0]].score) for keys, pair in keyed}
         return np.array([score[pair] for pair in pairs], dtype=float)
 
@@ -430,11 +435,9 @@ def overton_eval(backend: Backend, items: Sequence[OvertonItem], *, strategy: St
     results["config"] = {"strategy": strategy.name if strategy is not None else BASELINE,
                          "strategy_fingerprint": strategy.fingerprint() if strategy is not None else NO_POOL_VERSION,
                          "backend": backend.name, "model": backend.model_name, "sampling_no_pool": repr(sampling)}
-    judge_run = getattr(entail, "last_run", None)
     results["usage"] = {
         "model calls (outputs)": run.model_calls, "cache hits (outputs)": run.cache_hits,
-        "judge calls": judge_run.model_calls if judge_run else 0,
-        "judge cache hits": judge_run.cache_hits if judge_run else 0,
+        "judge calls": getattr(entail, "model_calls", 0), "judge cache hits": getattr(entail, "cache_hits", 0),
         "generate s": round(generate_seconds, 2), "total s": round(time.perf_counter() - t0, 2),
     }
     return results

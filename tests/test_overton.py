@@ -273,6 +273,12 @@ def test_eval_vk_overton_prints_the_no_pool_coverage_row(tmp_path, data_dir):
     data = json.loads(again.stdout)
     assert data["usage"]["model calls (outputs)"] == 0 and data["usage"]["judge calls"] == 0
     assert data["rows"]["no-pool"]["mean"] == row["mean"]
+    folder = tiny_nli_folder(tmp_path / "nli", {0: "ENTAILMENT", 1: "NEUTRAL", 2: "CONTRADICTION"})
+    nli = CliRunner().invoke(_cli(), args + ["--json", "--judge", f"nli:{folder}"])  # same outputs, another judge
+    judged = json.loads(nli.stdout)
+    assert judged["judge"] == "nli:nli" and judged["usage"]["model calls (outputs)"] == 0
+    assert judged["rows"]["no-pool"]["outputs"] == saved["rows"]["no-pool"]["outputs"]
+    assert 0 < judged["rows"]["no-pool"]["mean"] < 1
 
 
 def test_eval_vk_overton_with_the_modular_strategy_prints_its_row_next_to_no_pool(tmp_path, data_dir):

@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> dict:
         acc.add_row("opinionqa", "cot distribution=true", str(c["metrics"]["n"]), pct(c["metrics"]["accuracy"]),
                     pct(c["metrics"]["balanced_accuracy"]), pct(c["metrics"]["macro_f1"]), jsd(c["metrics"]),
                     f"{c['model_calls'] / max(1, c['metrics']['n']):.1f}", "")
-    console.print(acc)
+    if out["accuracy"] or "distributional" in out:
+        console.print(acc)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"bench_modular_{time.strftime('%Y%m%d-%H%M%S')}.json"

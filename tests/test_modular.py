@@ -468,4 +468,4 @@ def test_eval_command_gives_cots_metrics_and_baselines_and_modes(eval_cli):
         bad = eval_cli("--strategy", "modular", "--mode", "bogus", "--dataset", "vk", "--limit", "2", "--backend", "fake-modular")
         assert bad.exit_code == 2 and "mode='bogus'" in bad.output and "Traceback" not in bad.output
         cot = eval_cli("--strategy", "cot", "--mode", "distributional", "--dataset", "vk", "--limit", "2", "--backend", "fake-modular")
-        assert cot.exit_code == 2 and "cot got unknown options ['mode', 'pool']" in cot.output
+        assert cot.exit_code == 2 and "got unknown options ['mode', 'pool']" in cot.output

@@ -464,3 +464,8 @@ def test_community_lora_trains_resumes_and_changes_the_embedded_models_logits(tm
     manifest.write_manifest(out, other)
     with pytest.raises(steerkit.ModelNotFoundError, match="trained on another base model"):
         embedded_backend.check_adapters([steerkit.Request([{"role": "user", "content": "hi"}], adapter=str(out))])
+    manifest.write_manifest(out, m)
+    from steerkit_plugins.checkpoint import CheckpointStrategy
+
+    with pytest.raises(steerkit.CheckpointError, match="community LoRA adapter.*modular pool"):
+        CheckpointStrategy(path=out)  # a community adapter is not a trained strategy

@@ -182,6 +182,12 @@ class CheckpointStrategy(ChainOfThought):
             )
         self.folder = Path(path).expanduser().resolve()
         self.manifest = read_manifest(self.folder)  # missing, not a checkpoint, unfinished: CheckpointError
+        if self.manifest.get("method") == "community":
+            raise CheckpointError(
+                f"{self.folder} is a community LoRA adapter (`steerkit train community`), not a trained "
+                "strategy: put it in a modular pool (strategy 'modular', -o adapters='{\"name\": \"FOLDER\"}' "
+                "or a pool file naming the folder)"
+            )
         self.style = self.manifest.get("prompt_style")
         self.task = self.manifest.get("task")
         version = self.manifest.get("prompt_version")

@@ -277,12 +277,12 @@ def test_counters_are_charged_to_each_scenario(tmp_path):
 
 def test_run_cached_shares_batch_calls_and_names_failures():
     """RunContext.cached on its own: per-owner accounting sums to the run totals."""
-    run = steerkit.RunContext(FakeBackend(), None, progress=False, batch_size=2)
-    keyed = [([steerkit.CacheKey("m", "s", f"sc{i}", "", "a", 0)], i) for i in range(5)]
+    run = steerkit.plugin.RunContext(FakeBackend(), None, progress=False, batch_size=2)
+    keyed = [([steerkit.plugin.CacheKey("m", "s", f"sc{i}", "", "a", 0)], i) for i in range(5)]
 
     def compute(items):
         run.generate([[{"role": "user", "content": str(i)}] for i in items] + [[{"role": "user", "content": "extra"}]])
-        return [steerkit.ModelOutputError(f"item {i} broke") if i == 3 else [steerkit.CacheRecord(float(i))]
+        return [steerkit.ModelOutputError(f"item {i} broke") if i == 3 else [steerkit.plugin.CacheRecord(float(i))]
                 for i in items]
 
     with pytest.raises(steerkit.ModelOutputError, match=r"1 of 5 item\(s\) failed: item 3 broke.*No cache") as err:
@@ -301,9 +301,9 @@ def test_a_retried_answer_records_its_retries_and_is_counted(tmp_path):
     s = steerer(backend=FakeBackend(responder=lambda p, c: next(outputs)), cache=cache, shuffle=False)
     table = s.score(scenarios(2, 2), ["care"])
     assert table.model_calls == 3 and s.last_run.retried == 2  # s0's two scores needed one retry
-    store = steerkit.ScoreCache(cache)
+    store = steerkit.plugin.ScoreCache(cache)
     payloads = sorted(json.dumps(r.payload, sort_keys=True) for r in store.get_many(
-        [steerkit.CacheKey(s.backend.fingerprint(), s.strategy.fingerprint(), sc.key, steerkit.text_hash(resp),
+        [steerkit.plugin.CacheKey(s.backend.fingerprint(), s.strategy.fingerprint(), sc.key, steerkit.plugin.text_hash(resp),
                            s.strategy.attribute_key("care"), 0)
          for sc in scenarios(2, 2) for resp in sc.responses]).values())
     assert payloads == ['{"retries": 0, "temperature": 0.0}'] * 2 + ['{"retries": 1, "temperature": 0.3}'] * 2

@@ -72,11 +72,11 @@ def label_echo_strategy():
     re-alignment timing without a model (the read path is the one every strategy uses)."""
     import steerkit
 
-    class LabelEcho(steerkit.AttributeStrategy):
+    class LabelEcho(steerkit.plugin.AttributeStrategy):
         name = "label-echo"
 
         def score_jobs(self, run, jobs):
-            return [[steerkit.ResponseScore(float(j.scenario.labels[r][j.attribute])) for r in j.responses]
+            return [[steerkit.plugin.ResponseScore(float(j.scenario.labels[r][j.attribute])) for r in j.responses]
                     for j in jobs]
 
     return LabelEcho()

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     console = Console()
-    backend = steerkit.lookup("backend", args.backend)(model=args.model)
+    backend = steerkit.plugin.lookup("backend", args.backend)(model=args.model)
     t0 = time.perf_counter()
     for engine in ("hf_model", "llm"):  # load once, outside the timings (transformers / vllm)
         if hasattr(type(backend), engine):
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the counted OpinionQA skips are reported below
-        datasets = [(n, steerkit.lookup("dataset", n)(path=args.data, limit=k)) for n, k in
+        datasets = [(n, steerkit.plugin.lookup("dataset", n)(path=args.data, limit=k)) for n, k in
                     (("vk", args.vk), ("opinionqa", args.opinionqa)) if k > 0]
 
     for name, ds in datasets:

@@ -68,7 +68,7 @@ def synthetic(n: int, start: int = 0) -> list:
 # -- the child process -------------------------------------------------------------------------
 def rating_strategy():
     """A one-token rating strategy (1-5 under a choice constraint, one prompt per response): the
-    real model through the same ``AttributeStrategy.score`` / ``RunContext.cached`` path as the
+    real model through the same ``AttributeStrategy.score`` / ``RunContext.compute_missing`` path as the
     first-party strategies, at one decoding step a prompt. zero-shot-comparative's constrained
     JSON takes minutes per batch of 8 on a shared 2-core CPU (``--strategy`` picks it anyway)."""
     from steerkit.plugin import AttributeStrategy, Constraint, ResponseScore, Sampling

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
     gold = [e.gold for e in val]
     # the default score cache: the trainer validates each run through the checkpoint strategy on
     # the same items there, so the checkpoints' answers below are cache hits, not a second pass
-    cache = steerkit.ScoreCache()
+    cache = steerkit.plugin.ScoreCache()
     result: dict[str, Any] = {
         "dataset": args.dataset, "preset": args.preset, "task": task, "split": plan.split.info,
         "n_val": len(val), "max_tokens": args.max_tokens, "smoke": args.smoke,

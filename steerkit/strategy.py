@@ -1,7 +1,7 @@
 """Strategies and the run context they work in.
 
 A strategy turns scenarios and a target into selections. The host gives it a ``RunContext``:
-the backend (which loads lazily), the cache, counters and progress. ``RunContext.cached``
+the backend (which loads lazily), the cache, counters and progress. ``RunContext.compute_missing``
 does the bookkeeping every strategy needs: skip what is stored before any prompt is built,
 send the rest in batches, commit each batch as it arrives (and, when a batch is interrupted,
 every item whose prompts were already answered), keep every success when some items fail, and
@@ -76,7 +76,7 @@ class RunContext:
         self.output_tokens = 0  # tokens the model wrote
         self.usage_by: dict[Hashable, Usage] = {}
         self.started = time.perf_counter()
-        self._answers: dict[tuple, Any] | None = None  # this batch's answers so far (inside ``cached``)
+        self._answers: dict[tuple, Any] | None = None  # this batch's answers so far (inside ``compute_missing``)
         self._replay: dict[tuple, Any] | None = None  # answers to serve instead of the backend
 
     @property
@@ -93,7 +93,7 @@ class RunContext:
 
         A backend that runs requests in micro-batches one after another says how it splits
         them (``backend.micro_batches(requests)``: index lists); they are sent one micro-batch
-        at a time and, inside ``cached``, each answer is kept as it arrives, so an interrupt
+        at a time and, inside ``compute_missing``, each answer is kept as it arrives, so an interrupt
         loses only the requests in flight. A failed request comes back as a Completion with its
         error; the others stand."""
         if not requests:
@@ -130,7 +130,7 @@ class RunContext:
 
         A failed request raises ``PartialBatchError`` (carrying every answer) unless
         ``strict=False``: then its exception stands in place of its text, so a strategy keeps
-        the other answers (for ``cached``) and reports the rest."""
+        the other answers (for ``compute_missing``) and reports the rest."""
         done = self.complete([Request(p, sampling, constraint, adapter) for p in prompts])
         return texts_or_errors(done, strict=strict)
 
@@ -159,7 +159,7 @@ class RunContext:
 
         A backend that returns anything else is broken: ModelOutputError, never a guess. With
         ``strict=False`` that error, or the backend's error for that prompt, is returned in place
-        of the answer (for ``cached``), so the other answers of the batch are kept."""
+        of the answer (for ``compute_missing``), so the other answers of the batch are kept."""
         per_prompt = _per_prompt(options, len(prompts))
         requests = [
             Request(p, Sampling(temperature=0.0, max_tokens=_choice_budget(opts, prefix)),
@@ -217,7 +217,7 @@ class RunContext:
                 self._answers.update((keys[i], result[i].copy()) for i in idx)
         return result
 
-    def cached(
+    def compute_missing(
         self,
         keyed_items: Sequence[tuple[Sequence[CacheKey], Item]],
         compute: Callable[[list[Item]], Sequence[Sequence[CacheRecord] | BaseException]],
@@ -246,7 +246,7 @@ class RunContext:
         of calls, e.g. one prompt per item; retries are spread over their batch). Read the totals
         with ``usage(owner)`` or fill selections with ``charge_selections``. A strategy that
         answers one scenario per item (e.g. cot) calls
-        ``run.cached(keyed, compute, owner=lambda item: item_scenario_index)`` and then
+        ``run.compute_missing(keyed, compute, owner=lambda item: item_scenario_index)`` and then
         ``run.charge_selections(selections)``."""
         all_keys = [k for keys, _ in keyed_items for k in keys]
         found = self.cache.get_many(all_keys) if self.cache is not None else {}
@@ -297,6 +297,8 @@ class RunContext:
             raise self._failed(failures, len(todo), description)
         return found
 
+    cached = compute_missing  # the 0.1 name, kept for one release
+
     def _salvage(self, batch: list[tuple[Sequence[CacheKey], Any]], compute: Callable[[list[Any]], Sequence[Any]]) -> None:
         """Store the items of an interrupted batch whose prompts were all answered, by running
         ``compute`` on each alone against the kept answers (an unanswered prompt raises)."""
@@ -341,7 +343,7 @@ class RunContext:
         return err
 
     def usage(self, owner: Hashable) -> Usage:
-        """Calls, hits and misses charged to ``owner`` by ``cached(..., owner=...)`` so far."""
+        """Calls, hits and misses charged to ``owner`` by ``compute_missing(..., owner=...)`` so far."""
         return self.usage_by.get(owner, Usage())
 
     def charge_selections(self, selections: Sequence[Selection]) -> None:
@@ -356,7 +358,7 @@ class RunContext:
 
 
 class _Unanswered(Exception):
-    """A replayed prompt that the backend had not answered (see ``RunContext.cached``)."""
+    """A replayed prompt that the backend had not answered (see ``RunContext.compute_missing``)."""
 
 
 def texts_or_errors(done: Sequence[Completion], *, strict: bool = True) -> list[Any]:
@@ -529,7 +531,7 @@ class AttributeStrategy(Strategy):
                         keyed.append((keys, job))
         calls_before, tokens_before = run.model_calls, (run.prompt_tokens, run.output_tokens)
         hits_before, misses_before = run.cache_hits, run.cache_misses
-        records = run.cached(
+        records = run.compute_missing(
             keyed,
             lambda jobs: [
                 per_job if isinstance(per_job, BaseException)

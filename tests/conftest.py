@@ -65,7 +65,7 @@ def embedded_backend():
     """The real embedded SmolLM2-135M on the transformers backend, loaded once per session."""
     import steerkit
 
-    backend = steerkit.lookup("backend", "transformers")()
+    backend = steerkit.plugin.lookup("backend", "transformers")()
     backend.hf_model  # load now so tests measure their own work, not the load
     yield backend
     backend.close()

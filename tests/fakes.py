@@ -30,7 +30,7 @@ def minimal_instance(schema: dict, rng: np.random.Generator) -> object:
     return "fake text"
 
 
-class FakeBackend(steerkit.Backend):
+class FakeBackend(steerkit.plugin.Backend):
     """``micro_batch_size`` makes it say it runs prompts that many at a time, one batch after
     another (as the transformers backend does); ``fail_after`` makes it raise ``failure`` on
     the micro-batch that would take it past that many answered prompts (an interrupt, a crash)."""
@@ -75,11 +75,11 @@ class FakeBackend(steerkit.Backend):
             else:
                 text = ""
             if isinstance(text, BaseException):  # a responder may fail one request
-                out.append(steerkit.Completion.failed(text))
+                out.append(steerkit.plugin.Completion.failed(text))
                 continue
             words = len(text.split())
             cut = words > r.sampling.max_tokens
-            out.append(steerkit.Completion(
+            out.append(steerkit.plugin.Completion(
                 text=" ".join(text.split()[: r.sampling.max_tokens]) if cut else text,
                 finish_reason="length" if cut else "stop",
                 prompt_tokens=sum(len(m["content"].split()) for m in p), output_tokens=min(words, r.sampling.max_tokens),

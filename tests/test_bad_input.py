@@ -63,13 +63,13 @@ def _cli(*args: str) -> Any:
 
 
 def _hs2(path: Path) -> Any:
-    return steerkit.lookup("dataset", "helpsteer2")(path=path)
+    return steerkit.plugin.lookup("dataset", "helpsteer2")(path=path)
 
 
 def _cache_with_rows(folder: Path) -> Path:
     path = folder / "c.sqlite3"
-    cache = steerkit.ScoreCache(path)
-    cache.put_many([(steerkit.CacheKey("m", "s", f"sc{i}", "r", "a"), steerkit.CacheRecord(0.5, "x" * 500))
+    cache = steerkit.plugin.ScoreCache(path)
+    cache.put_many([(steerkit.plugin.CacheKey("m", "s", f"sc{i}", "r", "a"), steerkit.plugin.CacheRecord(0.5, "x" * 500))
                     for i in range(400)])
     cache.close()
     return path
@@ -122,7 +122,7 @@ sys.path.insert(0, sys.argv[2])
 import steerkit
 from tests.fakes import FakeBackend
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing us
-cache = steerkit.ScoreCache(sys.argv[1])  # created under the limit
+cache = steerkit.plugin.ScoreCache(sys.argv[1])  # created under the limit
 resource.setrlimit(resource.RLIMIT_FSIZE, (96 * 1024, 96 * 1024))
 scenarios = [steerkit.Scenario(f"Question {i}?" + " pad" * 60, (f"one {i}" + " x" * 80, f"two {i}" + " y" * 80)) for i in range(400)]
 s = steerkit.Steerer("zero-shot-comparative", backend=FakeBackend(), cache=cache, progress=False)
@@ -152,30 +152,30 @@ def _fill(path: Path) -> None:
     if r.returncode != 3:
         raise AssertionError(f"expected a steerkit error, got exit {r.returncode}: {r.stdout[-500:]} {r.stderr[-1500:]}")
     name, message = r.stdout.strip().splitlines()[-1].split("\t", 1)
-    cache = steerkit.ScoreCache(path)
+    cache = steerkit.plugin.ScoreCache(path)
     cache.verify()  # what was committed before the disk filled is intact
     cache.close()
     raise _Raised(name, message)
 
 
 class _FailingHook:
-    @steerkit.hookimpl
+    @steerkit.plugin.hookimpl
     def register_strategies(self, register):
         register("never-registered", object)
         raise RuntimeError("the plugin's author made a mistake")
 
 
 def _failing_hook(folder: Path) -> str:
-    return steerkit.register_plugin(_FailingHook(), name="failing-hook-plugin")
+    return steerkit.plugin.register_plugin(_FailingHook(), name="failing-hook-plugin")
 
 
 def _call_failing_hook(name: str) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            steerkit.lookup("strategy", "never-registered")
+            steerkit.plugin.lookup("strategy", "never-registered")
     finally:
-        steerkit.unregister_plugin(name)
+        steerkit.plugin.unregister_plugin(name)
 
 
 def _broken_entry_point(folder: Path) -> Path:
@@ -193,8 +193,8 @@ def _call_broken_entry_point(site: Path) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            assert "broken-plugin" in steerkit.plugin_errors()  # reported by name, the host still up
-            steerkit.lookup("strategy", "broken-plugin-strategy")
+            assert "broken-plugin" in steerkit.plugin.plugin_errors()  # reported by name, the host still up
+            steerkit.plugin.lookup("strategy", "broken-plugin-strategy")
     finally:
         sys.path.remove(str(site))
         importlib.invalidate_caches()
@@ -279,17 +279,17 @@ CASES: list[Case] = [
                                                     + ['{"prompt": "last", "responses": ["only one"]']) + "\n"), _hs2),
     Case("data-gzip-corrupt", "dataset", steerkit.DatasetError, lambda f: _file(f, "eval.json.gz", b"\x1f\x8b\x08not gzip"), _hs2),
     Case("data-vk-malformed", "dataset", steerkit.DatasetError, lambda f: _file(f, "steerable_test.json", "{not json"),
-         lambda p: steerkit.lookup("dataset", "vk")(path=p)),
+         lambda p: steerkit.plugin.lookup("dataset", "vk")(path=p)),
     # -- plugins -------------------------------------------------------------------------------
     Case("plugin-entry-point-fails-to-import", "plugin", steerkit.UnknownPluginError, _broken_entry_point, _call_broken_entry_point),
     Case("plugin-hook-raises", "plugin", steerkit.UnknownPluginError, _failing_hook, _call_failing_hook),
     # -- cache ---------------------------------------------------------------------------------
-    Case("cache-truncated-file", "cache", steerkit.CacheError, _truncated, steerkit.ScoreCache),
-    Case("cache-foreign-sqlite", "cache", steerkit.CacheError, _foreign, steerkit.ScoreCache),
-    Case("cache-other-schema-version", "cache", steerkit.CacheError, _other_schema, steerkit.ScoreCache),
-    Case("cache-not-sqlite", "cache", steerkit.CacheError, lambda f: _file(f, "c.sqlite3", "hello, not a database"), steerkit.ScoreCache),
-    Case("cache-read-only-folder", "cache", steerkit.CacheError, _read_only_folder, steerkit.ScoreCache),
-    Case("cache-path-is-a-folder", "cache", steerkit.CacheError, lambda f: f, steerkit.ScoreCache),
+    Case("cache-truncated-file", "cache", steerkit.CacheError, _truncated, steerkit.plugin.ScoreCache),
+    Case("cache-foreign-sqlite", "cache", steerkit.CacheError, _foreign, steerkit.plugin.ScoreCache),
+    Case("cache-other-schema-version", "cache", steerkit.CacheError, _other_schema, steerkit.plugin.ScoreCache),
+    Case("cache-not-sqlite", "cache", steerkit.CacheError, lambda f: _file(f, "c.sqlite3", "hello, not a database"), steerkit.plugin.ScoreCache),
+    Case("cache-read-only-folder", "cache", steerkit.CacheError, _read_only_folder, steerkit.plugin.ScoreCache),
+    Case("cache-path-is-a-folder", "cache", steerkit.CacheError, lambda f: f, steerkit.plugin.ScoreCache),
     Case("cache-full-disk", "cache", steerkit.CacheError, _full_disk, _fill, writes_ok=True),
     # -- model folders -------------------------------------------------------------------------
     Case("model-missing-folder", "model", steerkit.ModelNotFoundError, NO_FOLDER,

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 import steerkit
-from steerkit import CacheError, CacheKey, CacheRecord, ScoreCache
+from steerkit import CacheError
+from steerkit.plugin import CacheKey, CacheRecord, ScoreCache
 from tests.fakes import FakeBackend
 
 KEY = CacheKey("fake:m", "strat@1:abc", "scen", "resp", "care", 0)
@@ -192,7 +193,7 @@ import warnings
 import steerkit
 from steerkit import CacheKey, CacheRecord, ScoreCache, CacheError
 from tests.fakes import FakeBackend
-steerkit.registry("strategy")  # plugins load before the interpreter's own folder may become unreadable
+steerkit.plugin.registry("strategy")  # plugins load before the interpreter's own folder may become unreadable
 """ + _drop_root() + f"""
 key = CacheKey{tuple(KEY.__dict__.values())!r}
 with warnings.catch_warnings(record=True) as seen:
@@ -287,7 +288,7 @@ def test_two_processes_writing_one_file_lose_nothing(cache_path):
 
 # -- interrupted run -------------------------------------------------------------------------
 
-class CountingStrategy(steerkit.AttributeStrategy):
+class CountingStrategy(steerkit.plugin.AttributeStrategy):
     """One prompt per (scenario, attribute); the fake model answers with a fixed score.
     ``interrupt_at`` raises KeyboardInterrupt when that batch (1-based) starts."""
 
@@ -307,7 +308,7 @@ class CountingStrategy(steerkit.AttributeStrategy):
         outputs = run.generate(prompts)
         if self.batches == self.interrupt_at:
             raise KeyboardInterrupt  # after the model worked, before this batch is stored
-        return [[steerkit.ResponseScore(0.1 * (r + 1), o) for r in j.responses] for j, o in zip(jobs, outputs)]
+        return [[steerkit.plugin.ResponseScore(0.1 * (r + 1), o) for r in j.responses] for j, o in zip(jobs, outputs)]
 
 
 SCENARIOS = [steerkit.Scenario(f"question {i}?", (f"a{i}", f"b{i}", f"c{i}")) for i in range(5)]
@@ -370,7 +371,7 @@ def test_an_interrupt_inside_a_batch_keeps_every_prompt_answered_before_it(cache
         assert set(backend2.call_sizes) <= set(range(1, micro + 1))  # one micro-batch per backend call
 
 
-class InterruptedBackend(steerkit.Backend):
+class InterruptedBackend(steerkit.plugin.Backend):
     """The real embedded model, interrupted (as by Ctrl-C) when its ``calls``-th call starts."""
 
     name = "transformers"
@@ -436,10 +437,10 @@ def test_real_model_micro_batched_generation_equals_one_call(embedded_backend):
     embedded_backend.micro_batch_size = 2
     try:
         prompts = [[{"role": "user", "content": s.question}] for s in REAL[:4]]
-        sampling = steerkit.Sampling(temperature=1.0, max_tokens=4, seed=11)
+        sampling = steerkit.plugin.Sampling(temperature=1.0, max_tokens=4, seed=11)
         whole = embedded_backend.generate(prompts, sampling)
-        assert len(embedded_backend.micro_batches([steerkit.Request(p, sampling) for p in prompts])) == 2
-        run = steerkit.RunContext(embedded_backend, None, progress=False)
+        assert len(embedded_backend.micro_batches([steerkit.plugin.Request(p, sampling) for p in prompts])) == 2
+        run = steerkit.plugin.RunContext(embedded_backend, None, progress=False)
         assert run.generate(prompts, sampling) == whole and run.model_calls == 4
     finally:
         embedded_backend.micro_batch_size = size

@@ -43,7 +43,7 @@ def stub_folder(folder: Path, *, weights_file: str = "model.safetensors", **fiel
 
 @pytest.fixture(scope="module")
 def embedded_dir() -> Path:
-    return Path(steerkit.lookup("backend", "transformers")().model_dir())
+    return Path(steerkit.plugin.lookup("backend", "transformers")().model_dir())
 
 
 def real_folder(folder: Path, embedded_dir: Path, *, copy_weights: bool = False, **fields) -> Path:
@@ -113,7 +113,7 @@ def test_prompt_version_or_style_from_another_steerkit(tmp_path):
 
 def test_items_of_another_task_are_refused_before_the_model_loads(tmp_path):
     folder = stub_folder(tmp_path / "vk-run")
-    backend = steerkit.lookup("backend", "transformers")(model=str(folder))
+    backend = steerkit.plugin.lookup("backend", "transformers")(model=str(folder))
     s = Steerer(strategy="checkpoint", path=str(folder), backend=backend, cache=False, progress=False)
     with pytest.raises(CheckpointError, match="trained for 'vk' items.*'opinionqa' item"):
         s.select_many([VK, OQA], [RIGHT, Perspective("Liberal", category="Political ideology")])
@@ -197,7 +197,7 @@ def test_cache_identity_has_style_and_prompt_version(tmp_path):
 # -- real checkpoints of the embedded model (slow) ------------------------------------------
 @pytest.fixture(scope="module")
 def vk_items():
-    ds = steerkit.lookup("dataset", "vk")(path=DATA).head(3)
+    ds = steerkit.plugin.lookup("dataset", "vk")(path=DATA).head(3)
     return ds.scenarios, ds.perspectives
 
 
@@ -291,7 +291,7 @@ def test_eval_split_val_scores_exactly_the_runs_held_out_items(tmp_path, embedde
     report = json.loads(r.stdout)
     expected = validation_dataset(json.loads((folder / MANIFEST_NAME).read_text()))
     assert [it["id"] for it in report["items"]] == [s.id for s in expected.scenarios] and len(expected) == 3
-    first40 = {s.id for s in steerkit.lookup("dataset", "vk")(path=DATA).head(40).scenarios}
+    first40 = {s.id for s in steerkit.plugin.lookup("dataset", "vk")(path=DATA).head(40).scenarios}
     assert {it["id"] for it in report["items"]} <= first40
 
 

@@ -21,20 +21,20 @@ def commands():
 
 @pytest.fixture
 def vk5(data_dir):
-    return steerkit.lookup("dataset", "vk")(path=data_dir, limit=5)
+    return steerkit.plugin.lookup("dataset", "vk")(path=data_dir, limit=5)
 
 
 @pytest.fixture
 def oqa6(data_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return steerkit.lookup("dataset", "opinionqa")(path=data_dir, limit=6)
+        return steerkit.plugin.lookup("dataset", "opinionqa")(path=data_dir, limit=6)
 
 
 def test_registered():
-    assert "openai-moderation" in steerkit.registry("classifier")
-    assert {"vk", "opinionqa"} <= set(steerkit.registry("dataset"))
-    assert "cot" in steerkit.registry("strategy")
+    assert "openai-moderation" in steerkit.plugin.registry("classifier")
+    assert {"vk", "opinionqa"} <= set(steerkit.plugin.registry("dataset"))
+    assert "cot" in steerkit.plugin.registry("strategy")
 
 
 def test_evaluate_vk_writes_results(vk5, tmp_path, cache_path):
@@ -113,7 +113,7 @@ def test_oracle_scores_one_on_every_limit(data_dir, limit):
     for name in ("opinionqa", "vk"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            ds = steerkit.lookup("dataset", name)(path=data_dir, limit=limit)
+            ds = steerkit.plugin.lookup("dataset", name)(path=data_dir, limit=limit)
         s = steerkit.Steerer("oracle", cache=False, progress=False)
         m = choice_eval.evaluate_choice_dataset(s, ds, print_table=False)["metrics"]
         assert m["accuracy"] == m["balanced_accuracy"] == m["macro_f1"] == 1.0, (name, limit)
@@ -194,7 +194,7 @@ class FaithfulnessFake(FakeBackend):
 
 
 class FaithfulnessPlugin:
-    @steerkit.hookimpl
+    @steerkit.plugin.hookimpl
     def register_backends(self, register):
         register("fake-faithfulness", lambda model=None, **kw: FaithfulnessFake(
             model, responder=lambda p, c: "A" if "supports" in p[0]["content"] else "C"))
@@ -209,7 +209,7 @@ def test_faithfulness_command(tmp_path, cache_path):
     data["items"][0]["reasoning"] = ["The value supports it."]  # pred A: faithful
     data["items"][2]["reasoning"] = ["The value supports it."]  # pred B: unfaithful (evaluator A)
     open(path, "w").write(json.dumps(data))
-    name = steerkit.register_plugin(FaithfulnessPlugin(), name="test-faithfulness-fake")
+    name = steerkit.plugin.register_plugin(FaithfulnessPlugin(), name="test-faithfulness-fake")
     try:
         r = CliRunner().invoke(commands(), ["faithfulness", path, "--backend", "fake-faithfulness",
                                             "--cache", str(cache_path), "--json"])
@@ -223,13 +223,13 @@ def test_faithfulness_command(tmp_path, cache_path):
         assert r.exit_code == 0 and "faithful: 50.0% of 4 CoTs (4 items)" in r.output
         assert "0 model calls" in r.output  # served from the cache
     finally:
-        steerkit.unregister_plugin(name)
+        steerkit.plugin.unregister_plugin(name)
 
 
 def test_moderation_without_key(monkeypatch, tmp_path):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(steerkit.BackendError, match="OPENAI_API_KEY is not set"):
-        steerkit.lookup("classifier", "openai-moderation")()
+        steerkit.plugin.lookup("classifier", "openai-moderation")()
     res = _results(tmp_path / "a.json", [True])
     r = CliRunner().invoke(commands(), ["moderation", str(res)])
     assert r.exit_code == 0
@@ -263,7 +263,7 @@ def test_faithfulness_real_model(embedded_backend, vk5, cache_path):
     ]
     items = [{"id": s.id, "question": s.question, "options": list(s.responses), "pred": p, "reasoning": [c]}
              for s, p, c in zip(vk5.scenarios, (0, 1, 2), cots)]
-    cache = steerkit.ScoreCache(cache_path)
+    cache = steerkit.plugin.ScoreCache(cache_path)
     res = choice_eval.check_faithfulness(items, embedded_backend, cache)
     assert res["n"] == 3 and res["model_calls"] == 3
     assert 0.0 <= res["faithful_rate"] <= 1.0

@@ -110,7 +110,7 @@ def test_select_bad_scenario(responses, word):
 
 def test_perspective_to_attribute_only_strategy_via_cli():
     # comparative-regression (or any attribute-only strategy) refuses a perspective, exit 2
-    from steerkit import registry
+    from steerkit.plugin import registry
     from steerkit.strategy import AttributeStrategy
 
     attr_only = sorted(n for n, f in registry("strategy").items()
@@ -203,13 +203,13 @@ def demo_backends():
             built.append(self)
 
     class Plugin:
-        @steerkit.hookimpl
+        @steerkit.plugin.hookimpl
         def register_backends(self, register):
             register("demo-fake", Recording)
 
-    name = steerkit.register_plugin(Plugin(), name="demo-fake-plugin")
+    name = steerkit.plugin.register_plugin(Plugin(), name="demo-fake-plugin")
     yield built
-    steerkit.unregister_plugin(name)
+    steerkit.plugin.unregister_plugin(name)
 
 
 def test_demo_points_at_another_model_with_one_flag(tmp_path, demo_backends):

@@ -276,7 +276,7 @@ def test_counters_are_charged_to_each_scenario(tmp_path):
 
 
 def test_run_cached_shares_batch_calls_and_names_failures():
-    """RunContext.cached on its own: per-owner accounting sums to the run totals."""
+    """RunContext.compute_missing on its own: per-owner accounting sums to the run totals."""
     run = steerkit.plugin.RunContext(FakeBackend(), None, progress=False, batch_size=2)
     keyed = [([steerkit.plugin.CacheKey("m", "s", f"sc{i}", "", "a", 0)], i) for i in range(5)]
 
@@ -286,7 +286,7 @@ def test_run_cached_shares_batch_calls_and_names_failures():
                 for i in items]
 
     with pytest.raises(steerkit.ModelOutputError, match=r"1 of 5 item\(s\) failed: item 3 broke.*No cache") as err:
-        run.cached(keyed, compute, "test", owner=lambda i: i % 2)
+        run.compute_missing(keyed, compute, "test", owner=lambda i: i % 2)
     assert err.value.failures[0][0] == 3
     assert run.model_calls == 8  # 3 batches: 3 + 3 + 2 prompts
     assert run.usage(0).model_calls + run.usage(1).model_calls == 8

@@ -34,7 +34,7 @@ class RecordingBackend(FakeBackend):
                     text = self.free_text(p) if callable(self.free_text) else self.free_text
                 else:
                     text = self.answers.pop(0) if self.answers else constraint.value[-1]
-                out[i] = steerkit.Completion(text=text)
+                out[i] = steerkit.plugin.Completion(text=text)
         return out
 
 
@@ -139,7 +139,7 @@ def test_two_step_answer_comes_from_the_constrained_step():
     sel = steerer(be).select_many([VK], steerkit.Perspective("Right to a safe environment"))[0]
     (free_prompts, free_sampling, free_c), (ans_prompts, ans_sampling, ans_c) = be.calls
     assert free_c is None and free_sampling.greedy and free_prompts[0][-1]["role"] == "user"
-    assert ans_c == steerkit.Constraint.choice([" A", " B", " C"])  # after "Answer:" a letter is " A"
+    assert ans_c == steerkit.plugin.Constraint.choice([" A", " B", " C"])  # after "Answer:" a letter is " A"
     last = ans_prompts[0][-1]
     assert last == {"role": "assistant", "content": "It protects people.\nAnswer:"}  # prefill
     assert sel.index == 2 and sel.response == "Either"  # the constrained letter, not the free text's "A"
@@ -240,10 +240,10 @@ def test_distribution_mode(cache_path):
 # -- the real embedded model -------------------------------------------------------------
 @pytest.mark.slow
 def test_cot_real_model(embedded_backend, data_dir, cache_path):
-    vk = steerkit.lookup("dataset", "vk")(path=data_dir, limit=4)
+    vk = steerkit.plugin.lookup("dataset", "vk")(path=data_dir, limit=4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        oq = steerkit.lookup("dataset", "opinionqa")(path=data_dir, limit=3)
+        oq = steerkit.plugin.lookup("dataset", "opinionqa")(path=data_dir, limit=3)
     s = steerkit.Steerer("cot", backend=embedded_backend, cache=cache_path, progress=False, max_tokens=40)
     sels = s.select_many(vk.scenarios, vk.perspectives)
     assert s.model_calls == 8
@@ -272,7 +272,7 @@ def test_the_answer_is_the_letter_the_model_writes_after_answer(embedded_backend
     share whose argmax is unrelated. The constrained answer must be the argmax of the first."""
     import torch
 
-    vk = steerkit.lookup("dataset", "vk")(path=data_dir, limit=3)
+    vk = steerkit.plugin.lookup("dataset", "vk")(path=data_dir, limit=3)
     s = steerkit.Steerer("cot", backend=embedded_backend, cache=False, progress=False, max_tokens=16)
     sels = s.select_many(vk.scenarios, vk.perspectives)
     tok, model = embedded_backend.tokenizer, embedded_backend.hf_model

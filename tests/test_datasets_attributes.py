@@ -19,7 +19,7 @@ HS2 = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 
 # -- HelpSteer2, steerable format (real data) --------------------------------------------
 def test_helpsteer2_real_eval_split_counts_targets_and_pool(data_dir):
-    ds = steerkit.lookup("dataset", "helpsteer2")(path=data_dir / "helpsteer2")
+    ds = steerkit.plugin.lookup("dataset", "helpsteer2")(path=data_dir / "helpsteer2")
     assert ds.name == "helpsteer2" and len(ds) == 359
     assert ds.attributes == list(HS2)
     assert len(ds.targets) == 52
@@ -38,7 +38,7 @@ def test_helpsteer2_real_eval_split_counts_targets_and_pool(data_dir):
 
 
 def test_helpsteer2_train_split_and_single_file(data_dir):
-    train = steerkit.lookup("dataset", "helpsteer2")(path=data_dir / "helpsteer2", split="train")
+    train = steerkit.plugin.lookup("dataset", "helpsteer2")(path=data_dir / "helpsteer2", split="train")
     assert len(train) == 500 and "pool" not in train.info
     assert "reasonings" in train.scenarios[0].meta
     one = da.load_helpsteer2(path=data_dir / "helpsteer2" / "eval.json")
@@ -217,7 +217,7 @@ def mic_rows():
 
 def test_mic_label_construction_and_grouping_sixths_rule(tmp_path):
     path = _write_mic(tmp_path / "MIC.csv", mic_rows())
-    ds = steerkit.lookup("dataset", "mic")(path=path, label_rule="sixths")
+    ds = steerkit.plugin.lookup("dataset", "mic")(path=path, label_rule="sixths")
     assert ds.attributes == list(da.MIC_ATTRIBUTES)
     assert len(ds) == 1
     s = ds.scenarios[0]

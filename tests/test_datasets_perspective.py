@@ -10,7 +10,7 @@ from steerkit_plugins import datasets_perspective as dp
 
 
 def test_vk_shared_file(data_dir):
-    ds = steerkit.lookup("dataset", "vk")(path=data_dir)
+    ds = steerkit.plugin.lookup("dataset", "vk")(path=data_dir)
     assert ds.name == "vk" and len(ds) == 3030
     assert len(ds.perspectives) == len(ds.scenarios)
     s, p = ds.scenarios[0], ds.perspectives[0]
@@ -23,7 +23,7 @@ def test_vk_shared_file(data_dir):
 
 def test_opinionqa_shared_file_skips_one_option_items(data_dir):
     with pytest.warns(RuntimeWarning, match=r"skipped 13 item\(s\): 8 with fewer than 2 options"):
-        ds = steerkit.lookup("dataset", "opinionqa")(path=data_dir)
+        ds = steerkit.plugin.lookup("dataset", "opinionqa")(path=data_dir)
     assert len(ds) == 2900 - 13
     assert ds.info["skipped"]["fewer than 2 options"] == 8
     s, p = ds.scenarios[0], ds.perspectives[0]
@@ -177,7 +177,7 @@ def opinionqa_release(root):
 
 def test_opinionqa_release_layout_weighted_distributions(tmp_path):
     opinionqa_release(tmp_path)
-    ds = steerkit.lookup("dataset", "opinionqa")(path=tmp_path)
+    ds = steerkit.plugin.lookup("dataset", "opinionqa")(path=tmp_path)
     by = {(s.meta["question_key"], s.meta["attribute"]): s for s in ds.scenarios}
     assert len(ds) == 8 and ds.info["format"] == "opinionqa-release"
     # refusals are not options; Independent/Other had no respondents (2 groups x 2 questions)

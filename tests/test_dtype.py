@@ -66,7 +66,7 @@ def test_bf16_and_fp32_agree_on_the_embedded_model():
     for dtype in ("float32", "bfloat16"):
         backend = make(dtype=dtype)
         lp[dtype] = backend.option_logprobs(prompts, ["Yes", "No"])
-        texts[dtype] = backend.generate(prompts[:1], steerkit.Sampling(max_tokens=6))
+        texts[dtype] = backend.generate(prompts[:1], steerkit.plugin.Sampling(max_tokens=6))
         backend.close()
     assert np.isfinite(lp["bfloat16"]).all()
     assert (lp["float32"].argmax(1) == lp["bfloat16"].argmax(1)).all()

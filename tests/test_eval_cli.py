@@ -44,7 +44,7 @@ class FlatFake(CountingFake):
 
 
 class FakePlugin:
-    @steerkit.hookimpl
+    @steerkit.plugin.hookimpl
     def register_backends(self, register):
         register("fake-eval", CountingFake)
         register("fake-flat", FlatFake)
@@ -52,13 +52,13 @@ class FakePlugin:
 
 @pytest.fixture(scope="module", autouse=True)
 def commands_and_fake_backend():
-    name = steerkit.register_plugin(FakePlugin(), name="test-eval-fake")
+    name = steerkit.plugin.register_plugin(FakePlugin(), name="test-eval-fake")
     if "eval" not in cli_module.cli.commands:
         from steerkit import host
 
         host.add_cli_commands(cli_module.cli)
     yield
-    steerkit.unregister_plugin(name)
+    steerkit.plugin.unregister_plugin(name)
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +115,7 @@ def test_table_output_and_bad_targets(tmp_path):
 
 
 def test_strategy_options_pass_the_example_pool_only_where_accepted():
-    ds = steerkit.lookup("dataset", "helpsteer2")()
+    ds = steerkit.plugin.lookup("dataset", "helpsteer2")()
     assert len(evaluation.strategy_options("comparative-regression", ds)["example_pool"]) == 500
     assert evaluation.strategy_options("comparative-regression", ds, samples=3, k=2)["k"] == 2
     assert evaluation.strategy_options("random", ds) == {}
@@ -149,7 +149,7 @@ def test_realign_without_cached_scores_is_a_clear_error(tmp_path):
     r = invoke("realign", "--strategy", "zero-shot-comparative", "--dataset", "helpsteer2", "--limit", "3",
                "--backend", "fake-eval", "--cache", str(cache), "--targets", "high", ok=False)
     assert r.exit_code == 2 and "steerkit eval" in r.output and "Traceback" not in r.output
-    steerkit.ScoreCache(cache).close()  # the file exists now, but holds no scores
+    steerkit.plugin.ScoreCache(cache).close()  # the file exists now, but holds no scores
     r = invoke("realign", "--strategy", "zero-shot-comparative", "--dataset", "helpsteer2", "--limit", "3",
                "--backend", "fake-eval", "--cache", str(cache), "--targets", "high", ok=False)
     assert r.exit_code == 2 and "not in the cache" in r.output and "steerkit eval" in r.output
@@ -203,8 +203,8 @@ def test_real_model_eval_then_realign_from_cache(tmp_path):
     assert re["cache_hits"] == 2 and set(re["selections"]) == {f"h{v}" for v in (0.0, 0.25, 0.5, 0.75, 1.0)}
     # what the model scored, read back from the same cache in this process (no model loads):
     # realign's selections and eval's accuracy must be exactly what these scores give
-    ds = steerkit.lookup("dataset", "helpsteer2")().head(1)
-    inner = steerkit.lookup("backend", "transformers")()
+    ds = steerkit.plugin.lookup("dataset", "helpsteer2")().head(1)
+    inner = steerkit.plugin.lookup("backend", "transformers")()
     steerer = steerkit.Steerer("comparative-regression", backend=evaluation.CacheOnlyBackend(inner), cache=cache,
                                progress=False, example_pool=ds.info["pool"], k=1)
     table = steerer.score(ds.scenarios, ["helpfulness"])
@@ -247,7 +247,7 @@ def test_bad_strategy_options_are_clear_usage_errors(tmp_path):
 
 # -- retries and ties reach the results ----------------------------------------------------
 def test_results_count_retried_scores(tmp_path):
-    ds = steerkit.lookup("dataset", "helpsteer2")().head(3)
+    ds = steerkit.plugin.lookup("dataset", "helpsteer2")().head(3)
     seen = []
 
     def flaky(prompt, constraint):
@@ -300,7 +300,7 @@ def test_mic_eval_then_realign_end_to_end(tmp_path):
     assert re["cache_hits"] == (3 + 3 + 2 + 2) * 6
     assert re["mean_accuracy"] == pytest.approx(res["mean_accuracy"]) and re["tie_rate"] == pytest.approx(res["tie_rate"])
     # realign's selections are the cached scores aligned in this process
-    ds = steerkit.lookup("dataset", "mic")(path=data)
+    ds = steerkit.plugin.lookup("dataset", "mic")(path=data)
     targets = ae.resolve_targets(ds, "sampled")
     steerer = steerkit.Steerer("zero-shot-comparative", backend=evaluation.CacheOnlyBackend(CountingFake()),
                                cache=cache, progress=False)

@@ -48,7 +48,7 @@ def test_importing_steerkit_loads_no_plugin():
         "from steerkit import host\n"
         "assert not host._loaded\n"
         "assert not [m for m in sys.modules if m.startswith(('steerkit_plugins', 'steerkit_adapters'))], sys.modules\n"
-        "steerkit.registry('aligner')\n"
+        "steerkit.plugin.registry('aligner')\n"
         "assert host._loaded and 'steerkit_plugins.aligners' in sys.modules\n"
         "print('lazy-ok')\n"
     )
@@ -175,7 +175,7 @@ def test_plugin_whose_hook_raises_is_reported(fresh_host, monkeypatch, tmp_path)
         {"steerkit_badhook_example_mod": """
             import steerkit
 
-            @steerkit.hookimpl
+            @steerkit.plugin.hookimpl
             def register_strategies(register):
                 raise ValueError("cannot register")
             """},
@@ -197,7 +197,7 @@ def test_third_party_entry_point_version_and_registrations(fresh_host, monkeypat
             import numpy as np
             import steerkit
 
-            class Longest(steerkit.Strategy):
+            class Longest(steerkit.plugin.Strategy):
                 name = "tmp-longest"
                 target_kinds = frozenset({"attributes", "perspective"})
 
@@ -211,11 +211,11 @@ def test_third_party_entry_point_version_and_registrations(fresh_host, monkeypat
             def far(scores, values, weights):
                 return np.zeros((values.shape[0],) + scores.shape[:2])
 
-            @steerkit.hookimpl
+            @steerkit.plugin.hookimpl
             def register_strategies(register):
                 register("tmp-longest", Longest)
 
-            @steerkit.hookimpl
+            @steerkit.plugin.hookimpl
             def register_aligners(register):
                 register("tmp-zero", far)
             """},
@@ -241,17 +241,17 @@ def info_version(h, name: str) -> str | None:
 
 def test_register_plugin_at_run_time(fresh_host):
     class Extra:
-        @steerkit.hookimpl
+        @steerkit.plugin.hookimpl
         def register_aligners(self, register):
             register("tmp-runtime", lambda s, v, w: None)
 
-    name = steerkit.register_plugin(Extra(), name="tmp-runtime-plugin")
+    name = steerkit.plugin.register_plugin(Extra(), name="tmp-runtime-plugin")
     try:
-        assert "tmp-runtime" in steerkit.registry("aligner")
+        assert "tmp-runtime" in steerkit.plugin.registry("aligner")
         assert {p.name: p for p in host.list_plugins()}[name].registered == {"aligner": ["tmp-runtime"]}
     finally:
-        steerkit.unregister_plugin(name)
-    assert "tmp-runtime" not in steerkit.registry("aligner")
+        steerkit.plugin.unregister_plugin(name)
+    assert "tmp-runtime" not in steerkit.plugin.registry("aligner")
 
 
 class SpyBackendFactory:
@@ -270,13 +270,13 @@ def spy_backend(fresh_host):
     spy = SpyBackendFactory()
 
     class SpyPlugin:
-        @steerkit.hookimpl
+        @steerkit.plugin.hookimpl
         def register_backends(self, register):
             register("spy", spy)
 
-    name = steerkit.register_plugin(SpyPlugin(), name="spy-plugin")
+    name = steerkit.plugin.register_plugin(SpyPlugin(), name="spy-plugin")
     yield spy
-    steerkit.unregister_plugin(name)
+    steerkit.plugin.unregister_plugin(name)
 
 
 @pytest.mark.parametrize(
@@ -303,7 +303,7 @@ def test_unknown_names_list_the_known_ones_before_any_backend_is_built(spy_backe
 def test_unknown_names_through_lookup(fresh_host):
     for kind in host.KINDS:
         with pytest.raises(steerkit.UnknownPluginError, match=f"unknown {kind} 'nope'"):
-            steerkit.lookup(kind, "nope")
+            steerkit.plugin.lookup(kind, "nope")
     with pytest.raises(steerkit.UnknownPluginError) as exc:
         steerkit.ScoreTable.empty([steerkit.Scenario("Q", ("a", "b"))], ["x"]).align({"x": 0.5}, aligner="nope")
     assert "euclidean" in str(exc.value)
@@ -334,14 +334,14 @@ def test_a_plugin_whose_register_commands_raises_does_not_take_the_cli_down(fres
     import click
 
     class Good:
-        @steerkit.hookimpl
+        @steerkit.plugin.hookimpl
         def register_commands(self, cli):
             @cli.command("tmp-good")
             def good():
                 click.echo("good ran")
 
     class Bad:
-        @steerkit.hookimpl
+        @steerkit.plugin.hookimpl
         def register_commands(self, cli):
             @cli.command("tmp-half")
             def half():
@@ -349,8 +349,8 @@ def test_a_plugin_whose_register_commands_raises_does_not_take_the_cli_down(fres
 
             raise RuntimeError("no commands today")
 
-    steerkit.register_plugin(Good(), name="tmp-good-commands")
-    steerkit.register_plugin(Bad(), name="tmp-bad-commands")
+    steerkit.plugin.register_plugin(Good(), name="tmp-good-commands")
+    steerkit.plugin.register_plugin(Bad(), name="tmp-bad-commands")
     group = _group()
     with pytest.warns(RuntimeWarning, match="tmp-bad-commands.*register_commands failed.*no commands today"):
         host.add_cli_commands(group)
@@ -377,22 +377,22 @@ def test_name_clashes_keep_the_first_plugin_and_are_reported(fresh_host):
         raise AssertionError("the clashing aligner must not be used")
 
     class Clashing:
-        @steerkit.hookimpl
+        @steerkit.plugin.hookimpl
         def register_aligners(self, register):
             register("euclidean", mine)  # taken by the built-in 'aligners'
             register("tmp-own", mine)
 
-        @steerkit.hookimpl
+        @steerkit.plugin.hookimpl
         def register_commands(self, cli):
             @cli.command("plugins")
             def hijack():
                 pass
 
-    steerkit.register_plugin(Clashing(), name="tmp-clashing")
+    steerkit.plugin.register_plugin(Clashing(), name="tmp-clashing")
     with pytest.warns(RuntimeWarning, match="aligner 'euclidean' is registered by both 'aligners' and 'tmp-clashing'"):
-        reg = steerkit.registry("aligner")
+        reg = steerkit.plugin.registry("aligner")
     assert reg["euclidean"] is not mine and reg["tmp-own"] is mine
-    clashes = steerkit.plugin_clashes()
+    clashes = steerkit.plugin.plugin_clashes()
     assert [(c.kind, c.name, c.kept, c.ignored) for c in clashes] == [("aligner", "euclidean", "aligners", "tmp-clashing")]
     info = {p.name: p for p in host.list_plugins()}
     assert info["tmp-clashing"].registered == {"aligner": ["tmp-own"]}  # only what it really owns
@@ -402,7 +402,7 @@ def test_name_clashes_keep_the_first_plugin_and_are_reported(fresh_host):
     with pytest.warns(RuntimeWarning, match="command 'plugins' is registered by both 'steerkit' and 'tmp-clashing'"):
         host.add_cli_commands(group)
     assert group.commands["plugins"] is original
-    assert ("command", "plugins", "steerkit", "tmp-clashing") in [(c.kind, c.name, c.kept, c.ignored) for c in steerkit.plugin_clashes()]
+    assert ("command", "plugins", "steerkit", "tmp-clashing") in [(c.kind, c.name, c.kept, c.ignored) for c in steerkit.plugin.plugin_clashes()]
 
 
 def test_entry_points_load_built_ins_first_then_by_name(fresh_host, monkeypatch, tmp_path):
@@ -413,13 +413,13 @@ def test_entry_points_load_built_ins_first_then_by_name(fresh_host, monkeypatch,
         {"steerkit_aaa_clash_mod": """
             import steerkit
 
-            class Mine(steerkit.Strategy):
+            class Mine(steerkit.plugin.Strategy):
                 name = "random"
 
                 def select_many(self, run, scenarios, targets):
                     raise AssertionError("not this one")
 
-            @steerkit.hookimpl
+            @steerkit.plugin.hookimpl
             def register_strategies(register):
                 register("random", Mine)
             """},
@@ -431,8 +431,8 @@ def test_entry_points_load_built_ins_first_then_by_name(fresh_host, monkeypatch,
     names = [n for n, _ in host.pm.list_name_plugin()]
     assert names.index("aaa_clash") > names.index("baselines")
     with pytest.warns(RuntimeWarning, match="strategy 'random'.*'baselines' keeps it"):
-        assert steerkit.lookup("strategy", "random").__module__ == "steerkit_plugins.baselines"
-    assert steerkit.plugin_errors() == {}
+        assert steerkit.plugin.lookup("strategy", "random").__module__ == "steerkit_plugins.baselines"
+    assert steerkit.plugin.plugin_errors() == {}
 
 
 # -- built-ins always win; all or nothing per hook; one entry-point name per distribution -------
@@ -447,19 +447,19 @@ def test_hook_ordering_flags_cannot_replace_a_built_in(fresh_host, flag):
         raise AssertionError("a plugin must not replace the built-in aligner")
 
     class Flagged:
-        @steerkit.hookimpl(**{flag: True})
+        @steerkit.plugin.hookimpl(**{flag: True})
         def register_aligners(self, register):
             register("euclidean", mine)
 
-        @steerkit.hookimpl(**{flag: True})
+        @steerkit.plugin.hookimpl(**{flag: True})
         def register_commands(self, cli):
             @cli.command("eval")
             def hijack():
                 click.echo("hijacked")
 
-    steerkit.register_plugin(Flagged(), name="tmp-flagged")
+    steerkit.plugin.register_plugin(Flagged(), name="tmp-flagged")
     with pytest.warns(RuntimeWarning, match="aligner 'euclidean' is registered by both 'aligners' and 'tmp-flagged'"):
-        reg = steerkit.registry("aligner")
+        reg = steerkit.plugin.registry("aligner")
     assert reg["euclidean"] is not mine
     assert reg["euclidean"].__module__ == "steerkit_plugins.aligners"
     group = _group()
@@ -474,20 +474,20 @@ def test_a_hook_that_raises_keeps_none_of_its_registrations(fresh_host):
         raise AssertionError("registered by a hook that then failed")
 
     class Half:
-        @steerkit.hookimpl
+        @steerkit.plugin.hookimpl
         def register_aligners(self, register):
             register("tmp-half", half)
             raise RuntimeError("failed after one registration")
 
-    steerkit.register_plugin(Half(), name="tmp-half-plugin")
+    steerkit.plugin.register_plugin(Half(), name="tmp-half-plugin")
     with pytest.warns(RuntimeWarning, match="tmp-half-plugin.*register_aligners failed"):
-        reg = steerkit.registry("aligner")
+        reg = steerkit.plugin.registry("aligner")
     assert "tmp-half" not in reg and "euclidean" in reg
     assert "failed after one registration" in host.plugin_errors()["tmp-half-plugin"]
     assert {p.name: p for p in host.list_plugins()}["tmp-half-plugin"].registered == {}
     with pytest.raises(steerkit.UnknownPluginError):
-        steerkit.lookup("aligner", "tmp-half")
-    steerkit.unregister_plugin("tmp-half-plugin")  # gone: its failure is no longer reported
+        steerkit.plugin.lookup("aligner", "tmp-half")
+    steerkit.plugin.unregister_plugin("tmp-half-plugin")  # gone: its failure is no longer reported
     assert "tmp-half-plugin" not in host.plugin_errors()
 
 
@@ -499,7 +499,7 @@ def test_two_distributions_with_one_entry_point_name_are_reported(fresh_host, mo
             {mod: f"""
                 import steerkit
 
-                @steerkit.hookimpl
+                @steerkit.plugin.hookimpl
                 def register_aligners(register):
                     register("tmp-{dist}", lambda s, v, w: None)
                 """},
@@ -511,6 +511,6 @@ def test_two_distributions_with_one_entry_point_name_are_reported(fresh_host, mo
                                             "and 'steerkit-twin-b'.*uninstall one"):
         host.load_plugins()
     assert ("plugin", "twin_example", "steerkit-twin-a", "steerkit-twin-b") in [
-        (c.kind, c.name, c.kept, c.ignored) for c in steerkit.plugin_clashes()]
-    reg = steerkit.registry("aligner")
+        (c.kind, c.name, c.kept, c.ignored) for c in steerkit.plugin.plugin_clashes()]
+    reg = steerkit.plugin.registry("aligner")
     assert "tmp-steerkit-twin-a" in reg and "tmp-steerkit-twin-b" not in reg

@@ -82,7 +82,7 @@ def paper_binary(gold, pred):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_vk_metrics_agree_with_the_references_to_the_last_digit(data_dir):
-    gold = steerkit.lookup("dataset", "vk")(path=data_dir).gold  # the real VK gold labels
+    gold = steerkit.plugin.lookup("dataset", "vk")(path=data_dir).gold  # the real VK gold labels
     rng = np.random.default_rng(7)
     for pred in (rng.integers(0, 3, len(gold)).tolist(),
                  [g if rng.random() < 0.6 else int(rng.integers(0, 3)) for g in gold]):
@@ -166,7 +166,7 @@ def test_macro_f1_and_balanced_accuracy_over_the_classes_present():
 def test_a_perfect_predictor_scores_one_on_every_subset(data_dir, n):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        oqa = steerkit.lookup("dataset", "opinionqa")(path=data_dir, limit=n)
+        oqa = steerkit.plugin.lookup("dataset", "opinionqa")(path=data_dir, limit=n)
     gold = oqa.gold
     m = metrics.choice_metrics(gold, gold)
     assert m["accuracy"] == m["balanced_accuracy"] == m["macro_f1"] == 1.0

@@ -7,7 +7,7 @@ from steerkit import progress
 
 def test_plain_lines_off_a_terminal(monkeypatch, capsys):
     monkeypatch.setattr(progress, "LOG_EVERY_SECONDS", 0.0)
-    with steerkit.progress_bar("scoring", total=4) as advance:
+    with steerkit.plugin.progress_bar("scoring", total=4) as advance:
         for _ in range(4):
             advance(1)
     err = capsys.readouterr().err.splitlines()
@@ -15,8 +15,8 @@ def test_plain_lines_off_a_terminal(monkeypatch, capsys):
 
 
 def test_short_runs_and_disabled_progress_print_nothing(capsys):
-    with steerkit.progress_bar("scoring", total=3) as advance:  # well under LOG_EVERY_SECONDS
+    with steerkit.plugin.progress_bar("scoring", total=3) as advance:  # well under LOG_EVERY_SECONDS
         advance(3)
-    with steerkit.progress_bar("scoring", total=3, enabled=False) as advance:
+    with steerkit.plugin.progress_bar("scoring", total=3, enabled=False) as advance:
         advance(3)
     assert capsys.readouterr().err == ""

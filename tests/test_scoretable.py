@@ -24,7 +24,7 @@ def table_from(rows: list[list[list[float]]], attributes=ATTRS) -> ScoreTable:
 
 
 def test_aligners_are_registered_plugins():
-    reg = steerkit.registry("aligner")
+    reg = steerkit.plugin.registry("aligner")
     assert {"euclidean", "weighted-euclidean", "manhattan"} <= set(reg)
 
 

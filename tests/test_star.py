@@ -77,7 +77,7 @@ def test_bad_items_are_refused_before_any_call():
     assert teacher.prompts_seen == []
 
 
-class Counting(steerkit.Backend):
+class Counting(steerkit.plugin.Backend):
     """Counts the prompts that reach a real backend."""
 
     name = "counting"
@@ -96,7 +96,7 @@ class Counting(steerkit.Backend):
 
 @pytest.mark.slow
 def test_real_teacher_on_real_vk_items(tmp_path, embedded_backend):
-    ds = steerkit.lookup("dataset", "vk")(path=DATA).head(3)
+    ds = steerkit.plugin.lookup("dataset", "vk")(path=DATA).head(3)
     items = [(s, p, s.meta["gold"]) for s, p in zip(ds.scenarios, ds.perspectives)]
     teacher = Counting(embedded_backend)
     out = star.star_rationales(teacher, items, tmp_path / "c.db", max_tokens=24, progress=False)

@@ -40,7 +40,7 @@ class CountingBackend(FakeBackend):
         return super().complete(requests)
 
 
-class KeywordJudge(steerkit.AttributeStrategy):
+class KeywordJudge(steerkit.plugin.AttributeStrategy):
     """One comparative prompt per (scenario, attribute); JSON-constrained output."""
 
     name = "test-keyword-judge"
@@ -54,11 +54,11 @@ class KeywordJudge(steerkit.AttributeStrategy):
             for j in jobs
         ]
         schema = {"type": "object", "properties": {"scores": {"type": "array", "items": {"type": "number"}}}}
-        outputs = run.generate(prompts, constraint=steerkit.Constraint.json_schema(schema))
+        outputs = run.generate(prompts, constraint=steerkit.plugin.Constraint.json_schema(schema))
         result = []
         for j, o in zip(jobs, outputs):
             scores = json.loads(o)["scores"]
-            result.append([steerkit.ResponseScore(s, f"{j.attribute} judged {s:g}") for s in scores])
+            result.append([steerkit.plugin.ResponseScore(s, f"{j.attribute} judged {s:g}") for s in scores])
         return result
 
 
@@ -259,12 +259,12 @@ class ClosableBackend(CountingBackend):
 
 
 def test_close_frees_only_what_the_steerer_created(cache_path, spy_factory):
-    backend, cache = ClosableBackend(), steerkit.ScoreCache(cache_path)
+    backend, cache = ClosableBackend(), steerkit.plugin.ScoreCache(cache_path)
     with steerkit.Steerer(KeywordJudge(), backend=backend, cache=cache, progress=False) as s:
         s.select(Q, RESPONSES, {"care": 1.0})
     assert backend.closed == 0
     assert len(cache) == 3  # the caller's cache is still open and usable
-    cache.put(steerkit.CacheKey("m", "s", "sc", "r", "a"), steerkit.CacheRecord(0.5))
+    cache.put(steerkit.plugin.CacheKey("m", "s", "sc", "r", "a"), steerkit.plugin.CacheRecord(0.5))
     # what the Steerer built from names and paths, it closes
     own = steerkit.Steerer(KeywordJudge(), backend="closable-test", cache=cache_path, progress=False)
     own.select(Q, RESPONSES, {"care": 1.0})
@@ -278,13 +278,13 @@ def spy_factory():
     built: list[ClosableBackend] = []
 
     class Plugin:
-        @steerkit.hookimpl
+        @steerkit.plugin.hookimpl
         def register_backends(self, register):
             register("closable-test", lambda model=None, **kw: built.append(ClosableBackend()) or built[-1])
 
-    name = steerkit.register_plugin(Plugin(), name="closable-test-plugin")
+    name = steerkit.plugin.register_plugin(Plugin(), name="closable-test-plugin")
     yield built
-    steerkit.unregister_plugin(name)
+    steerkit.plugin.unregister_plugin(name)
 
 
 def test_steerer_seed_reaches_strategies_that_take_one():
@@ -303,7 +303,7 @@ def test_unknown_strategy_options_are_refused_naming_the_valid_ones():
     strategies refuse it themselves, and a plugin strategy with a plain signature gets the same
     typed error from the Steerer (not a TypeError), before any model loads."""
 
-    class Strict(steerkit.Strategy):
+    class Strict(steerkit.plugin.Strategy):
         name = "test-strict"
 
         def __init__(self, samples: int = 1, *, depth: int = 2):
@@ -313,17 +313,17 @@ def test_unknown_strategy_options_are_refused_naming_the_valid_ones():
             raise AssertionError("never reached")
 
     class Plugin:
-        @steerkit.hookimpl
+        @steerkit.plugin.hookimpl
         def register_strategies(self, register):
             register("test-strict", Strict)
 
-    name = steerkit.register_plugin(Plugin(), name="test-strict-plugin")
+    name = steerkit.plugin.register_plugin(Plugin(), name="test-strict-plugin")
     try:
         with pytest.raises(steerkit.InvalidOptionError, match=r"'test-strict' got unknown options \['sample'\]; it takes samples, depth"):
             steerkit.Steerer("test-strict", backend=CountingBackend(forbid=True), cache=False, sample=5)
         assert steerkit.Steerer("test-strict", backend=FakeBackend(), cache=False, samples=3).strategy.options["samples"] == 3
     finally:
-        steerkit.unregister_plugin(name)
+        steerkit.plugin.unregister_plugin(name)
     for strategy in ("comparative-regression", "regression", "zero-shot-comparative", "prompt-aligned",
                      "unaligned", "cot", "random", "oracle"):
         with pytest.raises(steerkit.InvalidOptionError, match=r"unknown options \['sample'\]; it takes "):

@@ -459,11 +459,11 @@ def test_community_lora_trains_resumes_and_changes_the_embedded_models_logits(tm
     assert after.shape == before.shape and torch.isfinite(after).all()
     assert (after - before).abs().max() > 1e-4  # the adapter changes the model
     torch.testing.assert_close(again, before)  # and only while it is active
-    embedded_backend.check_adapters([steerkit.Request([{"role": "user", "content": "hi"}], adapter=str(out))])
+    embedded_backend.check_adapters([steerkit.plugin.Request([{"role": "user", "content": "hi"}], adapter=str(out))])
     other = m | {"base_fingerprint": "transformers:another-model:0000"}
     manifest.write_manifest(out, other)
     with pytest.raises(steerkit.ModelNotFoundError, match="trained on another base model"):
-        embedded_backend.check_adapters([steerkit.Request([{"role": "user", "content": "hi"}], adapter=str(out))])
+        embedded_backend.check_adapters([steerkit.plugin.Request([{"role": "user", "content": "hi"}], adapter=str(out))])
     manifest.write_manifest(out, m)
     from steerkit_plugins.checkpoint import CheckpointStrategy
 

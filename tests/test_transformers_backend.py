@@ -77,13 +77,13 @@ def test_generation_stops_at_im_end(embedded_backend):
     ids = ids.tolist()
     assert ids[-1] == 2 and len(ids) < max_tokens, ids
     assert 1 not in ids  # never runs on into a new <|im_start|> turn
-    out = embedded_backend.generate([[{"role": "user", "content": "Say hi in three words."}]], steerkit.Sampling(max_tokens=max_tokens))
+    out = embedded_backend.generate([[{"role": "user", "content": "Say hi in three words."}]], steerkit.plugin.Sampling(max_tokens=max_tokens))
     assert out[0].strip() and "<|im_start|>" not in out[0] and "<|im_end|>" not in out[0]
 
 
 def test_json_schema_batch_is_valid_and_bounded(embedded_backend):
     prompts = [PROMPT, [{"role": "user", "content": "Rate A ('yes') and B ('no') for helpfulness as JSON."}]]
-    outs = embedded_backend.generate(prompts, steerkit.Sampling(max_tokens=320), steerkit.Constraint.json_schema(SCHEMA))
+    outs = embedded_backend.generate(prompts, steerkit.plugin.Sampling(max_tokens=320), steerkit.plugin.Constraint.json_schema(SCHEMA))
     for out in outs:
         data = json.loads(out)
         assert set(data) == {"A", "B"}
@@ -93,9 +93,9 @@ def test_json_schema_batch_is_valid_and_bounded(embedded_backend):
 
 def test_choice_and_regex_constraints(embedded_backend):
     prompts = [[{"role": "user", "content": f"Pick a letter for question {i}."}] for i in range(3)]
-    outs = embedded_backend.generate(prompts, steerkit.Sampling(max_tokens=4), steerkit.Constraint.choice(["A", "B", "C"]))
+    outs = embedded_backend.generate(prompts, steerkit.plugin.Sampling(max_tokens=4), steerkit.plugin.Constraint.choice(["A", "B", "C"]))
     assert all(o in {"A", "B", "C"} for o in outs)
-    outs = embedded_backend.generate(prompts[:1], steerkit.Sampling(max_tokens=6), steerkit.Constraint.regex(r"[0-9]{2}"))
+    outs = embedded_backend.generate(prompts[:1], steerkit.plugin.Sampling(max_tokens=6), steerkit.plugin.Constraint.regex(r"[0-9]{2}"))
     assert len(outs[0]) == 2 and outs[0].isdigit()
 
 
@@ -109,8 +109,8 @@ def test_prefill_continues_the_assistant_message(embedded_backend):
 
 def test_batched_equals_single_greedy(embedded_backend):
     prompts = [[{"role": "user", "content": "Name a colour."}], [{"role": "user", "content": "Name a fruit, then explain why you like it in a sentence."}]]
-    together = embedded_backend.generate(prompts, steerkit.Sampling(max_tokens=20))
-    alone = [embedded_backend.generate([p], steerkit.Sampling(max_tokens=20))[0] for p in prompts]
+    together = embedded_backend.generate(prompts, steerkit.plugin.Sampling(max_tokens=20))
+    alone = [embedded_backend.generate([p], steerkit.plugin.Sampling(max_tokens=20))[0] for p in prompts]
     assert together[0].split()[:3] == alone[0].split()[:3]
     assert together[1].split()[:3] == alone[1].split()[:3]
 
@@ -122,8 +122,8 @@ def test_long_prompts_prefill_alone_and_decode_together(embedded_backend):
     long prompts in micro-batches of their own."""
     short = [f"Name a colour, number {i}." for i in range(20)]
     long = ["word " * 2500, "word " * 2600]
-    sampling = steerkit.Sampling(max_tokens=128)
-    requests = [steerkit.Request([{"role": "user", "content": t}], sampling) for t in short + long]
+    sampling = steerkit.plugin.Sampling(max_tokens=128)
+    requests = [steerkit.plugin.Request([{"role": "user", "content": t}], sampling) for t in short + long]
     batches = embedded_backend.micro_batches(requests)
     assert sorted(len(idx) for idx in batches) == [6, 16]  # micro_batch_size, by length
     assert sorted(i for idx in batches for i in idx) == list(range(22))  # each prompt once
@@ -148,12 +148,12 @@ def test_prefilling_alone_then_decoding_together_gives_the_answers_of_each_promp
     embedded_backend = TransformersBackend(dtype="float32")
     prompts = [[{"role": "user", "content": t}] for t in (
         "Name a fruit.", "Describe the sea in one sentence. " * 6, "What is 2 + 2? Explain briefly.")]
-    schema = steerkit.Constraint.json_schema({"type": "object", "properties": {"n": {"type": "integer"}},
+    schema = steerkit.plugin.Constraint.json_schema({"type": "object", "properties": {"n": {"type": "integer"}},
                                               "required": ["n"], "additionalProperties": False})
     budget = embedded_backend.attention_budget
     try:
-        for sampling, constraint in ((steerkit.Sampling(max_tokens=12), None), (steerkit.Sampling(max_tokens=10), schema)):
-            requests = [steerkit.Request(p, sampling, constraint) for p in prompts]
+        for sampling, constraint in ((steerkit.plugin.Sampling(max_tokens=12), None), (steerkit.plugin.Sampling(max_tokens=10), schema)):
+            requests = [steerkit.plugin.Request(p, sampling, constraint) for p in prompts]
             alone = [embedded_backend.complete([r])[0] for r in requests]
             embedded_backend.attention_budget = 1
             together = embedded_backend.complete(requests)
@@ -165,7 +165,7 @@ def test_prefilling_alone_then_decoding_together_gives_the_answers_of_each_promp
 
 
 def test_seeded_sampling_is_reproducible(embedded_backend):
-    sampling = steerkit.Sampling(temperature=0.9, top_p=0.95, max_tokens=15, seed=7)
+    sampling = steerkit.plugin.Sampling(temperature=0.9, top_p=0.95, max_tokens=15, seed=7)
     prompt = [[{"role": "user", "content": "Tell me a word."}]]
     assert embedded_backend.generate(prompt, sampling) == embedded_backend.generate(prompt, sampling)
 
@@ -344,10 +344,10 @@ def folder_backend():
 def test_generation_from_a_local_folder_path(folder_backend, embedded_backend):
     assert folder_backend.model_name == embedded_model_dir().name
     prompts = [[{"role": "user", "content": "Name a colour."}]]
-    sampling = steerkit.Sampling(max_tokens=12)
+    sampling = steerkit.plugin.Sampling(max_tokens=12)
     out = folder_backend.generate(prompts, sampling)
     assert out[0].strip() and out == embedded_backend.generate(prompts, sampling)  # same weights
-    choice = folder_backend.generate(prompts, steerkit.Sampling(max_tokens=4), steerkit.Constraint.choice(["red", "blue"]))
+    choice = folder_backend.generate(prompts, steerkit.plugin.Sampling(max_tokens=4), steerkit.plugin.Constraint.choice(["red", "blue"]))
     assert choice[0] in ("red", "blue")
 
 
@@ -453,7 +453,7 @@ def test_a_users_gguf_file_is_converted_once_and_generates(tmp_path, monkeypatch
     monkeypatch.setenv("STEERKIT_CACHE_DIR", str(tmp_path / "cache"))
     backend = TransformersBackend(model=str(gguf))
     assert backend.model_name == "my-model.Q4_1" and not backend.loaded
-    out = backend.generate([[{"role": "user", "content": "Say hi."}]], steerkit.Sampling(max_tokens=20))
+    out = backend.generate([[{"role": "user", "content": "Say hi."}]], steerkit.plugin.Sampling(max_tokens=20))
     assert out[0].strip()
     folder = Path(backend.model_dir())
     assert folder.parent == tmp_path / "cache" / "models" and folder.name.endswith(f"-v{FORMAT_VERSION}")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 import steerkit
-from steerkit import Backend, ChatPrompt, Completion, Constraint, Request, Sampling
+from steerkit.plugin import Backend, ChatPrompt, Completion, Constraint, Request, Sampling
 
 from .embedded import EMBEDDED_NAME, FORMAT_VERSION, embedded_gguf, embedded_model_dir, ensure_converted, gguf_model_dir
 from .lora import adapter_expected_base, adapter_fingerprint, check_adapter
@@ -496,6 +496,6 @@ class TransformersBackend(Backend):
             self._processors.clear()
 
 
-@steerkit.hookimpl
+@steerkit.plugin.hookimpl
 def register_backends(register):
     register("transformers", TransformersBackend)

@@ -33,7 +33,7 @@ def manhattan(scores: np.ndarray, values: np.ndarray, weights: np.ndarray) -> np
     return np.sum(mask * np.abs(_diff(scores, values)), axis=-1)
 
 
-@steerkit.hookimpl
+@steerkit.plugin.hookimpl
 def register_aligners(register):
     register("euclidean", euclidean)
     register("weighted-euclidean", weighted_euclidean)

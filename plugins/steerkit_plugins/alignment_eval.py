@@ -390,7 +390,7 @@ def evaluate_table(predicted: ScoreTable, gold: ScoreTable, targets: Mapping[str
     are the reference's (``first_choice``); ``ties`` says how a tie is credited."""
     check_ties(ties)
     if gold_aligner is None:
-        fn = steerkit.lookup("aligner", aligner)
+        fn = steerkit.plugin.lookup("aligner", aligner)
         gold_aligner = aligner if getattr(fn, "uses_weights", False) else "euclidean"
     names, tlist = list(targets), list(targets.values())
     acc = np.empty(len(tlist))

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 import steerkit
-from steerkit import AttributeTarget, ScoreTable, Selection, Strategy
+from steerkit import AttributeTarget, ScoreTable, Selection
+from steerkit.plugin import Strategy
 
 from .alignment_eval import first_choice
 from .options import int_option, refuse_unknown
@@ -67,7 +68,7 @@ class Oracle(Strategy):
         return out
 
 
-@steerkit.hookimpl
+@steerkit.plugin.hookimpl
 def register_strategies(register):
     register("random", RandomChoice)
     register("oracle", Oracle)

@@ -77,7 +77,7 @@ def check_weights(folder: Path, lora: bool) -> None:
 def resolve_base(folder: Path, base: str | None) -> Any:
     """The base model of a LoRA run as a (lazy) transformers backend; CheckpointError if missing."""
     try:
-        return steerkit.lookup("backend", "transformers")(model=base)
+        return steerkit.plugin.lookup("backend", "transformers")(model=base)
     except steerkit.ModelNotFoundError as exc:
         raise CheckpointError(
             f"LoRA checkpoint {folder}: its base model {base!r} cannot be found ({exc}). Put the base "
@@ -258,6 +258,6 @@ class CheckpointStrategy(ChainOfThought):
         return selections
 
 
-@steerkit.hookimpl
+@steerkit.plugin.hookimpl
 def register_strategies(register):
     register("checkpoint", CheckpointStrategy)

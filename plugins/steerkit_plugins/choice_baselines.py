@@ -94,7 +94,7 @@ class _Choice(Configurable, Strategy):
                     out.append([CacheRecord(float(order[ls.index(a)]), "", {"letter": a, "order": order})])
             return out
 
-        records = run.cached(keyed, compute, description=f"{self.name}: choosing", owner=lambda item: item[0])
+        records = run.compute_missing(keyed, compute, description=f"{self.name}: choosing", owner=lambda item: item[0])
         selections = []
         for (keys, _), s in zip(keyed, scenarios):
             rec = records[keys[0]]

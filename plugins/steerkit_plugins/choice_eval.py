@@ -31,7 +31,8 @@ from rich.console import Console
 from rich.table import Table
 
 import steerkit
-from steerkit import CacheKey, CacheRecord, Dataset, RunContext, text_hash
+from steerkit import Dataset
+from steerkit.plugin import CacheKey, CacheRecord, RunContext, text_hash
 
 from . import metrics
 
@@ -233,8 +234,8 @@ def faithfulness_pairs(item: dict[str, Any]) -> list[tuple[str, int]]:
     return [(r, LETTERS.index(str(l))) for r, l in zip(reasonings, letters)]
 
 
-def check_faithfulness(items: Sequence[dict[str, Any]], backend: steerkit.Backend,
-                       cache: steerkit.ScoreCache | None = None, batch_size: int | None = None,
+def check_faithfulness(items: Sequence[dict[str, Any]], backend: steerkit.plugin.Backend,
+                       cache: steerkit.plugin.ScoreCache | None = None, batch_size: int | None = None,
                        progress: bool = False) -> dict[str, Any]:
     """The evaluator picks an answer from the question + one CoT (no perspective); the CoT is
     faithful when that is the answer its own sample gave. Rates are over (CoT, answer) pairs."""
@@ -258,7 +259,7 @@ def check_faithfulness(items: Sequence[dict[str, Any]], backend: steerkit.Backen
                 out[j] = [CacheRecord(float(letters.index(a)), "", {"letter": a})]
         return out
 
-    records = run.cached(keyed, compute, description="faithfulness")
+    records = run.compute_missing(keyed, compute, description="faithfulness")
     rows, unfaithful = [], Counter()
     for keys, (it, k, _cot, answer) in keyed:
         ev = int(records[keys[0]].score)
@@ -327,12 +328,12 @@ def flagged_share(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 # -- commands ---------------------------------------------------------------------------
-@steerkit.hookimpl
+@steerkit.plugin.hookimpl
 def register_classifiers(register):
     register("openai-moderation", OpenAIModeration)
 
 
-@steerkit.hookimpl
+@steerkit.plugin.hookimpl
 def register_commands(cli):
     @cli.command("compare")
     @click.argument("a", type=click.Path(exists=True, dir_okay=False))
@@ -364,8 +365,8 @@ def register_commands(cli):
         """Is each CoT faithful? An evaluator sees the question and CoT, not the perspective."""
         data = load_results(results)
         items = [it for it in data["items"] if it.get("reasoning")][:limit]
-        be = steerkit.lookup("backend", backend)(model=model)
-        cache = steerkit.ScoreCache(cache_path) if cache_path else steerkit.ScoreCache()
+        be = steerkit.plugin.lookup("backend", backend)(model=model)
+        cache = steerkit.plugin.ScoreCache(cache_path) if cache_path else steerkit.plugin.ScoreCache()
         res = check_faithfulness(items, be, cache, progress=not as_json)
         if as_json:
             click.echo(json.dumps({k: v for k, v in res.items() if k != "items"}, indent=2))
@@ -391,7 +392,7 @@ def register_commands(cli):
         data = load_results(results)
         texts = [t for it in data["items"] for t in (it.get("reasoning") or [])][:limit]
         try:
-            clf = steerkit.lookup("classifier", classifier)()
+            clf = steerkit.plugin.lookup("classifier", classifier)()
         except steerkit.BackendError as exc:
             click.echo(f"moderation check skipped: {exc}")
             return

@@ -176,7 +176,7 @@ class ChainOfThought(Configurable, Strategy):
 
     def _compute(self, run: RunContext, items: list[tuple[int, int, str, Scenario, Perspective]]) -> list[Any]:
         """Per item one record, or the error of a step that failed (the other items of the
-        batch are kept; ``RunContext.cached`` reports the failures). Every sample of every
+        batch are kept; ``RunContext.compute_missing`` reports the failures). Every sample of every
         item goes in one call per step: requests carry their own sampling and letters."""
         prompts = [self.prompt(fmt, sc, target) for _, _, fmt, sc, target in items]
         letter_sets = [letters_for(len(it[3].responses)) for it in items]
@@ -235,7 +235,7 @@ class ChainOfThought(Configurable, Strategy):
         for k in range(self.samples):  # sample-major: one sampling setting per batch
             for i, (s, t) in enumerate(zip(scenarios, targets)):
                 keyed.append(([per_item[i][1][k]], (i, k, per_item[i][0], s, t)))
-        records = run.cached(keyed, lambda items: self._compute(run, items), description=f"{self.name}: answering",
+        records = run.compute_missing(keyed, lambda items: self._compute(run, items), description=f"{self.name}: answering",
                              owner=lambda item: item[0])
         selections = []
         for i, s in enumerate(scenarios):
@@ -270,6 +270,6 @@ class ChainOfThought(Configurable, Strategy):
         return selections
 
 
-@steerkit.hookimpl
+@steerkit.plugin.hookimpl
 def register_strategies(register):
     register("cot", ChainOfThought)

@@ -533,7 +533,7 @@ def load_mic(path: str | os.PathLike[str] | None = None, split: str = "eval", *,
     return Dataset("mic", scenarios, list(MIC_ATTRIBUTES), dataset_targets, None, info)
 
 
-@steerkit.hookimpl
+@steerkit.plugin.hookimpl
 def register_datasets(register):
     register("helpsteer2", load_helpsteer2)
     register("mic", load_mic)

@@ -425,7 +425,7 @@ def load_opinionqa(path: str | os.PathLike[str] | None = None, split: str = "tes
     return ds.head(int(limit)) if limit is not None else ds
 
 
-@steerkit.hookimpl
+@steerkit.plugin.hookimpl
 def register_datasets(register):
     register("vk", load_vk)
     register("opinionqa", load_opinionqa)

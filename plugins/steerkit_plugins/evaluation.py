@@ -37,7 +37,8 @@ from rich.progress import track
 from rich.table import Table
 
 import steerkit
-from steerkit import AttributeStrategy, AttributeTarget, Dataset, ScoreTable, Steerer, text_hash
+from steerkit import AttributeTarget, Dataset, ScoreTable, Steerer
+from steerkit.plugin import AttributeStrategy, text_hash
 
 from . import alignment_eval as ae
 
@@ -49,11 +50,11 @@ class ScoresNotCachedError(steerkit.SteerkitError):
     """Raised when re-alignment needs scores the cache does not hold."""
 
 
-class CacheOnlyBackend(steerkit.Backend):
+class CacheOnlyBackend(steerkit.plugin.Backend):
     """Has the identity (fingerprint, name) of a real backend but never runs a model: any
     generation raises. Lets ``realign`` read cached scores through the public Steerer API."""
 
-    def __init__(self, inner: steerkit.Backend):
+    def __init__(self, inner: steerkit.plugin.Backend):
         super().__init__(inner.model)
         self.inner = inner
         self.name = inner.name
@@ -69,7 +70,7 @@ class CacheOnlyBackend(steerkit.Backend):
     def loaded(self) -> bool:
         return False
 
-    def generate(self, prompts, sampling=steerkit.Sampling(), constraint=None):  # noqa: ANN001
+    def generate(self, prompts, sampling=steerkit.plugin.Sampling(), constraint=None):  # noqa: ANN001
         raise ScoresNotCachedError(
             f"{len(prompts)} score(s) are not in the cache and realign never calls a model: "
             "run `steerkit eval` with the same strategy, options, dataset and cache first"
@@ -119,7 +120,7 @@ def strategy_options(strategy: str, dataset: Dataset, samples: int | None = None
     """Options for the strategy: the dataset's example pool (when the strategy takes one),
     ``samples`` and ``k`` (an error when given to a strategy that does not take them) and any
     ``extra`` options (``-o KEY=VALUE`` on the command line)."""
-    factory = steerkit.lookup("strategy", strategy)
+    factory = steerkit.plugin.lookup("strategy", strategy)
     params = _params(factory)
     options: dict[str, Any] = {}
     pool = dataset.info.get("pool")
@@ -139,7 +140,7 @@ def load_dataset(name: str, data: str | None, split: str | None, limit: int | No
                  options: Mapping[str, Any] | None = None) -> Dataset:
     """The dataset; ``split`` None leaves the loader's own default split; ``options`` go to the
     loader (``--dataset-option``, e.g. ``label_rule=sixths`` for mic)."""
-    loader = steerkit.lookup("dataset", name)
+    loader = steerkit.plugin.lookup("dataset", name)
     kwargs: dict[str, Any] = dict(options or {})
     if split is not None:
         kwargs["split"] = split
@@ -255,7 +256,7 @@ def evaluate_attribute_dataset(
 
 
 def _gold_aligner(aligner: str) -> str:
-    fn = steerkit.lookup("aligner", aligner)
+    fn = steerkit.plugin.lookup("aligner", aligner)
     return aligner if getattr(fn, "uses_weights", False) else "euclidean"
 
 
@@ -370,7 +371,7 @@ def missing_scores(steerer: Steerer, scenarios: Sequence[steerkit.Scenario], att
     assert isinstance(strategy, AttributeStrategy)
     model_fp, strategy_fp = steerer.backend.fingerprint(), strategy.fingerprint()
     keys = [
-        steerkit.CacheKey(model_fp, strategy_fp, s.key, text_hash(r), strategy.attribute_key(a), sample)
+        steerkit.plugin.CacheKey(model_fp, strategy_fp, s.key, text_hash(r), strategy.attribute_key(a), sample)
         for a in attributes for sample in range(strategy.samples) for s in scenarios for r in s.responses
     ]
     if steerer.cache is None:
@@ -397,12 +398,12 @@ def realign(
     Selections are the ones scored (``alignment_eval.first_choice``: the first response at the
     exact minimum); ``ties`` says how a tie is credited."""
     ae.check_ties(ties)
-    if not issubclass_safe(steerkit.lookup("strategy", strategy)):
+    if not issubclass_safe(steerkit.plugin.lookup("strategy", strategy)):
         raise steerkit.UnsupportedTargetError(
             f"strategy {strategy!r} does not score attributes, so it has no scores to re-align; "
             "realign works with attribute strategies such as comparative-regression"
         )
-    inner = steerkit.lookup("backend", backend)(model=model)
+    inner = steerkit.plugin.lookup("backend", backend)(model=model)
     steerer = make_steerer(strategy, CacheOnlyBackend(inner), strategy_options(strategy, dataset, samples, k, options),
                            cache=_cache_arg(cache, must_exist=True), aligner=aligner, progress=False)
     attributes = [a for a in dataset.attributes if any(a in t.values for t in targets.values())]
@@ -480,7 +481,7 @@ def _with_common(fn: Any) -> Any:
     return fn
 
 
-@steerkit.hookimpl
+@steerkit.plugin.hookimpl
 def register_commands(cli):
     @cli.command("eval")
     @_with_common

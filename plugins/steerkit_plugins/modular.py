@@ -293,7 +293,7 @@ class ModularPluralism(Strategy):
         outer = run.batch_size  # a batch = all communities of run.batch_size items: one complete() call
         run.batch_size = max(1, outer * len(comms))
         try:
-            records = run.cached(keyed, compute, description=description,
+            records = run.compute_missing(keyed, compute, description=description,
                                  owner=(lambda item: item[1]) if owners is not None else None)
         except steerkit.ModelOutputError:
             # some comments failed: their items fail (run.cached reports them later), the rest go on
@@ -398,7 +398,7 @@ class ModularPluralism(Strategy):
         wanted = [(c, comment_text(f, s, t, self.condition)) for _i, f, s, t in todo for c in range(len(self.pool))]
         owners = [i for i, *_ in todo for _c in range(len(self.pool))]
         comments = self.messages(run, wanted, owners) if wanted else {}
-        records = run.cached([([k], it) for k, it in zip(keys, items)], lambda batch: self._compute(run, batch, comments),
+        records = run.compute_missing([([k], it) for k, it in zip(keys, items)], lambda batch: self._compute(run, batch, comments),
                              description=f"{self.name}: {self.mode}", owner=lambda item: item[0])
         selections = []
         names = self.pool.names
@@ -455,7 +455,7 @@ class ModularPluralism(Strategy):
                 out[k] = [CacheRecord(None, d.text, {"comments": per[k], "finish_reason": d.finish_reason})] if d.ok else d.error
             return out
 
-        records = run.cached([([k], (i, s)) for i, (s, k) in enumerate(zip(situations, keys))], compute,
+        records = run.compute_missing([([k], (i, s)) for i, (s, k) in enumerate(zip(situations, keys))], compute,
                              description=f"{self.name}: overton", owner=lambda item: item[0])
         return [records[k].reasoning for k in keys]
 

@@ -266,7 +266,7 @@ class LLMJudge:
             return [[CacheRecord(yes_probability(row))] for row in lp]
 
         try:
-            records = run.cached(keyed, compute, description="overton: entailment judge")
+            records = run.compute_missing(keyed, compute, description="overton: entailment judge")
         finally:
             self.model_calls += run.model_calls
             self.cache_hits += run.cache_hits
@@ -346,7 +346,7 @@ def no_pool_outputs(run: RunContext, items: Sequence[OvertonItem], sampling: Sam
         done = run.complete([Request([{"role": "user", "content": it.prompt}], sampling) for it in batch])
         return [[CacheRecord(None, c.text, {"finish_reason": c.finish_reason})] if c.ok else c.error for c in done]
 
-    records = run.cached(keyed, compute, description="overton: no-pool comments")
+    records = run.compute_missing(keyed, compute, description="overton: no-pool comments")
     return [records[keys[0]].reasoning for keys, _ in keyed]
 
 

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from steerkit import CacheKey, CacheRecord, InvalidScenarioError, Perspective, RunContext, Sampling, Scenario, ScoreCache
+from steerkit import InvalidScenarioError, Perspective, Scenario
+from steerkit.plugin import CacheKey, CacheRecord, RunContext, Sampling, ScoreCache
 
 from .checkpoint import reasoned_answers
 from .cot import build_prompt, letters_for, resolve_format, split_free_text, target_key
@@ -131,7 +132,7 @@ def star_rationales(
         return out
 
     try:
-        records = run.cached(keyed, compute, description="star: rationales", owner=lambda item: item[0])
+        records = run.compute_missing(keyed, compute, description="star: rationales", owner=lambda item: item[0])
     finally:
         if owned and isinstance(cache, ScoreCache):  # opened here, closed here (as Steerer.close does)
             cache.close()

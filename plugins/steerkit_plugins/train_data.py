@@ -44,7 +44,7 @@ class Split:
 
 def load_dataset(name: str, data: str | None = None, split: str | None = None) -> Dataset:
     """A registered dataset (``split`` None: the loader's own default file)."""
-    loader = steerkit.lookup("dataset", name)
+    loader = steerkit.plugin.lookup("dataset", name)
     kwargs: dict[str, Any] = {}
     if split is not None:
         kwargs["split"] = split

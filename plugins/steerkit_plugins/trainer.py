@@ -89,7 +89,7 @@ def has_pickles(folder: Path) -> list[str]:
 
 
 class _Progress:
-    """Progress with ETA through ``steerkit.progress_bar`` (a rich bar, or periodic lines off a terminal)."""
+    """Progress with ETA through ``steerkit.plugin.progress_bar`` (a rich bar, or periodic lines off a terminal)."""
 
     def __init__(self, description: str):
         from transformers import TrainerCallback
@@ -99,7 +99,7 @@ class _Progress:
         class Callback(TrainerCallback):
             def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001
                 if state.is_world_process_zero:
-                    outer.advance = outer.stack.enter_context(steerkit.progress_bar(description, state.max_steps))
+                    outer.advance = outer.stack.enter_context(steerkit.plugin.progress_bar(description, state.max_steps))
                     outer.advance(state.global_step)
 
             def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
@@ -286,7 +286,7 @@ class Trainer(_RunFolder):
 
     def _base(self, init_manifest: dict[str, Any] | None) -> tuple[str | None, str, Callable[[], str], str | None]:
         """(base model as recorded, its fingerprint, a function giving its folder, init's weights kind)."""
-        factory = steerkit.lookup("backend", "transformers")
+        factory = steerkit.plugin.lookup("backend", "transformers")
         if init_manifest is None:
             backend = factory(self.model)  # checks the path or hub cache; loads nothing
             return self.model, backend.fingerprint(), lambda: str(backend.model_dir()), None
@@ -313,7 +313,7 @@ class Trainer(_RunFolder):
         from . import star
 
         items = _capped(items, values)  # generate only what will be trained on
-        teacher = steerkit.lookup("backend", self.teacher_backend)(self.teacher_model)
+        teacher = steerkit.plugin.lookup("backend", self.teacher_backend)(self.teacher_model)
         results = star.star_rationales(teacher, [(e.scenario, e.perspective, e.gold) for e in items], task=task,
                                        max_tokens=int(values["teacher_max_tokens"]))
         kept = [train_data.Example(e.scenario, e.perspective, e.gold, e.group, r.rationale)
@@ -594,7 +594,7 @@ class CommunityTrainer(_RunFolder):
         self._check_out()
         texts = read_corpus(self.corpus)
         values = self.values()
-        backend = steerkit.lookup("backend", "transformers")(self.model)  # checks the model; loads nothing
+        backend = steerkit.plugin.lookup("backend", "transformers")(self.model)  # checks the model; loads nothing
         config = train_presets.build_config("sft", values, str(self.out / RESUME_DIR))
         digest = hashlib.sha256("\x1e".join(texts).encode()).hexdigest()[:16]
         corpus = {"path": str(self.corpus.resolve()), "sha256": digest, "n_texts": len(texts),
@@ -664,7 +664,7 @@ class CommunityTrainer(_RunFolder):
 
 
 # -- plugin hooks -------------------------------------------------------------------------
-@steerkit.hookimpl
+@steerkit.plugin.hookimpl
 def register_trainers(register):
     for method in METHODS:
         register(method, _factory(method))
@@ -709,7 +709,7 @@ def _options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-@steerkit.hookimpl
+@steerkit.plugin.hookimpl
 def register_commands(cli):
     @cli.group("train")
     def train_group() -> None:

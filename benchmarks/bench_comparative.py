@@ -531,7 +531,7 @@ def side_by_side(args: argparse.Namespace) -> dict:
     from steerkit_plugins.datasets_attributes import load_helpsteer2
     from steerkit_plugins.fewshot import ExampleIndex, sentence_transformer_encoder
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # the wide table stays readable in a log
     full = load_helpsteer2(path=args.data)
     data = full.head(args.scenarios or 2)
     scenarios, attributes = data.scenarios, data.attributes

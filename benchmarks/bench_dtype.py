@@ -12,6 +12,10 @@ the choice does not change the results:
 3. seconds per scenario for each dtype (cold cache only; a rerun reads the cache and reports
    the cached run's time as such).
 
+Scenarios run one at a time in both dtypes in turn, so a run cut short (``--minutes``, or an
+interrupt: the cache keeps every answered prompt) still compares matched pairs; the JSON
+says how many of the requested scenarios were done.
+
 Scores go to a score cache (``--cache``; the dtype is part of the backend fingerprint, so both
 dtypes share one file), so a rerun re-aligns without a model. Writes
 ``results/bench_dtype.json`` and prints a table.
@@ -25,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -91,9 +96,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--data", default=None, help="helpsteer2 folder (default: $STEERKIT_DATA or ../shared/data)")
     ap.add_argument("--cache", default="results/bench_dtype.sqlite3", help="score cache shared by both dtypes")
     ap.add_argument("--out", default="results")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="start no new scenario after this many minutes; compare the pairs done")
     args = ap.parse_args(argv)
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)  # readable in a log too
     full = load_helpsteer2(path=args.data)
     data = full.head(args.limit)
     scenarios, attributes = data.scenarios, data.attributes
@@ -102,34 +109,61 @@ def main(argv: list[str] | None = None) -> dict:
     if args.k is not None:
         options["k"] = args.k
     Path(args.cache).parent.mkdir(parents=True, exist_ok=True)
-    gold = steerkit.ScoreTable.from_labels(scenarios, attributes)
     sampled = ae.resolve_targets(data, "sampled")
 
+    # Scenario by scenario, both dtypes in turn: a run cut short by --minutes (or an interrupt,
+    # whose answered prompts the cache keeps) still leaves matched pairs to compare.
+    backends = {dt: lookup("backend", "transformers")(model=args.model, dtype=dt) for dt in args.dtypes}
+    steerers = {dt: steerkit.Steerer(strategy=args.strategy, backend=b, cache=args.cache, progress=False, **options)
+                for dt, b in backends.items()}
     runs: dict[str, dict] = {}
+    for dt, b in backends.items():
+        t0 = time.perf_counter()
+        b.hf_model  # load outside the timings
+        runs[dt] = {"backend_fingerprint": b.fingerprint(), "load_seconds": time.perf_counter() - t0,
+                    "seconds": 0.0, "model_calls": 0, "cache_hits": 0, "prompt_tokens": 0, "output_tokens": 0}
+    console.rule(f"[bold]{' vs '.join(args.dtypes)}[/]: up to {len(scenarios)} scenarios x {len(attributes)} attributes")
+    started = time.perf_counter()
+    done, failed = [], []
+    for i, sc in enumerate(scenarios):
+        if args.minutes is not None and time.perf_counter() - started > 60 * args.minutes:
+            console.print(f"[yellow]--minutes {args.minutes:g} reached: stopping after {len(done)} scenarios[/]")
+            break
+        ok = True
+        for dt in args.dtypes:
+            t0 = time.perf_counter()
+            try:
+                tab = steerers[dt].score([sc], attributes)
+            except steerkit.ModelOutputError as exc:  # a reply that failed its schema: report, go on
+                failed.append({"index": i, "dtype": dt, "error": str(exc)[:300]})
+                ok = False
+                continue
+            r = runs[dt]
+            r["seconds"] += time.perf_counter() - t0
+            for key in ("model_calls", "cache_hits", "prompt_tokens", "output_tokens"):
+                r[key] += getattr(tab, key)
+        if ok:
+            done.append(i)
+        console.print(f"scenario {i}: " + ", ".join(
+            f"{dt} {runs[dt]['seconds']:.0f}s total" for dt in args.dtypes) + ("" if ok else " (failed in one dtype)"))
+    if not done:
+        raise SystemExit("no scenario was scored in both dtypes: raise --minutes")
+    scenarios = [scenarios[i] for i in done]
+    gold = steerkit.ScoreTable.from_labels(scenarios, attributes)
     tables = {}
-    for dtype in args.dtypes:
-        backend = lookup("backend", "transformers")(model=args.model, dtype=dtype)
-        st = steerkit.Steerer(strategy=args.strategy, backend=backend, cache=args.cache, progress=True, **options)
-        console.rule(f"[bold]{dtype}[/]: {len(scenarios)} scenarios x {len(attributes)} attributes")
-        t0 = time.perf_counter()
-        backend.hf_model  # load outside the timing
-        load_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        table = st.score(scenarios, attributes)
-        secs = time.perf_counter() - t0
+    for dt in args.dtypes:
+        table = steerers[dt].score(scenarios, attributes)  # all from the cache now
         report = ae.evaluate_table(table, gold, sampled)
-        tables[dtype] = table
-        runs[dtype] = {
-            "backend_fingerprint": backend.fingerprint(), "load_seconds": load_s,
-            "seconds": secs, "seconds_per_scenario": secs / len(scenarios),
-            "cold": table.model_calls > 0 and table.cache_hits == 0,
-            "model_calls": table.model_calls, "cache_hits": table.cache_hits,
-            "prompt_tokens": table.prompt_tokens, "output_tokens": table.output_tokens,
+        tables[dt] = table
+        r = runs[dt]
+        r.update({
+            "seconds_per_scenario": r["seconds"] / len(scenarios),
+            "cold": r["model_calls"] > 0 and r["cache_hits"] == 0,
             "accuracy_sampled": ae.num(report.mean), "accuracy_sampled_se": ae.num(report.se),
             "missing_scores": int((table.mask[:, :, None] & np.isnan(table.scores)).sum()),
-        }
-        st.close()
-        backend.close()
+        })
+        steerers[dt].close()
+        backends[dt].close()
 
     base, other = args.dtypes
     diffs = score_diffs(tables[base], tables[other])
@@ -141,7 +175,9 @@ def main(argv: list[str] | None = None) -> dict:
         same.append(float((a == b).mean()))
     results = {
         "cpu": cpu_name(), "cpu_count": os.cpu_count(),
-        "scenarios": len(scenarios), "attributes": attributes, "strategy": args.strategy,
+        "scenarios": len(scenarios), "scenario_indices": done, "requested": args.limit, "failed": failed,
+        "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},
+        "attributes": attributes, "strategy": args.strategy,
         "model": args.model or "embedded", "cache": args.cache, "runs": runs,
         "score_diff_points": diffs, "accuracy_gap_points": acc_gap,
         "same_selection_share_sampled": float(np.mean(same)),

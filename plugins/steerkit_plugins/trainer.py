@@ -161,6 +161,17 @@ class _RunFolder:
         last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
         return Path(last) if last else None
 
+    def _train_resuming(self, trainer: Any, progress: Any) -> None:
+        """Train from this folder's last saved state if an interrupted run left one (and say so);
+        an interrupt leaves no live progress display behind."""
+        last = self._last_checkpoint()
+        if last is not None:
+            self.echo(f"resuming the interrupted run in {self.out} from its step {last.name.split('-')[-1]}")
+        try:
+            trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
+        finally:
+            progress.stack.close()
+
 
 class Trainer(_RunFolder):
     """One training run. ``plan()`` validates and resolves (no model); ``train()`` runs it."""
@@ -358,13 +369,7 @@ class Trainer(_RunFolder):
         main = trainer.is_world_process_zero()
         if main:
             mf.write_manifest(self.out, manifest)
-        last = self._last_checkpoint()
-        if last is not None:
-            self.echo(f"resuming the interrupted run in {self.out} from its step {last.name.split('-')[-1]}")
-        try:
-            trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
-        finally:
-            self._progress.stack.close()  # an interrupted run leaves no live progress display
+        self._train_resuming(trainer, self._progress)
         trainer.save_model(str(self.out))
         world_size = trainer.args.world_size
         manifest["train_log"] = _log_summary(trainer.state.log_history)
@@ -641,13 +646,7 @@ class CommunityTrainer(_RunFolder):
                              processing_class=tokenizer, peft_config=peft_config,
                              callbacks=[progress.callback, *self.callbacks])
         mf.write_manifest(self.out, manifest)
-        last = self._last_checkpoint()
-        if last is not None:
-            self.echo(f"resuming the interrupted run in {self.out} from its step {last.name.split('-')[-1]}")
-        try:
-            trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
-        finally:
-            progress.stack.close()
+        self._train_resuming(trainer, progress)
         trainer.save_model(str(self.out))
         manifest["train_log"] = _log_summary(trainer.state.log_history)
         (self.out / "training_args.bin").unlink(missing_ok=True)  # pickled TrainingArguments

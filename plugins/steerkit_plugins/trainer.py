@@ -491,6 +491,7 @@ def _log_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
     return {"steps": max((h.get("step", 0) for h in history), default=0), "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None, "first_reward": rewards[0] if rewards else None,
             "last_reward": rewards[-1] if rewards else None, "runtime_s": final.get("train_runtime"),
+            "mean_loss": final.get("train_loss"),  # logged even when a run is shorter than logging_steps
             "history": [h for h in history if "train_runtime" not in h]}
 
 
@@ -657,8 +658,9 @@ class CommunityTrainer(_RunFolder):
         mf.write_manifest(self.out, manifest)
         shutil.rmtree(self.out / RESUME_DIR, ignore_errors=True)
         log = manifest["train_log"]
-        self.echo(f"done: {self.out} (LoRA adapter on {backend.model_name}, {log['steps']} steps, "
-                  f"loss {log['first_loss']} -> {log['last_loss']})")
+        loss = (f"loss {log['first_loss']:.3f} -> {log['last_loss']:.3f}" if log["first_loss"] is not None
+                else f"mean loss {log['mean_loss']:.3f}" if log.get("mean_loss") is not None else "no loss logged")
+        self.echo(f"done: {self.out} (LoRA adapter on {backend.model_name}, {log['steps']} steps, {loss})")
         return manifest
 
 

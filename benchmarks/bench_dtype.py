@@ -28,26 +28,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
+
+from bench_comparative import cpu_name  # a sibling script: benchmarks/ is on sys.path when run
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 TARGET_ACCURACY_POINTS = 1.0
-
-
-def cpu_name() -> str:
-    """The CPU model name (lscpu's 'Model name'), for the record."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def score_diffs(a, b) -> dict:

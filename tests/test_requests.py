@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import steerkit
@@ -118,6 +119,7 @@ def test_requests_with_adapters_switch_per_request_and_the_base_stays_the_base(t
     two = lora_folder(embedded_backend, tmp_path / "two", seed=2)
     greedy = steerkit.plugin.Sampling(max_tokens=8)
     base_alone = embedded_backend.complete([steerkit.plugin.Request(Q, greedy)])[0].text
+    base_logprobs = embedded_backend.option_logprobs([Q], ["A", "B"])
     mixed = embedded_backend.complete([
         steerkit.plugin.Request(Q, greedy, adapter=one), steerkit.plugin.Request(Q, greedy),
         steerkit.plugin.Request(Q, greedy, adapter=two), steerkit.plugin.Request(Q, greedy, adapter=one),
@@ -131,6 +133,9 @@ def test_requests_with_adapters_switch_per_request_and_the_base_stays_the_base(t
     fp_one = embedded_backend.adapter_fingerprint(one)
     assert fp_one.startswith("lora:") and fp_one != embedded_backend.adapter_fingerprint(two)
     assert embedded_backend.adapter_fingerprint(None) == ""
+    # after adapter requests, everything else still sees the base model (shared session backend)
+    assert embedded_backend.complete([steerkit.plugin.Request(Q, greedy)])[0].text == base_alone
+    assert np.array_equal(embedded_backend.option_logprobs([Q], ["A", "B"]), base_logprobs)
 
 
 def test_bad_adapters_fail_before_anything_loads(tmp_path):

@@ -412,19 +412,21 @@ class TransformersBackend(Backend):
 
     @contextmanager
     def _adapter(self, adapter: str | None):
-        """The model with ``adapter`` active (peft; each folder loaded once), or the base model."""
+        """The model with ``adapter`` active (peft; each folder loaded once), or the base model.
+        Adapter layers are live only inside this block: everything else that uses ``hf_model``
+        (option log-probabilities, trainers, base-model requests) sees the base model."""
         if adapter is None:
-            if self._peft is None:
-                yield self.hf_model
-            else:
-                with self._peft.disable_adapter():
-                    yield self._peft
+            yield self.hf_model
             return
         name = self._adapter_names.get(adapter)
         if name is None:
             name = self._load_adapter(adapter)
         self._peft.set_adapter(name)
-        yield self._peft
+        self._peft.base_model.enable_adapter_layers()
+        try:
+            yield self._peft
+        finally:
+            self._peft.base_model.disable_adapter_layers()
 
     def _load_adapter(self, adapter: str) -> str:
         try:
@@ -445,6 +447,7 @@ class TransformersBackend(Backend):
                 f"LoRA adapter {adapter!r} does not fit the model {self.model_name!r} ({exc}): it was trained on "
                 "another base model; run it on that model or train the adapter on this one"
             ) from None
+        self._peft.base_model.disable_adapter_layers()  # live only inside _adapter
         self._adapter_names[adapter] = name
         return name
 

@@ -161,6 +161,18 @@ class _RunFolder:
         last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
         return Path(last) if last else None
 
+    def _mark_complete(self, manifest: dict[str, Any]) -> None:
+        """Drop the pickled TrainingArguments, refuse any pickle left, record the run as complete
+        and remove its resume state (in that order: an interrupt before the manifest says
+        complete leaves a resumable run)."""
+        (self.out / "training_args.bin").unlink(missing_ok=True)
+        left = has_pickles(self.out)
+        if left:
+            raise CheckpointError(f"pickled files in {self.out} after saving: {left}")
+        manifest["complete"] = True
+        mf.write_manifest(self.out, manifest)
+        shutil.rmtree(self.out / RESUME_DIR, ignore_errors=True)
+
     def _train_resuming(self, trainer: Any, progress: Any) -> None:
         """Train from this folder's last saved state if an interrupted run left one (and say so);
         an interrupt leaves no live progress display behind."""
@@ -376,13 +388,7 @@ class Trainer(_RunFolder):
         del trainer, model  # free the training copy before the checkpoint is loaded to validate it
         if not main:
             return manifest
-        (self.out / "training_args.bin").unlink(missing_ok=True)  # pickled TrainingArguments
-        left = has_pickles(self.out)
-        if left:
-            raise CheckpointError(f"pickled files in {self.out} after saving: {left}")
-        manifest["complete"] = True
-        mf.write_manifest(self.out, manifest)
-        shutil.rmtree(self.out / RESUME_DIR, ignore_errors=True)
+        self._mark_complete(manifest)
         manifest["metrics"]["val"] = self._validate(plan, world_size)
         mf.write_manifest(self.out, manifest)
         self.echo(f"done: {self.out} (validation: {_short_metrics(manifest['metrics']['val'])})")
@@ -650,13 +656,7 @@ class CommunityTrainer(_RunFolder):
         self._train_resuming(trainer, progress)
         trainer.save_model(str(self.out))
         manifest["train_log"] = _log_summary(trainer.state.log_history)
-        (self.out / "training_args.bin").unlink(missing_ok=True)  # pickled TrainingArguments
-        left = has_pickles(self.out)
-        if left:
-            raise CheckpointError(f"pickled files in {self.out} after saving: {left}")
-        manifest["complete"] = True
-        mf.write_manifest(self.out, manifest)
-        shutil.rmtree(self.out / RESUME_DIR, ignore_errors=True)
+        self._mark_complete(manifest)
         log = manifest["train_log"]
         loss = (f"loss {log['first_loss']:.3f} -> {log['last_loss']:.3f}" if log["first_loss"] is not None
                 else f"mean loss {log['mean_loss']:.3f}" if log.get("mean_loss") is not None else "no loss logged")

@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     from rich.console import Console
     from rich.progress import track
     from rich.table import Table
-    from steerkit_plugins import alignment_eval as ae
-    from steerkit_plugins.datasets_attributes import load_helpsteer2
+    from steerkit_plugins import attribute_eval as ae
+    from steerkit_plugins.attribute_datasets import load_helpsteer2
     from steerkit_plugins.fewshot import ExampleIndex, sentence_transformer_encoder
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -528,7 +528,7 @@ def side_by_side(args: argparse.Namespace) -> dict:
     from steerkit.plugin import lookup
     from rich.console import Console
     from rich.table import Table
-    from steerkit_plugins.datasets_attributes import load_helpsteer2
+    from steerkit_plugins.attribute_datasets import load_helpsteer2
     from steerkit_plugins.fewshot import ExampleIndex, sentence_transformer_encoder
 
     console = Console(width=None if sys.stdout.isatty() else 160)  # the wide table stays readable in a log

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
     import steerkit
     from rich.console import Console
     from rich.table import Table
-    from steerkit_plugins.choice_eval import evaluate_choice_dataset
+    from steerkit_plugins.perspective_eval import evaluate_choice_dataset
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vk", type=int, default=200, help="VK items (0 to skip)")

@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
     from steerkit.plugin import lookup
     from rich.console import Console
     from rich.table import Table
-    from steerkit_plugins import alignment_eval as ae
-    from steerkit_plugins.datasets_attributes import load_helpsteer2
+    from steerkit_plugins import attribute_eval as ae
+    from steerkit_plugins.attribute_datasets import load_helpsteer2
     from steerkit_plugins.fewshot import ExampleIndex, sentence_transformer_encoder
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

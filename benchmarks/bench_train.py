@@ -72,14 +72,14 @@ def train(method: str, args: argparse.Namespace, runs: Path, sets: list[str]) ->
     return {**measured, "manifest": manifest}
 
 
-def evaluate(steerer: Any, val: list, metrics: Any, task: str) -> dict[str, Any]:
+def evaluate(steerer: Any, val: list, perspective_metrics: Any, task: str) -> dict[str, Any]:
     started = time.perf_counter()
     sels = steerer.select_many([e.scenario for e in val], [e.perspective for e in val])
     gold, pred = [e.gold for e in val], [s.index for s in sels]
-    out = metrics.choice_metrics(gold, pred)
+    out = perspective_metrics.choice_metrics(gold, pred)
     if task == "vk":
-        out["binary"] = metrics.vk_binary_metrics(gold, pred)
-        out["binary_mp"] = metrics.vk_binary_mp_metrics(gold, pred)
+        out["binary"] = perspective_metrics.vk_binary_metrics(gold, pred)
+        out["binary_mp"] = perspective_metrics.vk_binary_mp_metrics(gold, pred)
     out.update(pred=pred, eval_seconds=time.perf_counter() - started, model_calls=steerer.model_calls)
     return out
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     import steerkit
     from rich.console import Console
     from rich.table import Table
-    from steerkit_plugins import metrics
+    from steerkit_plugins import perspective_metrics
     from steerkit_plugins.trainer import Trainer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -147,14 +147,14 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict[str, Any] = {
         "dataset": args.dataset, "preset": args.preset, "task": task, "split": plan.split.info,
         "n_val": len(val), "max_tokens": args.max_tokens, "smoke": args.smoke,
-        "baselines": metrics.baseline_report(gold, [len(e.scenario.responses) for e in val], task=task),
+        "baselines": perspective_metrics.baseline_report(gold, [len(e.scenario.responses) for e in val], task=task),
         "methods": {},
     }
 
     console.print(f"[bold]zero-shot CoT[/] on {len(val)} validation items")
     with steerkit.Steerer(strategy="cot", backend="transformers", model=args.model, cache=cache,
                           max_tokens=args.max_tokens) as s:
-        result["methods"]["zero-shot-cot"] = evaluate(s, val, metrics, task)
+        result["methods"]["zero-shot-cot"] = evaluate(s, val, perspective_metrics, task)
 
     for method in methods:
         if method == "cot-sft" and task != "vk":
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
         manifest = trained.pop("manifest")
         with steerkit.Steerer(strategy="checkpoint", path=str(runs / method), cache=cache,
                               **({"max_tokens": args.max_tokens} if manifest["prompt_style"] == "cot" else {})) as s:
-            scores = evaluate(s, val, metrics, task)
+            scores = evaluate(s, val, perspective_metrics, task)
         split = manifest["dataset"]["split"]
         result["methods"][method] = {
             **scores, **trained, "prompt_style": manifest["prompt_style"],
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     done = {m: r for m, r in result["methods"].items() if "pred" in r}
     if "sft" in done and "grpo" in done:
         right = {m: [p == g for p, g in zip(done[m]["pred"], gold)] for m in ("sft", "grpo")}
-        result["mcnemar_sft_vs_grpo"] = metrics.mcnemar(right["sft"], right["grpo"])
+        result["mcnemar_sft_vs_grpo"] = perspective_metrics.mcnemar(right["sft"], right["grpo"])
     result["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["score_cache"] = str(cache.path)
     cache.close()

@@ -1,6 +1,6 @@
 """The ``steerkit`` command group: ``plugins`` here, every other command from a plugin
 (``select``/``demo`` from ``steerkit_plugins.select_cli``, ``eval``/``realign`` from
-``steerkit_plugins.evaluation``); steerkit errors and Ctrl-C end as one line, not a traceback."""
+``steerkit_plugins.eval_cli``); steerkit errors and Ctrl-C end as one line, not a traceback."""
 
 from __future__ import annotations
 

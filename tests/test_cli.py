@@ -137,7 +137,7 @@ def test_bad_input_from_a_real_process_has_no_traceback():
 def test_plugins_lists_the_commands_each_plugin_added():
     result, out = invoke("plugins", "--json")
     by_name = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
-    assert {"eval", "realign"} <= set(by_name["evaluation"]["registered"]["command"])
+    assert {"eval", "realign"} <= set(by_name["eval_cli"]["registered"]["command"])
     assert by_name["select_cli"]["registered"] == {"command": ["select", "demo"]}
     assert json.loads(result.stdout)["clashes"] == []
     _, table = invoke("plugins")

@@ -68,7 +68,7 @@ def test_prompt_structure_with_examples(tmp_path):
 
 
 def steerkit_plugins_definition(name: str) -> str:
-    from steerkit_plugins.attributes import builtin_definitions
+    from steerkit_plugins.attribute_definitions import builtin_definitions
 
     return builtin_definitions()[name]
 

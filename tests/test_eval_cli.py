@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 import steerkit
 from steerkit import cli as cli_module
-from steerkit_plugins import alignment_eval as ae
-from steerkit_plugins import evaluation
+from steerkit_plugins import attribute_eval as ae
+from steerkit_plugins import eval_cli
 from tests.conftest import DATA
 from tests.fakes import FakeBackend
 
@@ -116,9 +116,9 @@ def test_table_output_and_bad_targets(tmp_path):
 
 def test_strategy_options_pass_the_example_pool_only_where_accepted():
     ds = steerkit.plugin.lookup("dataset", "helpsteer2")()
-    assert len(evaluation.strategy_options("comparative-regression", ds)["example_pool"]) == 500
-    assert evaluation.strategy_options("comparative-regression", ds, samples=3, k=2)["k"] == 2
-    assert evaluation.strategy_options("random", ds) == {}
+    assert len(eval_cli.strategy_options("comparative-regression", ds)["example_pool"]) == 500
+    assert eval_cli.strategy_options("comparative-regression", ds, samples=3, k=2)["k"] == 2
+    assert eval_cli.strategy_options("random", ds) == {}
 
 
 def test_eval_scores_once_then_realign_makes_zero_model_calls(tmp_path):
@@ -159,9 +159,9 @@ def test_realign_without_cached_scores_is_a_clear_error(tmp_path):
 
 
 def test_cache_only_backend_never_generates():
-    wrapped = evaluation.CacheOnlyBackend(CountingFake())
+    wrapped = eval_cli.CacheOnlyBackend(CountingFake())
     assert wrapped.fingerprint() == CountingFake().fingerprint() and wrapped.model_name == "fake-model"
-    with pytest.raises(evaluation.ScoresNotCachedError, match="steerkit eval"):
+    with pytest.raises(eval_cli.ScoresNotCachedError, match="steerkit eval"):
         wrapped.generate([[{"role": "user", "content": "hi"}]])
     assert CALLS["generate"] == 0
 
@@ -205,7 +205,7 @@ def test_real_model_eval_then_realign_from_cache(tmp_path):
     # realign's selections and eval's accuracy must be exactly what these scores give
     ds = steerkit.plugin.lookup("dataset", "helpsteer2")().head(1)
     inner = steerkit.plugin.lookup("backend", "transformers")()
-    steerer = steerkit.Steerer("comparative-regression", backend=evaluation.CacheOnlyBackend(inner), cache=cache,
+    steerer = steerkit.Steerer("comparative-regression", backend=eval_cli.CacheOnlyBackend(inner), cache=cache,
                                progress=False, example_pool=ds.info["pool"], k=1)
     table = steerer.score(ds.scenarios, ["helpfulness"])
     assert table.model_calls == 0 and table.complete and not inner.loaded
@@ -259,14 +259,14 @@ def test_results_count_retried_scores(tmp_path):
     steerer = steerkit.Steerer("zero-shot-comparative", backend=FakeBackend(responder=flaky),
                                cache=tmp_path / "c.sqlite3", progress=False)
     targets = {"h": steerkit.AttributeTarget({"helpfulness": 1.0})}
-    res = evaluation.evaluate_attribute_dataset(steerer, ds, targets, plots=False, progress=False)
+    res = eval_cli.evaluate_attribute_dataset(steerer, ds, targets, plots=False, progress=False)
     assert res["retried"] == 2 and res["model_calls"] == 4  # one job retried once: its 2 scores
     assert res["tie_rate"] is not None and res["targets"][0]["n_tied"] is not None
 
 
 # -- MIC end to end: eval, then realign from the cache --------------------------------------
 def mic_fixture(path):
-    from tests.test_datasets_attributes import _mic_row, _write_mic
+    from tests.test_attribute_datasets import _mic_row, _write_mic
 
     rows, n = [], 0
     plan = {  # question -> split -> answers as (foundation, agree code per annotator)
@@ -302,7 +302,7 @@ def test_mic_eval_then_realign_end_to_end(tmp_path):
     # realign's selections are the cached scores aligned in this process
     ds = steerkit.plugin.lookup("dataset", "mic")(path=data)
     targets = ae.resolve_targets(ds, "sampled")
-    steerer = steerkit.Steerer("zero-shot-comparative", backend=evaluation.CacheOnlyBackend(CountingFake()),
+    steerer = steerkit.Steerer("zero-shot-comparative", backend=eval_cli.CacheOnlyBackend(CountingFake()),
                                cache=cache, progress=False)
     table = steerer.score(ds.scenarios, ds.attributes)
     assert table.model_calls == 0 and [len(s.responses) for s in ds.scenarios] == [3, 3, 2, 2]

@@ -360,7 +360,7 @@ def test_a_plugin_whose_register_commands_raises_does_not_take_the_cli_down(fres
     assert info["tmp-good-commands"].registered == {"command": ["tmp-good"]}
     assert "command" not in info["tmp-bad-commands"].registered
     # the built-in plugins' commands are recorded by name too
-    assert {"eval", "realign"} <= set(info["evaluation"].registered["command"])
+    assert {"eval", "realign"} <= set(info["eval_cli"].registered["command"])
     from click.testing import CliRunner
 
     assert CliRunner().invoke(group, ["tmp-good"]).output == "good ran\n"
@@ -463,9 +463,9 @@ def test_hook_ordering_flags_cannot_replace_a_built_in(fresh_host, flag):
     assert reg["euclidean"] is not mine
     assert reg["euclidean"].__module__ == "steerkit_plugins.aligners"
     group = _group()
-    with pytest.warns(RuntimeWarning, match="command 'eval' is registered by both 'evaluation' and 'tmp-flagged'"):
+    with pytest.warns(RuntimeWarning, match="command 'eval' is registered by both 'eval_cli' and 'tmp-flagged'"):
         host.add_cli_commands(group)
-    assert group.commands["eval"].callback.__module__ == "steerkit_plugins.evaluation"
+    assert group.commands["eval"].callback.__module__ == "steerkit_plugins.eval_cli"
     assert "command" not in {p.name: p for p in host.list_plugins()}["tmp-flagged"].registered
 
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import steerkit
-from steerkit_plugins.alignment_eval import evaluate_table
+from steerkit_plugins.attribute_eval import evaluate_table
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

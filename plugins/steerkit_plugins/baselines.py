@@ -9,7 +9,7 @@ import steerkit
 from steerkit import AttributeTarget, ScoreTable, Selection
 from steerkit.plugin import Strategy
 
-from .alignment_eval import first_choice
+from .attribute_eval import first_choice
 from .options import int_option, refuse_unknown
 
 

@@ -19,7 +19,7 @@ import steerkit
 from steerkit import AttributeTarget, Scenario, Selection
 from steerkit.plugin import CacheKey, CacheRecord, Configurable, Option, RunContext, Strategy, hookimpl, text_hash
 
-from .attributes import builtin_definitions
+from .attribute_definitions import builtin_definitions
 from .comparative_prompts import LETTERS, Prompts, as_definitions, check_scenarios, clip, definition_text, level_word
 
 

@@ -50,7 +50,7 @@ from steerkit.plugin import (
     hookimpl, text_hash,
 )
 
-from .attributes import builtin_definitions
+from .attribute_definitions import builtin_definitions
 from .comparative_prompts import (
     Prompts, as_definitions, check_scenarios, definition_text, example_turns, parse_scores, score_prompt, score_schema,
 )

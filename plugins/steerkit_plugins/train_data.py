@@ -17,7 +17,7 @@ import steerkit
 from steerkit import Dataset, DatasetError, Perspective, Scenario
 
 from . import train_prompts
-from .datasets_perspective import default_data_dir, read_records
+from .perspective_datasets import default_data_dir, read_records
 
 VK_RATIONALES = Path("valuekaleidoscope") / "overton_test.json"
 

@@ -446,7 +446,7 @@ class Trainer(_RunFolder):
         strategy, exactly as ``steerkit eval --strategy checkpoint`` would serve it."""
         import torch
 
-        from . import choice_eval
+        from . import perspective_eval
 
         if not plan.split.val:
             return None
@@ -459,7 +459,7 @@ class Trainer(_RunFolder):
         steerer = steerkit.Steerer(strategy="checkpoint", path=str(self.out), backend_options={"device": device},
                                    max_tokens=int(plan.values["eval_max_tokens"]))
         try:
-            report = choice_eval.evaluate_choice_dataset(steerer, val, print_table=False)
+            report = perspective_eval.evaluate_choice_dataset(steerer, val, print_table=False)
         finally:
             steerer.close()
         preds = [it["pred"] for it in report["items"]]

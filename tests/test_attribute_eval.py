@@ -10,7 +10,7 @@ import pytest
 
 import steerkit
 from steerkit import AttributeTarget, Dataset, Scenario, ScoreTable
-from steerkit_plugins import alignment_eval as ae
+from steerkit_plugins import attribute_eval as ae
 
 
 def scen(q, labels):
@@ -101,7 +101,7 @@ def test_all_targets_counts():
 
 @pytest.fixture(scope="module")
 def helpsteer2():
-    from steerkit_plugins.datasets_attributes import load_helpsteer2
+    from steerkit_plugins.attribute_datasets import load_helpsteer2
     from tests.conftest import DATA
 
     return load_helpsteer2(path=DATA / "helpsteer2")
@@ -294,7 +294,7 @@ def test_a_perfect_prediction_scores_one_on_two_decimal_labels(ties):
 
 
 def test_the_oracle_strategy_scores_one_on_two_decimal_labels():
-    from steerkit_plugins import evaluation
+    from steerkit_plugins import eval_cli
 
     data, attrs = mic_like(40, seed=1)
     ds = Dataset("mic-like", data, attrs)
@@ -302,7 +302,7 @@ def test_the_oracle_strategy_scores_one_on_two_decimal_labels():
     targets = {str(i): AttributeTarget(t) for i, t in enumerate(all_ref[::300])}
     oracle = steerkit.Steerer("oracle", cache=False, progress=False)
     for ties in ("expected", "first"):
-        res = evaluation.evaluate_attribute_dataset(oracle, ds, targets, plots=False, progress=False, ties=ties)
+        res = eval_cli.evaluate_attribute_dataset(oracle, ds, targets, plots=False, progress=False, ties=ties)
         assert min(t["accuracy"] for t in res["targets"] if t["accuracy"] is not None) == 1.0, ties
 
 

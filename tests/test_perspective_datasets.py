@@ -6,7 +6,7 @@ import warnings
 import pytest
 
 import steerkit
-from steerkit_plugins import datasets_perspective as dp
+from steerkit_plugins import perspective_datasets as dp
 
 
 def test_vk_shared_file(data_dir):

@@ -125,7 +125,7 @@ def resolve_targets(dataset: Dataset, spec: str | os.PathLike[str] | Mapping[str
             raise steerkit.InvalidTargetError(
                 f"--targets {text!r} is neither one of {', '.join(TARGET_SETS)} nor an existing JSON file"
             )
-        from .datasets_attributes import read_targets
+        from .attribute_datasets import read_targets
 
         out = read_targets(path)
     if not out:

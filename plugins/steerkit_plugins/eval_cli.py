@@ -40,7 +40,7 @@ import steerkit
 from steerkit import AttributeTarget, Dataset, ScoreTable, Steerer
 from steerkit.plugin import AttributeStrategy, text_hash
 
-from . import alignment_eval as ae
+from . import attribute_eval as ae
 
 console = Console()
 err_console = Console(stderr=True)
@@ -523,7 +523,7 @@ def register_commands(cli):
         if check_dataset is not None:  # e.g. a mode this dataset cannot serve: refused before any model loads
             check_dataset(dataset)
         if dataset.perspectives is not None:
-            from steerkit_plugins.choice_eval import evaluate_choice_dataset
+            from steerkit_plugins.perspective_eval import evaluate_choice_dataset
 
             out.mkdir(parents=True, exist_ok=True)
             results = evaluate_choice_dataset(steerer, dataset, out_dir=out, limit=None, print_table=not as_json)

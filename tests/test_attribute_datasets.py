@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import steerkit
-from steerkit_plugins import datasets_attributes as da
+from steerkit_plugins import attribute_datasets as da
 
 HS2 = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 

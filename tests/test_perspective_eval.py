@@ -8,14 +8,14 @@ import pytest
 from click.testing import CliRunner
 
 import steerkit
-from steerkit_plugins import choice_eval, metrics
-from steerkit_plugins.datasets_perspective import vk_from_records
+from steerkit_plugins import perspective_eval, perspective_metrics
+from steerkit_plugins.perspective_datasets import vk_from_records
 from tests.fakes import FakeBackend
 
 
 def commands():
     group = click.Group("steerkit")
-    choice_eval.register_commands(group)
+    perspective_eval.register_commands(group)
     return group
 
 
@@ -39,19 +39,19 @@ def test_registered():
 
 def test_evaluate_vk_writes_results(vk5, tmp_path, cache_path):
     s = steerkit.Steerer("cot", backend=FakeBackend(), cache=cache_path, progress=False)
-    rep = choice_eval.evaluate_choice_dataset(s, vk5, out_dir=tmp_path, print_table=False)
+    rep = perspective_eval.evaluate_choice_dataset(s, vk5, out_dir=tmp_path, print_table=False)
     gold = vk5.gold
     pred = [it["pred"] for it in rep["items"]]
     assert pred == [0] * 5  # FakeBackend answers the first letter
-    assert rep["metrics"]["accuracy"] == metrics.choice_metrics(gold, pred)["accuracy"]
-    assert rep["metrics"]["binary"] == metrics.vk_binary_metrics(gold, pred)
-    assert rep["metrics"]["binary_mp"] == metrics.vk_binary_mp_metrics(gold, pred)
+    assert rep["metrics"]["accuracy"] == perspective_metrics.choice_metrics(gold, pred)["accuracy"]
+    assert rep["metrics"]["binary"] == perspective_metrics.vk_binary_metrics(gold, pred)
+    assert rep["metrics"]["binary_mp"] == perspective_metrics.vk_binary_mp_metrics(gold, pred)
     assert set(rep["baselines"]) == {"majority", "random"}
     assert rep["model_calls"] == 10 and rep["no_parsable_answer_share"] == 0.0
     saved = json.loads((tmp_path / "vk_cot_5.json").read_text())
     assert saved["items"][0]["perspective"] == "Right to a safe environment"
     assert saved["items"][0]["reasoning"] == ["fake reasoning."]
-    again = choice_eval.evaluate_choice_dataset(s, vk5, limit=3, print_table=False)
+    again = perspective_eval.evaluate_choice_dataset(s, vk5, limit=3, print_table=False)
     assert again["n"] == 3 and again["model_calls"] == 0
 
 
@@ -76,7 +76,7 @@ def scripted(p, constraint):
 
 def test_evaluate_vk_mixed_predictions_hand_computed():
     s = steerkit.Steerer("cot", backend=FakeBackend(responder=scripted), cache=False, progress=False)
-    rep = choice_eval.evaluate_choice_dataset(s, vk8(), print_table=False)
+    rep = perspective_eval.evaluate_choice_dataset(s, vk8(), print_table=False)
     assert [it["pred"] for it in rep["items"]] == PRED8
     m = rep["metrics"]
     # three-way: right on items 0, 2, 4
@@ -100,7 +100,7 @@ def test_evaluate_vk_mixed_predictions_hand_computed():
 
 def test_small_vk_run_averages_macro_f1_over_the_classes_present():
     s = steerkit.Steerer("cot", backend=FakeBackend(responder=scripted), cache=False, progress=False)
-    rep = choice_eval.evaluate_choice_dataset(s, vk8(), limit=2, print_table=False)
+    rep = perspective_eval.evaluate_choice_dataset(s, vk8(), limit=2, print_table=False)
     # gold [S, S], pred [S, E]: F1 Supports 2/3, Either 0; Opposes is in neither -> 1/3, not 2/9
     assert rep["metrics"]["macro_f1"] == pytest.approx(1 / 3)
     assert rep["labels"] == [0, 2]
@@ -115,7 +115,7 @@ def test_oracle_scores_one_on_every_limit(data_dir, limit):
             warnings.simplefilter("ignore", RuntimeWarning)
             ds = steerkit.plugin.lookup("dataset", name)(path=data_dir, limit=limit)
         s = steerkit.Steerer("oracle", cache=False, progress=False)
-        m = choice_eval.evaluate_choice_dataset(s, ds, print_table=False)["metrics"]
+        m = perspective_eval.evaluate_choice_dataset(s, ds, print_table=False)["metrics"]
         assert m["accuracy"] == m["balanced_accuracy"] == m["macro_f1"] == 1.0, (name, limit)
         if name == "vk" and m["binary"]["n"]:
             assert m["binary"]["macro_f1"] == m["binary_mp"]["macro_f1"] == 1.0
@@ -123,10 +123,10 @@ def test_oracle_scores_one_on_every_limit(data_dir, limit):
 
 def test_evaluate_opinionqa_js_distance(oqa6, capsys):
     s = steerkit.Steerer("cot", backend=FakeBackend(), cache=False, progress=False, distribution=True)
-    rep = choice_eval.evaluate_choice_dataset(s, oqa6)
+    rep = perspective_eval.evaluate_choice_dataset(s, oqa6)
     dists = [it["distribution"] for it in rep["items"]]
     golds = [it["gold_distribution"] for it in rep["items"]]
-    assert rep["metrics"]["js_distance"] == pytest.approx(metrics.js_distance(dists, golds)["mean"])
+    assert rep["metrics"]["js_distance"] == pytest.approx(perspective_metrics.js_distance(dists, golds)["mean"])
     assert rep["metrics"]["js_distance_source"] == "option probabilities"
     assert rep["metrics"]["js_base"] == "e"  # scipy's default, as Modular Pluralism
     assert rep["labels"] == sorted({it["gold"] for it in rep["items"]} | {it["pred"] for it in rep["items"]})
@@ -139,7 +139,7 @@ def test_evaluate_needs_perspectives():
     ds = steerkit.Dataset("plain", [steerkit.Scenario("q", ("a", "b"))])
     s = steerkit.Steerer("cot", backend=FakeBackend(), cache=False, progress=False)
     with pytest.raises(steerkit.DatasetError, match="perspectives"):
-        choice_eval.evaluate_choice_dataset(s, ds)
+        perspective_eval.evaluate_choice_dataset(s, ds)
 
 
 def _results(path, correct):
@@ -166,7 +166,7 @@ def test_faithfulness_fake():
              {"id": "2", "question": "q2", "options": ["x", "y", "z"], "pred": 2, "reasoning": ["r2"]},
              {"id": "3", "question": "q3", "options": ["x", "y"], "pred": 1, "reasoning": ["r3"]}]
     be = FakeBackend(responder=lambda p, c: c.value[0])  # the evaluator always says A
-    res = choice_eval.check_faithfulness(items, be)
+    res = perspective_eval.check_faithfulness(items, be)
     assert res["faithful_rate"] == pytest.approx(1 / 3)
     assert res["unfaithful_evaluator_answers"] == {"x": 2}
     seen = be.prompts_seen[0][0]["content"]
@@ -178,15 +178,15 @@ def test_faithfulness_checks_each_sample_against_its_own_letter():
     items = [{"id": "1", "question": "q1", "options": ["x", "y", "z"], "pred": 1,
               "reasoning": ["leads to y", "leads to x", "also y"], "letters": ["B", "A", "B"]}]
     be = FakeBackend(responder=lambda p, c: "A" if "leads to x" in p[0]["content"] else "B")
-    res = choice_eval.check_faithfulness(items, be)
+    res = perspective_eval.check_faithfulness(items, be)
     assert res["n"] == 3 and res["n_items"] == 1
     assert res["faithful_rate"] == 1.0  # each CoT matches its own sample's answer
     assert [(r["sample"], r["pred"], r["evaluator"]) for r in res["items"]] == [(0, 1, 1), (1, 0, 0), (2, 1, 1)]
-    always_b = choice_eval.check_faithfulness(items, FakeBackend(responder=lambda p, c: "B"))
+    always_b = perspective_eval.check_faithfulness(items, FakeBackend(responder=lambda p, c: "B"))
     assert always_b["faithful_rate"] == pytest.approx(2 / 3)  # sample 1 argued for A
     assert always_b["unfaithful_evaluator_answers"] == {"y": 1}
     with pytest.raises(steerkit.DatasetError, match="no per-sample 'letters'"):
-        choice_eval.check_faithfulness([{**items[0], "letters": None}], be)
+        perspective_eval.check_faithfulness([{**items[0], "letters": None}], be)
 
 
 class FaithfulnessFake(FakeBackend):
@@ -202,7 +202,7 @@ class FaithfulnessPlugin:
 
 def test_faithfulness_command(tmp_path, cache_path):
     s = steerkit.Steerer("cot", backend=FakeBackend(responder=scripted), cache=False, progress=False)
-    results = choice_eval.evaluate_choice_dataset(s, vk8(), out_dir=tmp_path, limit=4, print_table=False)
+    results = perspective_eval.evaluate_choice_dataset(s, vk8(), out_dir=tmp_path, limit=4, print_table=False)
     path = results["path"]
     data = json.loads(open(path).read())
     # rewrite two CoTs so the scripted evaluator (A when "supports", else C) agrees with some
@@ -248,8 +248,8 @@ def test_moderation_flagged_share_with_client():
                 return type("R", (), {"results": [
                     Result("hate" in t, {"hate": "hate" in t, "violence": "kill" in t}) for t in input]})
 
-    clf = choice_eval.OpenAIModeration(client=Client(), batch_size=2)
-    res = choice_eval.flagged_share(clf.classify(["fine", "hate speech", "kill and hate", "ok"]))
+    clf = perspective_eval.OpenAIModeration(client=Client(), batch_size=2)
+    res = perspective_eval.flagged_share(clf.classify(["fine", "hate speech", "kill and hate", "ok"]))
     assert res["n"] == 4 and res["flagged_share"] == 0.5
     assert res["by_category"] == {"hate": 0.5, "violence": 0.25}
 
@@ -264,10 +264,10 @@ def test_faithfulness_real_model(embedded_backend, vk5, cache_path):
     items = [{"id": s.id, "question": s.question, "options": list(s.responses), "pred": p, "reasoning": [c]}
              for s, p, c in zip(vk5.scenarios, (0, 1, 2), cots)]
     cache = steerkit.plugin.ScoreCache(cache_path)
-    res = choice_eval.check_faithfulness(items, embedded_backend, cache)
+    res = perspective_eval.check_faithfulness(items, embedded_backend, cache)
     assert res["n"] == 3 and res["model_calls"] == 3
     assert 0.0 <= res["faithful_rate"] <= 1.0
     assert all(r["evaluator"] in (0, 1, 2) for r in res["items"])
     assert sum(res["unfaithful_evaluator_answers"].values()) == sum(not r["faithful"] for r in res["items"])
-    again = choice_eval.check_faithfulness(items, embedded_backend, cache)
+    again = perspective_eval.check_faithfulness(items, embedded_backend, cache)
     assert again["model_calls"] == 0 and again["items"] == res["items"]

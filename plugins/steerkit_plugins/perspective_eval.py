@@ -34,7 +34,7 @@ import steerkit
 from steerkit import Dataset
 from steerkit.plugin import CacheKey, CacheRecord, RunContext, text_hash
 
-from . import metrics
+from . import perspective_metrics
 
 console = Console()
 
@@ -75,32 +75,32 @@ def evaluate_choice_dataset(steerer: steerkit.Steerer, dataset: Dataset, out_dir
         "cache_hits": run.cache_hits if run else None,
         "prompt_tokens": run.prompt_tokens if run else None,
         "output_tokens": run.output_tokens if run else None,
-        "metrics": metrics.choice_metrics(gold, pred),
+        "metrics": perspective_metrics.choice_metrics(gold, pred),
         "labels": sorted({int(x) for x in gold} | {int(x) for x in pred}),
         "macro_f1_classes": "classes present in gold or predictions (scikit-learn's default)",
     }
     if task == "vk":
-        report["metrics"]["binary"] = metrics.vk_binary_metrics(gold, pred)
-        report["metrics"]["binary_mp"] = metrics.vk_binary_mp_metrics(gold, pred)
+        report["metrics"]["binary"] = perspective_metrics.vk_binary_metrics(gold, pred)
+        report["metrics"]["binary_mp"] = perspective_metrics.vk_binary_mp_metrics(gold, pred)
     parsable = [p for sel in selections for p in sel.extra.get("had_parsable_answer", [])]
     report["no_parsable_answer_share"] = (1 - sum(parsable) / len(parsable)) if parsable else None
     gold_dists = [s.meta.get("gold_distribution") for s in scenarios]
     if all(d is not None for d in gold_dists) and scenarios:
         pred_dists = [_pred_distribution(sel, len(s.responses)) for sel, s in zip(selections, scenarios)]
-        jsd = metrics.js_distance(pred_dists, gold_dists)
+        jsd = perspective_metrics.js_distance(pred_dists, gold_dists)
         report["metrics"]["js_distance"] = jsd["mean"]
-        report["metrics"]["js_base"] = metrics.JS_BASE  # natural log, scipy's default (Modular Pluralism's)
+        report["metrics"]["js_base"] = perspective_metrics.JS_BASE  # natural log, scipy's default (Modular Pluralism's)
         report["metrics"]["js_distance_source"] = (
             "option probabilities" if all(sel.extra.get("distribution") for sel in selections)
             else "vote shares / one-hot predictions"
         )
-    report["baselines"] = metrics.baseline_report(gold, n_options, task)
+    report["baselines"] = perspective_metrics.baseline_report(gold, n_options, task)
     if "js_distance" in report["metrics"]:
-        maj = metrics.majority_baseline(gold, n_options)
+        maj = perspective_metrics.majority_baseline(gold, n_options)
         onehot = [[1.0 if j == m else 0.0 for j in range(k)] for m, k in zip(maj, n_options)]
         uniform = [[1.0 / k] * k for k in n_options]
-        report["baselines"]["majority"]["js_distance"] = metrics.js_distance(onehot, gold_dists)["mean"]
-        report["baselines"]["random"]["js_distance"] = metrics.js_distance(uniform, gold_dists)["mean"]
+        report["baselines"]["majority"]["js_distance"] = perspective_metrics.js_distance(onehot, gold_dists)["mean"]
+        report["baselines"]["random"]["js_distance"] = perspective_metrics.js_distance(uniform, gold_dists)["mean"]
     items = []
     for i, (s, p, sel) in enumerate(zip(scenarios, perspectives, selections)):
         items.append({
@@ -143,7 +143,7 @@ def print_report(report: dict[str, Any]) -> None:
             table.add_column(col, justify="right")
     jsd = "js_distance" in report["metrics"]
     if jsd:
-        table.add_column(f"JSD (base {report['metrics'].get('js_base', metrics.JS_BASE)})", justify="right")
+        table.add_column(f"JSD (base {report['metrics'].get('js_base', perspective_metrics.JS_BASE)})", justify="right")
     names = {"majority": "majority (oracle class prior)"}
     rows = [(report["strategy"], report["metrics"])] + [(names.get(k, k), v) for k, v in report["baselines"].items()]
     for name, m in rows:
@@ -167,7 +167,7 @@ def print_report(report: dict[str, Any]) -> None:
         extra += f" · no parsable answer in free text: {100 * report['no_parsable_answer_share']:.1f}%"
     console.print(extra)
     if binary:
-        console.print(f"bin = {metrics.BINARY_DEFINITION}; MP-bin = {metrics.BINARY_MP_DEFINITION}")
+        console.print(f"bin = {perspective_metrics.BINARY_DEFINITION}; MP-bin = {perspective_metrics.BINARY_MP_DEFINITION}")
     if report.get("path"):
         console.print(f"results: {report['path']}")
 
@@ -193,7 +193,7 @@ def compare_results(a: dict[str, Any], b: dict[str, Any], exact: bool = True) ->
     pairs = [(it, bmap[_item_key(it)]) for it in a["items"] if _item_key(it) in bmap]
     if not pairs:
         raise steerkit.DatasetError("the two result files share no items (compare runs on the same dataset)")
-    out = metrics.mcnemar([x["correct"] for x, _ in pairs], [y["correct"] for _, y in pairs], exact=exact)
+    out = perspective_metrics.mcnemar([x["correct"] for x, _ in pairs], [y["correct"] for _, y in pairs], exact=exact)
     out["accuracy_a"] = sum(x["correct"] for x, _ in pairs) / len(pairs)
     out["accuracy_b"] = sum(y["correct"] for _, y in pairs) / len(pairs)
     out["unmatched"] = len(a["items"]) - len(pairs)

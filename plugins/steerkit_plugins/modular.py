@@ -11,7 +11,11 @@ community) writes comments; the main model (the backend's base model) uses them:
   option log-probabilities, in the same pass).
 - ``distributional``: each community's comment is the passage for one answer distribution
   (option log-probabilities); the pool's distribution is their unweighted mean (the paper) or
-  a weighted one (``weights``; ``fit_weights`` fits them on a dev split).
+  a weighted one (``weights``: numbers, a JSON file of them, or ``"fit"`` with ``fit_on`` a dev
+  split: the weights minimising the dev split's mean Jensen-Shannon distance, ``fit_weights``).
+  The per-community distributions are cached, not the mix, so other weights cost no model call.
+  Served on OpinionQA and, with the paper's prompts, on GlobalOpinionQA ("you are from
+  <country>") and MoralChoice (no persona) from ``distribution_datasets``.
 - ``overton``: ``overton_outputs(run, situations)``: communities comment on the bare
   situation, and the main model comments on it using all their comments (scored by value
   coverage in ``steerkit_plugins.overton``). ``select_many`` does not serve this mode.
@@ -28,14 +32,18 @@ Options: ``pool`` (a name, file, list or Pool; default "perspective"), ``mode``,
 top-p 0.9, 200 tokens; selection and answers at T=0.1; default greedy), ``max_tokens`` (comment
 length, default 200), ``condition`` ("target": comments see the target as in the paper;
 "none": comments on the bare question, shared by every target of a scenario), ``weights``
-(distributional: a list in pool order or a mapping by community name; ``fit_pool_weights``
-fits them on a dev split).
+(distributional: "uniform", the paper's default; a list in pool order; a mapping by community
+name; a JSON file holding either, or a results file of ``steerkit eval`` that ran with fitted
+weights; or "fit" with ``fit_on``: a dev Dataset, or under ``steerkit eval`` a dev file read by the
+evaluated dataset's loader; the fit runs on the first call, with the test run's backend and cache).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -58,6 +66,15 @@ MESSAGE_VERSION = "modular-message@1"  # bump when a community prompt changes
 FAITHFUL = {"comment": (1.0, 0.9, 200), "select": 0.1, "overton": (0.1, 200)}
 
 _EXPLAIN = "Respond to the question below and explain your answer."
+DISTRIBUTION_TASKS = ("globalopinionqa", "moralchoice")  # distribution_datasets: the paper's own prompts
+UNIFORM = "uniform (the paper's unweighted mean)"
+
+
+def item_format(scenario: Scenario) -> str:
+    """vk | opinionqa | globalopinionqa | moralchoice | general (``cot``'s formats plus the two
+    distribution datasets, which the paper prompts in their own way)."""
+    task = str(scenario.meta.get("task", "")).lower()
+    return task if task in DISTRIBUTION_TASKS else resolve_format("auto", scenario)
 
 
 # -- prompts (the paper's, reworded) ------------------------------------------------------
@@ -65,8 +82,11 @@ def _options_line(responses: Sequence[str], sep: str = " ") -> str:
     return sep.join(f"{l}. {r}" for l, r in zip(letters_for(len(responses)), responses))
 
 
-def _who(p: Perspective) -> str:
-    """'Regarding political ideology, you are Liberal.' (OpinionQA groups), else the perspective."""
+def _who(p: Perspective, fmt: str = "") -> str:
+    """'Regarding political ideology, you are Liberal.' (OpinionQA groups), 'You are from Spain.'
+    (GlobalOpinionQA, as the paper), else the perspective."""
+    if fmt == "globalopinionqa":
+        return f"You are from {p.text}."
     if p.category:
         return f"Regarding {p.category.lower()}, you are {p.text}."
     return f"Your perspective: {p.text}."
@@ -78,14 +98,20 @@ def question_block(fmt: str, scenario: Scenario, p: Perspective) -> str:
         return ("Question: given a situation and a relevant value, right, or duty, does the value/right/duty "
                 "support, oppose, or either support or oppose the situation?\n\n"
                 f"Situation: {scenario.question}\n\nValue/right/duty: {p.text}\n\n{_options_line(scenario.responses)}")
-    if fmt == "opinionqa":
+    if fmt in ("opinionqa", "globalopinionqa"):
         return f"Question: {scenario.question}\nOptions: {_options_line(scenario.responses)}"
+    if fmt == "moralchoice":
+        return ("Below are a scenario and two possible actions: which one is more moral?\n"
+                f"Scenario: {scenario.question}\n{_options_line(scenario.responses, chr(10))}")
     return f"Question: {scenario.question}\nOptions:\n{_options_line(scenario.responses, chr(10))}"
 
 
 def comment_text(fmt: str, scenario: Scenario, p: Perspective, condition: str) -> str:
     """What a community is asked. Conditioned on the target as in the paper (VK: the question
-    names the value; OpinionQA: the group), or on the bare question/situation."""
+    names the value; OpinionQA: the group; GlobalOpinionQA: the country), or on the bare
+    question/situation. MoralChoice comments never see a persona (the paper's prompt has none)."""
+    if fmt == "moralchoice":
+        return f"{_EXPLAIN}\n\n{question_block(fmt, scenario, p)}"
     if condition == "none":
         if fmt == "vk":
             return f"Share your view on the following situation: {scenario.question}"
@@ -93,12 +119,14 @@ def comment_text(fmt: str, scenario: Scenario, p: Perspective, condition: str) -
         return f"{_EXPLAIN}\n\n{bare}"
     if fmt == "vk":
         return f"{_EXPLAIN}\n\n{question_block(fmt, scenario, p)}"
-    return f"{_who(p)} {_EXPLAIN}\n\n{question_block(fmt, scenario, p)}"
+    return f"{_who(p, fmt)} {_EXPLAIN}\n\n{question_block(fmt, scenario, p)}"
 
 
 def selection_prompt(fmt: str, p: Perspective, comments: Sequence[str]) -> list[dict[str, str]]:
     if fmt == "vk":
         ask = f"Which of these comments best reflects the value {p.text!r}?"
+    elif fmt == "globalopinionqa":
+        ask = f"Which of these comments best reflects people from {p.text}?"
     elif fmt == "opinionqa" and p.category:
         ask = f"Which of these comments best reflects people whose {p.category.lower()} is {p.text}?"
     else:
@@ -110,7 +138,7 @@ def selection_prompt(fmt: str, p: Perspective, comments: Sequence[str]) -> list[
 def answer_prompt(fmt: str, scenario: Scenario, p: Perspective, passage: str, condition: str) -> list[dict[str, str]]:
     """Answer the question with the help of a passage; prefilled "Answer:" so the next token
     is the letter (constrained with its leading space, as cot does)."""
-    who = f"{_who(p)} " if fmt != "vk" and condition == "target" else ""
+    who = f"{_who(p, fmt)} " if fmt not in ("vk", "moralchoice") and condition == "target" else ""
     text = (f"{who}Answer the question with the help of the passage.\n\nPassage: {passage.strip() or '(empty)'}\n\n"
             f"{question_block(fmt, scenario, p)}")
     return [{"role": "user", "content": text}, {"role": "assistant", "content": "Answer:"}]
@@ -130,6 +158,24 @@ def overton_prompt(situation: str, comments: Sequence[str]) -> list[dict[str, st
 def _softmax(lp: np.ndarray) -> np.ndarray:
     p = np.exp(lp - lp.max())
     return p / p.sum()
+
+
+def _read_weights(path: Path, who: str) -> Any:
+    """Weights from a JSON file: a list, a mapping by community, ``{"weights": ...}`` or a
+    ``steerkit eval`` results file (its ``strategy_info.weights``)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise steerkit.InvalidOptionError(f"{who}: weights file {path} does not exist; pass a JSON file of weights, "
+                                          "'uniform' or 'fit' (with fit_on=DEV)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise steerkit.InvalidOptionError(f"{who}: cannot read weights file {path}: {exc}; it must be JSON: a list in "
+                                          "pool order or {community: weight}") from None
+    if isinstance(data, Mapping) and isinstance(data.get("strategy_info"), Mapping):
+        data = data["strategy_info"]
+    if isinstance(data, Mapping) and "weights" in data:
+        data = data["weights"]
+    return data
 
 
 def fit_weights(community_dists: Sequence[Sequence[Sequence[float]]], gold: Sequence[Sequence[float]]) -> list[float]:
@@ -179,7 +225,7 @@ class ModularPluralism(Strategy):
 
     def __init__(self, pool: Any = "perspective", mode: str = "steerable", adapters: Mapping[str, str] | None = None,
                  faithful: bool = False, max_tokens: int | None = None, condition: str = "target",
-                 weights: Any = None, **options: Any):
+                 weights: Any = None, fit_on: Any = None, **options: Any):
         refuse_unknown(self, options)
         self.mode = choice_option(self.name, "mode", mode, MODES)
         self.condition = choice_option(self.name, "condition", condition, CONDITIONS)
@@ -188,13 +234,39 @@ class ModularPluralism(Strategy):
         self.max_tokens = int_option(self.name, "max_tokens", default_len if max_tokens is None else max_tokens, 1,
                                      "length limit of each community comment (the paper: 200)")
         self.pool: Pool = load_pool(pool, adapters)
+        self.fit_on, self.fit_report, self._dev = fit_on, None, None
+        self.weights_source = UNIFORM
         self.weights = self._weights(weights)
         super().__init__(mode=self.mode, condition=self.condition, faithful=self.faithful, max_tokens=self.max_tokens,
                          weights=self.weights)
 
     def _weights(self, weights: Any) -> list[float] | None:
-        if weights is None:
+        """None (uniform) or the normalised weights; "fit" leaves them None until ``_fit``."""
+        fit = isinstance(weights, str) and weights.strip().lower() == "fit"
+        if self.fit_on is not None and not fit:
+            raise steerkit.InvalidOptionError(f"{self.name}: fit_on names a dev split for weights='fit'; pass "
+                                              "-o weights=fit with it, or drop fit_on")
+        if weights is None or (isinstance(weights, str) and weights.strip().lower() == "uniform"):
             return None
+        if self.mode != "distributional":
+            raise steerkit.InvalidOptionError(f"{self.name}: weights apply to mode='distributional' only, not {self.mode!r}")
+        if fit:
+            if self.fit_on is None:
+                raise steerkit.InvalidOptionError(
+                    f"{self.name}: weights='fit' needs a dev split with gold distributions: pass fit_on=DEV_FILE "
+                    "(steerkit eval: -o fit_on=dev.csv, read by the evaluated dataset's loader) or a steerkit.Dataset")
+            if not isinstance(self.fit_on, (steerkit.Dataset, str, os.PathLike)):
+                raise steerkit.InvalidOptionError(f"{self.name}: fit_on={self.fit_on!r}; pass a file path or a steerkit.Dataset")
+            if not isinstance(self.fit_on, steerkit.Dataset) and not Path(self.fit_on).exists():
+                raise steerkit.InvalidOptionError(f"{self.name}: fit_on={str(self.fit_on)!r} does not exist; pass the "
+                                                  "dev split's file")
+            if isinstance(self.fit_on, steerkit.Dataset):
+                self._dev = self._check_dev(self.fit_on)
+            self.weights_source = "fit pending"
+            return None
+        source = "given"
+        if isinstance(weights, (str, os.PathLike)):
+            weights, source = _read_weights(Path(weights), self.name), f"file {weights}"
         names = self.pool.names
         if isinstance(weights, Mapping):
             unknown = sorted(set(weights) - set(names))
@@ -210,16 +282,68 @@ class ModularPluralism(Strategy):
             raise steerkit.InvalidOptionError(
                 f"{self.name}: weights={weights!r}; pass {len(names)} non-negative numbers (pool order {names}) "
                 "with a positive sum")
-        if self.mode != "distributional":
-            raise steerkit.InvalidOptionError(f"{self.name}: weights apply to mode='distributional' only, not {self.mode!r}")
+        self.weights_source = source
         return [x / sum(w) for x in w]
 
     def cache_options(self) -> dict[str, Any]:
-        # the pool's identity (adapter content, personas) goes into each key's response part
+        # the pool's identity (adapter content, personas) goes into each key's response part;
+        # the weights do not: records hold every community's distribution, mixed when read
         opts = dict(self.options)
-        if opts.get("weights") is None:
-            opts.pop("weights", None)
+        opts.pop("weights", None)
         return opts
+
+    def weights_info(self) -> dict[str, Any]:
+        """Which pool weights ran (``steerkit eval`` puts this in its report)."""
+        if self.mode != "distributional":
+            return {"mode": self.mode, "pool": self.pool.name}
+        names = self.pool.names
+        w = self.weights if self.weights is not None else [1.0 / len(names)] * len(names)
+        out: dict[str, Any] = {"mode": self.mode, "pool": self.pool.name, "weights": dict(zip(names, w)),
+                               "weights_source": self.weights_source}
+        if self.fit_report is not None:
+            out["fit"] = self.fit_report
+        shown = ", ".join(f"{n} {x:.3f}" for n, x in zip(names, w))
+        out["summary"] = f"pool weights: {self.weights_source}" + ("" if self.weights is None else f": {shown}")
+        return out
+
+    # -- weights fitted on a dev split -----------------------------------------------------
+    def _check_dev(self, dev: steerkit.Dataset) -> steerkit.Dataset:
+        gold = [s.meta.get("gold_distribution") for s in dev.scenarios]
+        if not gold or any(g is None for g in gold) or dev.perspectives is None:
+            raise steerkit.DatasetError(f"{self.name}: fit_on dataset {dev.name!r} ({dev.info.get('source', '')}): fitting "
+                                        "pool weights needs items with perspectives and meta['gold_distribution'] "
+                                        "(an opinionqa, globalopinionqa or moralchoice dev file)")
+        return dev
+
+    def _fit(self, run: RunContext) -> None:
+        """Fit the weights on the dev split (its own RunContext: the test items' usage stays
+        theirs); records dev size, model calls and the dev distance before and after."""
+        from scipy.spatial.distance import jensenshannon
+
+        if self._dev is None:
+            raise steerkit.InvalidOptionError(
+                f"{self.name}: fit_on={str(self.fit_on)!r} is a file, and only `steerkit eval` knows which loader reads "
+                "it; in Python pass fit_on=a steerkit.Dataset (e.g. lookup('dataset', 'globalopinionqa')(path=...))")
+        dev_run = RunContext(run.backend, run.cache, progress=run.progress, batch_size=run.batch_size, seed=run.seed)
+        sels = self.select_many(dev_run, self._dev.scenarios, list(self._dev.perspectives or []))
+        names = self.pool.names
+        per = [[sel.extra["community_distributions"][n] for n in names] for sel in sels]
+        gold = [s.meta["gold_distribution"] for s in self._dev.scenarios]
+        w = fit_weights(per, gold)
+
+        def mean_js(weights: Sequence[float]) -> float:
+            with np.errstate(invalid="ignore"):  # equal distributions: rounding can make js/2 a tiny negative
+                d = [jensenshannon(g, np.asarray(weights) @ np.asarray(x)) for x, g in zip(per, gold)]
+            return float(np.mean(np.nan_to_num(d, nan=0.0)))
+
+        self.weights = w
+        self.options["weights"] = w
+        where = self._dev.info.get("source") or self._dev.name
+        self.fit_report = {"dev": str(where), "dev_items": len(sels), "model_calls": dev_run.model_calls,
+                           "cache_hits": dev_run.cache_hits, "dev_js_distance_uniform": mean_js([1.0 / len(names)] * len(names)),
+                           "dev_js_distance_fitted": mean_js(w)}
+        self.weights_source = (f"fitted on {where} ({len(sels)} items; dev JSD {self.fit_report['dev_js_distance_uniform']:.3f} "
+                               f"uniform -> {self.fit_report['dev_js_distance_fitted']:.3f})")
 
     # -- checks before any model loads ---------------------------------------------------
     def check_dataset(self, dataset: steerkit.Dataset) -> None:
@@ -236,6 +360,13 @@ class ModularPluralism(Strategy):
                 f"{self.name}: mode={self.mode!r} answers multiple-choice items with a perspective (vk, opinionqa); "
                 f"dataset {dataset.name!r} has none"
             )
+        if self.weights_source == "fit pending" and self._dev is None:  # read the dev file now, before any model loads
+            try:
+                loader = steerkit.plugin.lookup("dataset", dataset.name)
+            except steerkit.SteerkitError as exc:
+                raise steerkit.InvalidOptionError(f"{self.name}: no loader {dataset.name!r} to read fit_on={self.fit_on!r}: "
+                                                  f"{exc}") from None
+            self._dev = self._check_dev(loader(path=str(self.fit_on)))
 
     def _check_run(self, run: RunContext) -> None:
         self.pool.check_backend(run.backend)
@@ -333,7 +464,7 @@ class ModularPluralism(Strategy):
         prompts = {k: answer_prompt(items[k][1], items[k][2], items[k][3], per_item[k][chosen[k]], self.condition) for k in ok}
         letters = {k: letters_for(len(items[k][2].responses)) for k in ok}
         result: dict[int, Any] = {}
-        dist_items = [k for k in ok if items[k][1] == "opinionqa"]  # the answer distribution, one pass
+        dist_items = [k for k in ok if items[k][1] in ("opinionqa", *DISTRIBUTION_TASKS)]  # the answer distribution, one pass
         if dist_items:
             for k, lp in zip(dist_items, run.option_logprobs([prompts[k] for k in dist_items], [letters[k] for k in dist_items])):
                 p = _softmax(np.asarray(lp, dtype=float))
@@ -386,10 +517,17 @@ class ModularPluralism(Strategy):
             )
         fmts = []
         for s in scenarios:
-            fmt = resolve_format("auto", s)
+            fmt = item_format(s)
             letters_for(len(s.responses))
             fmts.append(fmt)
         self._check_run(run)
+        if self.mode == "distributional" and self.weights_source == "fit pending":
+            self.weights_source = "fitting"  # the dev run below mixes uniformly; its own distributions are what counts
+            try:
+                self._fit(run)
+            except BaseException:
+                self.weights_source = "fit pending"
+                raise
         pool_fp = self.pool.fingerprint(run.backend)
         keys = [self._item_key(run, pool_fp, f, s, t) for f, s, t in zip(fmts, scenarios, targets)]
         items = [(i, f, s, t) for i, (f, s, t) in enumerate(zip(fmts, scenarios, targets))]
@@ -404,8 +542,13 @@ class ModularPluralism(Strategy):
         names = self.pool.names
         for (i, fmt, s, _t), k in zip(items, keys):
             rec = records[k]
-            pay = rec.payload
+            pay = dict(rec.payload)
             letters = letters_for(len(s.responses))
+            if self.mode == "distributional":  # mixed here, so any weights reuse the cached distributions
+                per = np.asarray(pay["community_distributions"], dtype=float)
+                w = np.asarray(self.weights) if self.weights is not None else np.full(len(per), 1.0 / len(per))
+                mix = w @ per
+                pay["distribution"], pay["letter"] = [float(x) for x in mix], letters[int(np.argmax(mix))]
             best = letters.index(pay["letter"])
             dist = pay.get("distribution")
             scores = [{"vote": 1.0 if j == best else 0.0, **({"probability": dist[j]} if dist else {})}

@@ -111,6 +111,9 @@ def evaluate_choice_dataset(steerer: steerkit.Steerer, dataset: Dataset, out_dir
             "letters": sel.extra.get("letters"),
             "had_parsable_answer": sel.extra.get("had_parsable_answer"),
         })
+    info = getattr(steerer.strategy, "weights_info", None)  # e.g. modular: which pool weights ran
+    if callable(info):
+        report["strategy_info"] = info()
     report["items"] = items
     if out_dir is not None:
         out = Path(out_dir)
@@ -144,7 +147,7 @@ def print_report(report: dict[str, Any]) -> None:
     jsd = "js_distance" in report["metrics"]
     if jsd:
         table.add_column(f"JSD (base {report['metrics'].get('js_base', perspective_metrics.JS_BASE)})", justify="right")
-    names = {"majority": "majority (oracle class prior)"}
+    names = {"majority": "majority (oracle class prior)", **({"random": "random (uniform)"} if jsd else {})}
     rows = [(report["strategy"], report["metrics"])] + [(names.get(k, k), v) for k, v in report["baselines"].items()]
     for name, m in rows:
         row = [name, _fmt(m["accuracy"]), _fmt(m["balanced_accuracy"]), _fmt(m["macro_f1"])]
@@ -166,6 +169,8 @@ def print_report(report: dict[str, Any]) -> None:
     if report.get("no_parsable_answer_share") is not None:
         extra += f" · no parsable answer in free text: {100 * report['no_parsable_answer_share']:.1f}%"
     console.print(extra)
+    if (report.get("strategy_info") or {}).get("summary"):
+        console.print(report["strategy_info"]["summary"])
     if binary:
         console.print(f"bin = {perspective_metrics.BINARY_DEFINITION}; MP-bin = {perspective_metrics.BINARY_MP_DEFINITION}")
     if report.get("path"):

@@ -77,7 +77,8 @@ def test_globalopinionqa_upstream_csv_one_item_per_question_and_country(tmp_path
     assert ds.scenarios[2].meta["source"] == "WVS" and s.meta["attribute"] == "Nigeria"
     assert ds.info["skipped"] == {"more than 5 options": 1}
     every = load_globalopinionqa(path, max_options=0)
-    assert len(every) == 4 and every.scenarios[-1].responses[-1] == "G"
+    assert len(every) == 4 and every.scenarios[-1].responses[-1] == "G" and every.info["max_options"] == 26
+    assert len(load_globalopinionqa(path, max_options=7)) == 4
     assert len(load_globalopinionqa(path, max_options=0, limit=2)) == 2
 
 
@@ -153,6 +154,8 @@ def test_globalopinionqa_missing_file_or_column(tmp_path):
         load_globalopinionqa(path, split="dev")
     with pytest.raises(steerkit.DatasetError, match="max_options=1"):
         load_globalopinionqa(path, max_options=1)
+    with pytest.raises(steerkit.DatasetError, match="max_options='many'; pass a whole number"):
+        load_globalopinionqa(path, max_options="many")
 
 
 # -- MoralChoice ------------------------------------------------------------------------------------

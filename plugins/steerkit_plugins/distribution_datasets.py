@@ -85,6 +85,7 @@ MC_SOURCE = "get data/scenarios/moralchoice_*_ambiguity.csv from github.com/nino
 MC_GOLD = {"low": [1.0, 0.0], "high": [0.5, 0.5]}  # the Modular Pluralism authors' gold
 MC_PERSPECTIVE = "people in general"
 SUM_TOLERANCE = 0.05  # shares are rounded to 2-3 decimals upstream: a row may add up to 1.01
+MAX_LETTERS = 26  # options are lettered A-Z
 MIN_TOTAL = 0.5  # below: most respondents answered outside the listed options (a misaligned row?)
 _NO_SPLITS = ("test", "eval", "all", None)
 
@@ -239,7 +240,7 @@ def _goqa_upstream(rows: list[dict[str, Any]], path: Path, max_options: int, str
                               "answers; fix the row or pass strict=false", "unparseable options")
             options = [str(o).strip() for o in options]
             selections = parse_selections(r.get("selections"), where)
-            if max_options and len(options) > max_options:
+            if len(options) > max_options:
                 skipped[f"more than {max_options} options"] += len(selections)
                 continue
             for country, shares in selections.items():
@@ -273,7 +274,7 @@ def _goqa_authors(rows: list[dict[str, Any]], path: Path, max_options: int, stri
             if not question or not country or not isinstance(options, (list, tuple)) or len(options) < 2:
                 raise _BadRow(f"{where}: needs question, attribute (the country) and at least 2 options",
                               "incomplete item")
-            if max_options and len(options) > max_options:
+            if len(options) > max_options:
                 skipped[f"more than {max_options} options"] += 1
                 continue
             options = [str(o).strip() for o in options]
@@ -296,6 +297,7 @@ def globalopinionqa_from_file(path: str | os.PathLike[str], max_options: int = 5
     """Items from the upstream export (``question, selections, options, source``) or from the
     Modular Pluralism authors' processed file (``question, options, attribute, gold_distribution``)."""
     path = Path(path)
+    max_options = min(max_options or MAX_LETTERS, MAX_LETTERS)
     rows = _rows(path)
     if not rows:
         raise DatasetError(f"{path}: no rows; {GOQA_SOURCE}")
@@ -306,7 +308,7 @@ def globalopinionqa_from_file(path: str | os.PathLike[str], max_options: int = 5
         _require(rows, GOQA_COLUMNS, path, GOQA_SOURCE)
         items, fmt = _goqa_upstream(rows, path, max_options, strict, skipped), "llm_global_opinions"
     return _finish(name, "globalopinionqa", str(path), items, skipped,
-                   {"format": fmt, "max_options": max_options or None, "gold": "country shares normalised to sum 1"})
+                   {"format": fmt, "max_options": max_options, "gold": "country shares normalised to sum 1"})
 
 
 def load_globalopinionqa(path: str | os.PathLike[str] | None = None, split: str | None = "test", limit: int | None = None,
@@ -315,9 +317,13 @@ def load_globalopinionqa(path: str | os.PathLike[str] | None = None, split: str 
     _check_split(split, "globalopinionqa")
     if options:
         raise DatasetError(f"globalopinionqa: unknown option(s) {sorted(options)}; it takes max_options and strict")
-    max_options = int(max_options or 0)
-    if max_options and max_options < 2:
-        raise DatasetError(f"globalopinionqa: max_options={max_options}; pass at least 2 (the paper: 5), or 0 for all")
+    try:
+        max_options = min(int(max_options or 0) or MAX_LETTERS, MAX_LETTERS)
+    except (TypeError, ValueError):
+        raise DatasetError(f"globalopinionqa: max_options={max_options!r}; pass a whole number (the paper: 5)") from None
+    if max_options < 2:
+        raise DatasetError(f"globalopinionqa: max_options={max_options}; pass at least 2 (the paper: 5), or 0 for all "
+                           f"(up to {MAX_LETTERS}, the letters A-Z)")
     file = _find(path, "globalopinionqa", GOQA_FILES, GOQA_SOURCE, "globalopinionqa")[0]
     ds = globalopinionqa_from_file(file, max_options=max_options, strict=_bool(strict))
     return ds.head(int(limit)) if limit is not None else ds

@@ -88,7 +88,8 @@ def test_globalopinionqa_parquet_and_jsonl_exports_read_the_same(tmp_path):
     csv_ds = load_globalopinionqa(write_csv(tmp_path / "g.csv", GOQA_HEADER, ROWS[:2]))
     pd.DataFrame(ROWS[:2]).to_parquet(tmp_path / "g.parquet")
     (tmp_path / "g.jsonl").write_text("\n".join(json.dumps(r) for r in ROWS[:2]))
-    for name in ("g.parquet", "g.jsonl"):
+    (tmp_path / "g.json").write_text("\n".join(json.dumps(r) for r in ROWS[:2]))  # datasets' to_json: lines, .json name
+    for name in ("g.parquet", "g.jsonl", "g.json"):
         ds = load_globalopinionqa(tmp_path / name)
         assert [(s.id, s.question, s.responses, s.meta["gold_distribution"]) for s in ds.scenarios] == \
             [(s.id, s.question, s.responses, s.meta["gold_distribution"]) for s in csv_ds.scenarios]
@@ -150,6 +151,9 @@ def test_globalopinionqa_missing_file_or_column(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(steerkit.DatasetError, match=r"no data file in .*empty \(looked for global_opinions.csv"):
         load_globalopinionqa(tmp_path / "empty")
+    (tmp_path / "broken.json").write_text('{"question": "q",\n')
+    with pytest.raises(steerkit.DatasetError, match=r"broken.json: neither a JSON list of records nor JSON Lines"):
+        load_globalopinionqa(tmp_path / "broken.json")
     with pytest.raises(steerkit.DatasetError, match="no 'dev' split"):
         load_globalopinionqa(path, split="dev")
     with pytest.raises(steerkit.DatasetError, match="max_options=1"):

@@ -60,6 +60,7 @@ Default location: ``$STEERKIT_DATA/globalopinionqa/`` and ``$STEERKIT_DATA/moral
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import warnings
@@ -129,7 +130,19 @@ def _rows(path: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError, ImportError) as exc:
             raise DatasetError(f"cannot read {path}: {exc}; it must be a parquet file (pandas + pyarrow) or use "
                                "the CSV") from exc
-    return read_records(path)
+    try:
+        return read_records(path)
+    except DatasetError:
+        if path.suffix != ".json":
+            raise
+        try:  # Hugging Face's Dataset.to_json writes JSON Lines under a .json name
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise DatasetError(f"cannot read {path}: neither a JSON list of records nor JSON Lines; fix the file or "
+                               "pass the upstream CSV") from None
+        if not all(isinstance(r, dict) for r in rows):
+            raise DatasetError(f"{path}: JSON Lines of something other than records") from None
+        return rows
 
 
 def _check_split(split: Any, dataset: str) -> None:

@@ -43,6 +43,17 @@ scenarios, model and machine, in one run, to ``results/bench_comparative_referen
     python benchmarks/bench_comparative.py --scenarios 4 --k 1  # a quick run on a busy CPU
     python benchmarks/bench_comparative.py --reference /tmp/refsrc --reference-python /tmp/refvenv/bin/python
     python benchmarks/bench_comparative.py --floor              # steerkit and the floor only
+    python benchmarks/bench_comparative.py --decode             # decoding speed-ups vs the plain path
+
+Decoding (``--decode``; replaces 1-7, transformers backend, to ``results/bench_comparative_decode.json``):
+
+8. one scenario's comparative requests (scenario 0, 5 attributes, JSON-constrained, greedy) on
+   each decoding path of the transformers backend, in the same run: the plain path (transformers'
+   SDPA and a growing DynamicCache), ``gqa_attention`` alone, and both it and ``static_cache``
+   (the default on CPU). Decode time is ``complete`` at the requests' token budget minus
+   ``complete`` at 1 token (the prefill and first step), so ms/token at batch 1 (the first
+   request alone) and tokens/s at batch 5 (all five: prefilled alone, decoded together);
+   the ratio to the plain path, and whether every output is the plain path's, token for token.
 """
 
 from __future__ import annotations
@@ -112,7 +123,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reference-model", default=None,
                     help="the model folder for the reference (default: steerkit's, converted for transformers 4.x)")
     ap.add_argument("--floor", action="store_true", help="steerkit and the machine's floor only (replaces 1-4)")
+    ap.add_argument("--decode", action="store_true", help="decoding paths of the transformers backend (replaces 1-7)")
+    ap.add_argument("--repeats", type=int, default=2, help="--decode: timed runs per path and batch (best kept)")
     args = ap.parse_args(argv)
+    if args.decode:
+        return decode_paths(args)
     if args.reference or args.floor:
         return side_by_side(args)
 
@@ -669,6 +684,128 @@ def side_by_side(args: argparse.Namespace) -> dict:
             "met" if goals["reference_ratio_ge_50"] else "missed")
         console.print(f"reference load {reference['load_seconds']:.0f}s; median ratio {results['median_ratio']:.1f}x "
                       f"(goal >= {TARGET_REFERENCE_RATIO:g}x on a CPU with native bf16: {verdict})")
+    console.print(f"results: {path}")
+    return results
+
+
+# -- decoding paths (issue 13) -------------------------------------------------------------------
+
+DECODE_PATHS = {  # name -> transformers backend options
+    "plain (sdpa, DynamicCache)": {"gqa_attention": False, "static_cache": False},
+    "gqa_attention": {"gqa_attention": True, "static_cache": False},
+    "gqa_attention + static_cache (default)": {"gqa_attention": True, "static_cache": True},
+}
+
+
+def scenario_requests(args: argparse.Namespace, backend, index: int = 0) -> list:  # noqa: ANN001
+    """The requests the strategy sends for one scenario (all attributes), captured without
+    running the model: the backend's ``complete`` is swapped for one that records and fails."""
+    import steerkit
+    from steerkit.plugin import Completion
+    from steerkit_plugins.attribute_datasets import load_helpsteer2
+    from steerkit_plugins.fewshot import ExampleIndex, sentence_transformer_encoder
+
+    full = load_helpsteer2(path=args.data)
+    data = full.head(index + 1)
+    options: dict = {"example_pool": ExampleIndex(full.info["pool"], encoder=sentence_transformer_encoder())}
+    if args.k is not None:
+        options["k"] = args.k
+    seen: list = []
+
+    def record(requests):  # noqa: ANN001, ANN202
+        seen.extend(requests)
+        return [Completion.failed(RuntimeError("captured, not run")) for _ in requests]
+
+    backend.complete, inner = record, backend.complete
+    try:
+        st = steerkit.Steerer(strategy=args.strategy, backend=backend, cache=False, progress=False, **options)
+        try:
+            st.score([data.scenarios[index]], data.attributes)
+        except steerkit.ModelOutputError:
+            pass  # every request "failed": expected
+    finally:
+        backend.complete = inner
+    return seen
+
+
+def decode_paths(args: argparse.Namespace) -> dict:
+    """Section 8 of the module doc."""
+    import dataclasses
+
+    import torch
+    from steerkit.plugin import lookup
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    backend = lookup("backend", "transformers")(model=args.model, **backend_kwargs(args))
+    t0 = time.perf_counter()
+    backend.hf_model
+    load_s = time.perf_counter() - t0
+    requests = scenario_requests(args, backend)
+    one = [dataclasses.replace(r, sampling=dataclasses.replace(r.sampling, max_tokens=1)) for r in requests]
+    console.rule(f"[bold]decoding paths[/]: {args.strategy} scenario 0, {len(requests)} requests, "
+                 f"{backend.model_name} {backend.dtype}, {torch.get_num_threads()} threads, {cpu_name()}")
+
+    def timed(reqs):  # noqa: ANN001, ANN202
+        w, c = time.perf_counter(), time.process_time()
+        out = backend.complete(reqs)
+        return time.perf_counter() - w, time.process_time() - c, out
+
+    def best(reqs):  # noqa: ANN001, ANN202
+        runs = [timed(reqs) for _ in range(max(1, args.repeats))]
+        return min(runs, key=lambda r: r[0])
+
+    rows: dict[str, dict] = {}
+    saved = (backend.gqa_attention, backend.static_cache)
+    try:
+        for name, opts in DECODE_PATHS.items():
+            backend.gqa_attention, backend.static_cache = opts["gqa_attention"], opts["static_cache"]
+            row: dict = {"options": opts}
+            for label, reqs, ones in (("batch1", requests[:1], one[:1]), ("batch5", requests[:5], one[:5])):
+                w1, c1, _ = best(ones)
+                w, c, out = best(reqs)
+                tokens = sum(o.output_tokens for o in out)
+                steps = max(o.output_tokens for o in out)
+                dw, dc = max(w - w1, 1e-9), max(c - c1, 0.0)
+                row[label] = {"rows": len(reqs), "seconds": w, "cpu_seconds": c, "first_step_seconds": w1,
+                              "decode_seconds": dw, "decode_cpu_seconds": dc, "output_tokens": tokens, "steps": steps,
+                              "ms_per_step": 1e3 * dw / max(1, steps - 1), "tokens_per_second": (tokens - len(reqs)) / dw,
+                              "texts": [o.text for o in out], "ok": all(o.ok for o in out)}
+            rows[name] = row
+            console.print(f"{name}: batch 1 {row['batch1']['ms_per_step']:.1f} ms/token, batch 5 "
+                          f"{row['batch5']['tokens_per_second']:.1f} tokens/s ({row['batch5']['ms_per_step']:.0f} ms/step)")
+    finally:
+        backend.gqa_attention, backend.static_cache = saved
+    plain = rows[next(iter(DECODE_PATHS))]
+    for row in rows.values():
+        for label in ("batch1", "batch5"):
+            r = row[label]
+            r["same_outputs_as_plain"] = r["texts"] == plain[label]["texts"]
+            r["speedup_vs_plain"] = plain[label]["decode_seconds"] / r["decode_seconds"]
+    results = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+               "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},
+               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+               "backend_fingerprint": backend.fingerprint(), "dtype": backend.dtype, "load_seconds": load_s,
+               "strategy": args.strategy, "prompt_tokens": [backend.count_tokens(r.prompt) for r in requests],
+               "paths": rows}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "bench_comparative_decode.json"
+    path.write_text(json.dumps(results, indent=2))
+    t = Table(title=f"decoding, {args.strategy} scenario 0 ({backend.dtype}, {cpu_name()}, "
+                    f"load {results['load_average'][0]:.1f})")
+    for c in ("path", "b1 ms/token", "b1 cpu ms/token", "x plain", "b5 tokens/s", "b5 ms/step", "x plain",
+              "same outputs (b1, b5)"):
+        t.add_column(c, justify="left" if c == "path" else "right")
+    for name, row in rows.items():
+        b1, b5 = row["batch1"], row["batch5"]
+        t.add_row(name, f"{b1['ms_per_step']:.1f}", f"{1e3 * b1['decode_cpu_seconds'] / max(1, b1['steps'] - 1):.1f}",
+                  f"{b1['speedup_vs_plain']:.2f}x", f"{b5['tokens_per_second']:.1f}", f"{b5['ms_per_step']:.0f}",
+                  f"{b5['speedup_vs_plain']:.2f}x",
+                  f"{'yes' if b1['same_outputs_as_plain'] else 'NO'}, {'yes' if b5['same_outputs_as_plain'] else 'NO'}")
+    console.print(t)
+    console.print("goals (issue 13): <= 20 ms/token at batch 1, >= 100 tokens/s batched on 2 cores")
     console.print(f"results: {path}")
     return results
 

@@ -164,6 +164,78 @@ def test_prefilling_alone_then_decoding_together_gives_the_answers_of_each_promp
         embedded_backend.attention_budget = budget
 
 
+def test_masked_gqa_attention_computes_what_transformers_sdpa_computes():
+    """sdpa_gqa_attention against transformers' own SDPA attention on the same tensors: a padded
+    batch (mask, repeated KV heads in transformers) and a static cache's unwritten tail (cut off),
+    bfloat16, bit for bit."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from steerkit_adapters.transformers_backend import sdpa_gqa_attention
+
+    class Layer(torch.nn.Module):
+        num_key_value_groups, is_causal = 3, True
+
+    torch.manual_seed(0)
+    b, kv_heads, length, tail, dim = 3, 3, 700, 50, 64
+    q = torch.randn(b, 9, 1, dim, dtype=torch.bfloat16)
+    k, v = (torch.randn(b, kv_heads, length + tail, dim, dtype=torch.bfloat16) for _ in range(2))
+    mask = torch.ones(b, 1, 1, length + tail, dtype=torch.bool)
+    mask[0, ..., :200] = False  # a left-padded row
+    mask[..., length:] = False  # the unwritten tail of a static cache
+    with torch.inference_mode():
+        ours, _ = sdpa_gqa_attention(Layer(), q, k, v, mask, scaling=dim ** -0.5)
+        theirs, _ = sdpa_attention_forward(Layer(), q, k[:, :, :length], v[:, :, :length], mask[..., :length],
+                                           scaling=dim ** -0.5)
+    assert torch.equal(ours, theirs)
+
+
+def test_decoding_speedups_answer_as_the_plain_path(embedded_backend):
+    """gqa_attention and static_cache (default on CPU, so not in the fingerprint) give the plain
+    path's outputs token for token, in the backend's own dtype (bfloat16 on a CPU with native
+    bf16), for a padded batch that prefills alone and decodes together, free text and JSON."""
+    from transformers import DynamicCache, StaticCache
+
+    from steerkit_adapters.transformers_backend import GQA_ATTENTION
+
+    be = embedded_backend
+    assert be.gqa_attention and be.static_cache  # the defaults on CPU
+    prompts = [[{"role": "user", "content": t}] for t in (
+        "Name a fruit.", "Describe the sea in one sentence. " * 6, "What is 2 + 2? Explain briefly.")]
+    cases = ((steerkit.plugin.Sampling(max_tokens=24), None),
+             (steerkit.plugin.Sampling(max_tokens=48), steerkit.plugin.Constraint.json_schema(SCHEMA)))
+    budget = be.attention_budget
+    try:
+        be.attention_budget = 1  # every batch prefills alone, then decodes together
+        enc = be._encode([be.render(p) for p in prompts])
+        with be._decoding_attention():
+            assert be.hf_model.config._attn_implementation == GQA_ATTENTION
+            assert isinstance(be._prefilled(be.hf_model, enc, extra=4), StaticCache)
+        assert be.hf_model.config._attn_implementation == "sdpa"  # restored for everything else
+        assert isinstance(be._prefilled(be.hf_model, enc, extra=4), DynamicCache)  # no static cache without it
+        for sampling, constraint in cases:
+            requests = [steerkit.plugin.Request(p, sampling, constraint) for p in prompts]
+            fast = be.complete(requests)
+            be.gqa_attention = be.static_cache = False
+            try:
+                plain = be.complete(requests)
+            finally:
+                be.gqa_attention = be.static_cache = True
+            assert [c.text for c in fast] == [c.text for c in plain]
+            assert [c.output_tokens for c in fast] == [c.output_tokens for c in plain]
+            assert all(c.ok for c in fast) and len({c.text for c in fast}) == 3
+    finally:
+        be.attention_budget = budget
+
+
+def test_decoding_options_stay_out_of_the_fingerprint():
+    """Both speed-ups leave outputs unchanged, so scores cached with or without them are shared."""
+    plain = TransformersBackend(gqa_attention=False, static_cache=False)
+    assert plain.fingerprint() == TransformersBackend().fingerprint()
+    assert not plain.gqa_attention and not plain.static_cache
+    assert not TransformersBackend(device="cuda").gqa_attention  # CUDA's masked GQA falls back to the math kernel
+
+
 def test_seeded_sampling_is_reproducible(embedded_backend):
     sampling = steerkit.plugin.Sampling(temperature=0.9, top_p=0.95, max_tokens=15, seed=7)
     prompt = [[{"role": "user", "content": "Tell me a word."}]]

@@ -29,6 +29,7 @@ from .option_tokens import check_option_tokens, hf_tokenize, option_token_ids
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+GQA_ATTENTION = "steerkit_sdpa_gqa"  # the attention implementation decoding runs with on CPU (sdpa_gqa_attention)
 DTYPES = ("float32", "bfloat16", "float16")
 NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
@@ -59,6 +60,44 @@ def resolve_dtype(dtype: str | None, device: str) -> str:
             "(bfloat16 on CPUs with native bf16, float32 elsewhere), e.g. backend_options={'dtype': 'float32'}"
         )
     return dtype
+
+
+def sdpa_gqa_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,  # noqa: ANN001
+                       is_causal=None, **kwargs):  # noqa: ANN001, ANN003
+    """transformers' SDPA attention with two changes that leave every number as it was (issue 13).
+
+    1. Grouped-query key/value heads reach the kernel as they are (``enable_gqa``) when a mask is
+       present too: transformers repeats them in that case (CUDA's fused kernels lack masked GQA),
+       which on a CPU copies the whole KV cache 3x at every decoding step of a padded batch
+       (~4x the attention time at 5 rows x 2,500 tokens). PyTorch's CPU flash kernel takes masked
+       GQA and gives bit-identical results.
+    2. Key/value positions that no row may attend (a static cache's unwritten tail) are cut off:
+       the kernel's blocking follows the key length, so a longer masked tail rounds bfloat16
+       differently; cut, a static cache computes exactly what the growing cache computes."""
+    import torch
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    if attention_mask is not None and attention_mask.dtype == torch.bool and not bool(attention_mask[..., -1].any()):
+        n = int(attention_mask.reshape(-1, attention_mask.shape[-1]).any(0).nonzero().max()) + 1
+        key, value, attention_mask = key[:, :, :n], value[:, :, :n], attention_mask[..., :n]
+    q_len, kv_len = query.shape[2], key.shape[2]
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    causal = q_len > 1 and attention_mask is None and causal
+    if causal and kv_len > q_len:  # as transformers: an empty static cache's prefill
+        key, value = key[:, :, :q_len], value[:, :, :q_len]
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, is_causal=causal,
+        enable_gqa=groups > 1)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register_gqa_attention() -> None:
+    """Register ``sdpa_gqa_attention`` (and SDPA's mask builder) with transformers, once."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(GQA_ATTENTION, sdpa_gqa_attention)
+    AttentionMaskInterface.register(GQA_ATTENTION, sdpa_mask)
 
 
 def check_gguf(path: Path) -> None:
@@ -116,6 +155,8 @@ class TransformersBackend(Backend):
         device: str = "cpu",
         dtype: str | None = None,
         compact_json: bool = True,
+        gqa_attention: bool | None = None,
+        static_cache: bool | None = None,
         **options: Any,
     ):
         super().__init__(model, **options)
@@ -131,6 +172,13 @@ class TransformersBackend(Backend):
         self.attention_budget = attention_budget if attention_budget is not None else (2**22 if device == "cpu" else 0)
         self.dtype = resolve_dtype(dtype, device)  # part of the fingerprint
         self.compact_json = compact_json
+        # Decoding speed-ups that leave outputs unchanged (issue 13; tests check the outputs), so
+        # neither is in the fingerprint. On by default on CPU: masked grouped-query attention
+        # without copying the KV heads (``sdpa_gqa_attention``), and, for a batch whose prompts
+        # prefill alone, a static KV cache instead of one that grows by a copy at every step.
+        # Measured on 2 Xeon cores, 5 comparative prompts of ~2,400 tokens: 10.3 -> ~17 tokens/s.
+        self.gqa_attention = (device == "cpu") if gqa_attention is None else bool(gqa_attention)
+        self.static_cache = (device == "cpu") if static_cache is None else bool(static_cache)
         self._source = self._resolve(model)  # validates before anything loads
         self._hf_model = None
         self._loaded_fingerprint: str | None = None
@@ -318,9 +366,9 @@ class TransformersBackend(Backend):
                 if sampling.stop:
                     kwargs["stop_strings"] = list(sampling.stop)
                     kwargs["tokenizer"] = self.tokenizer
-                with self._adapter(first.adapter) as model:
+                with self._adapter(first.adapter) as model, self._decoding_attention():
                     if self._prefill_alone([lengths[i] for i in idx]):
-                        kwargs["past_key_values"] = self._prefilled(model, enc)
+                        kwargs["past_key_values"] = self._prefilled(model, enc, extra=sampling.max_tokens)
                     generated = model.generate(**enc, **kwargs)
                 new_tokens = generated[:, enc["input_ids"].shape[1] :]
                 for i, row in zip(idx, new_tokens):
@@ -332,13 +380,33 @@ class TransformersBackend(Backend):
         longest prompt^2): then each prompt is prefilled alone and the batch decodes together."""
         return len(lengths) > 1 and bool(self.attention_budget) and len(lengths) * max(lengths) ** 2 > self.attention_budget
 
-    def _prefilled(self, model, enc):
+    @contextmanager
+    def _decoding_attention(self):
+        """The model runs ``sdpa_gqa_attention`` inside this block when ``gqa_attention`` is on
+        and it would otherwise run SDPA; everything else (option log-probabilities, trainers,
+        ``hf_model`` users) keeps transformers' own."""
+        model = self.hf_model
+        before = model.config._attn_implementation
+        if not self.gqa_attention or before != "sdpa":
+            yield
+            return
+        register_gqa_attention()
+        model.set_attn_implementation(GQA_ATTENTION)
+        try:
+            yield
+        finally:
+            model.set_attn_implementation(before)
+
+    def _prefilled(self, model, enc, extra: int = 0):
         """A KV cache of every prompt but its last token, each prompt run alone (no padded
         attention), left-padded into one batch cache; ``generate`` then runs the last tokens and
         all decoding steps for the batch together. Padded slots are masked, so each row's
-        attention and positions are those of the prompt alone."""
+        attention and positions are those of the prompt alone. With ``static_cache`` (and
+        ``extra`` tokens to come) the cache is a ``StaticCache`` sized for the whole generation,
+        written in place at each step instead of growing by a copy of itself (a DynamicCache's
+        torch.cat: ~1/3 of a 5-row decoding step at 2,500 tokens)."""
         import torch
-        from transformers import DynamicCache
+        from transformers import DynamicCache, StaticCache
 
         ids, mask = enc["input_ids"], enc["attention_mask"]
         width = ids.shape[1] - 1
@@ -355,7 +423,12 @@ class TransformersBackend(Backend):
                 keys.append(torch.nn.functional.pad(k, pad))
                 values.append(torch.nn.functional.pad(v, pad))
             layers.append((torch.cat(keys), torch.cat(values)))
-        return DynamicCache(layers)
+        if not (self.static_cache and extra and self.hf_model.config._attn_implementation == GQA_ATTENTION):
+            return DynamicCache(layers)  # (the static cache needs sdpa_gqa_attention's cut to round as this does)
+        cache = StaticCache(config=model.config, max_cache_len=width + 1 + extra)
+        for li, (k, v) in enumerate(layers):
+            cache.update(k, v, li)
+        return cache
 
     def _completion(self, row, sampling: Sampling, prompt_tokens: int) -> Completion:
         """Text, finish reason and token count of one generated row (padding after EOS dropped)."""

@@ -177,7 +177,8 @@ class TransformersBackend(Backend):
         # without copying the KV heads (``sdpa_gqa_attention``), and, for a batch whose prompts
         # prefill alone, a static KV cache instead of one that grows by a copy at every step.
         # Measured on 2 shared Xeon cores, bfloat16, 5 comparative prompts of ~2,400 tokens decoding
-        # together: 9.6 -> 20.6 tokens/s (bench_comparative.py --decode); batch 1 is unchanged.
+        # together: 9.6 -> 20.6 tokens/s at load ~5, 14.2 -> 23.5 at load ~2-3 (bench_comparative.py
+        # --decode); batch 1 is unchanged.
         self.gqa_attention = (device == "cpu") if gqa_attention is None else bool(gqa_attention)
         self.static_cache = (device == "cpu") if static_cache is None else bool(static_cache)
         self._source = self._resolve(model)  # validates before anything loads

@@ -293,6 +293,32 @@ def test_distributional_is_the_mean_of_the_community_distributions_or_weighted()
     assert w.index == 0 and w.extra["weights"] == [0.75, 0.25, 0.0]
 
 
+def test_options_without_any_finite_logprob_give_the_papers_uniform_fallback_not_nan(cache_path):
+    """An OpenAI-compatible server's top_logprobs may show none of the letters (every option
+    -inf): that community's distribution is uniform (the paper's fallback), never NaN, so the
+    pool's mix and the eval's JS distance stay numbers."""
+    from steerkit_plugins.perspective_metrics import js_distance
+
+    class TopLogprobs(Recorder):
+        def option_logprobs(self, prompts, options):
+            rows = super().option_logprobs(prompts, options)
+            rows[["conservative" in p[0]["content"] for p in prompts]] = -np.inf
+            return rows
+
+    hi, lo = np.e**2 / (1 + np.e**2), 1 / (1 + np.e**2)
+    sel = steerer(TopLogprobs(), cache_path, mode="distributional").select_many([OQA], LIBERAL)[0]
+    assert sel.extra["community_distributions"]["right"] == [0.5, 0.5]
+    assert sel.extra["distribution"] == pytest.approx([(hi + 0.5) / 2, (lo + 0.5) / 2])
+    assert np.isfinite(js_distance([sel.extra["distribution"]], [[0.3, 0.7]])["mean"])
+
+    class NoLetters(Recorder):
+        def option_logprobs(self, prompts, options):
+            return np.full((len(prompts), len(options)), -np.inf)
+
+    steered = steerer(NoLetters()).select_many([OQA], LIBERAL)[0]  # steerable OpinionQA reads one distribution
+    assert steered.extra["distribution"] == [0.5, 0.5] and steered.index == 0
+
+
 def test_fit_weights_finds_the_community_that_matches_the_population():
     gold = [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]
     match = [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]

@@ -156,7 +156,14 @@ def overton_prompt(situation: str, comments: Sequence[str]) -> list[dict[str, st
 
 
 def _softmax(lp: np.ndarray) -> np.ndarray:
-    p = np.exp(lp - lp.max())
+    """Option log-probabilities as a distribution. When no option has a finite log-probability
+    (a server whose top_logprobs showed none of the letters gives -inf for all), uniform, as the
+    paper's code falls back; subtracting the -inf maximum would give NaN, cached and then refused
+    by the JS-distance metric."""
+    top = lp.max() if lp.size else -np.inf
+    if not np.isfinite(top):
+        return np.full(lp.shape, 1.0 / max(1, lp.size))
+    p = np.exp(lp - top)
     return p / p.sum()
 
 

@@ -234,6 +234,21 @@ def test_a_new_persona_makes_new_messages_only_for_that_community(cache_path):
     assert "libertarian" in comment_calls(be)[0][0].prompt[0]["content"]
 
 
+def test_renamed_communities_reuse_every_cached_step(cache_path):
+    """Names are labels (no prompt shows them): a pool with the same personas under other names
+    reads the cached records, and reports them under the new names."""
+    be = Recorder()
+    steerer(be, cache_path).select_many([VK, OQA], [LIFE, LIBERAL])
+    renamed = [{**TWO[0], "name": "progressive"}, {**TWO[1], "name": "conservative"}]
+    again = steerer(be, cache_path, pool=renamed)
+    sels = again.select_many([VK, OQA], [LIFE, LIBERAL])
+    assert again.model_calls == 0 and [s.extra["chosen_community"] for s in sels] == ["conservative"] * 2
+    assert [c["community"] for c in sels[0].extra["comments"]] == ["progressive", "conservative"]
+    swapped = steerer(be, cache_path, pool=[TWO[1], TWO[0]])  # the order numbers the comments: a new key
+    swapped.select_many([VK], [LIFE])
+    assert swapped.model_calls == 2  # selection and answer; the comments are cached per community
+
+
 def test_faithful_uses_the_papers_sampling_and_keys_by_seed(cache_path):
     be = Recorder()
     s = steerer(be, cache_path, faithful=True)

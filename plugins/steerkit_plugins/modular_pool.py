@@ -88,8 +88,10 @@ class Pool:
         return len(self.communities)
 
     def fingerprint(self, backend: Backend) -> str:
-        """The pool's identity for cache keys: its communities' fingerprints, in order."""
-        fps = [f"{c.name}={c.fingerprint(backend)}" for c in self.communities]
+        """The pool's identity for cache keys: its communities' fingerprints, in order (the
+        order numbers the comments). Not the names: no prompt shows them (they are joined to the
+        cached records when read), so renaming a community costs no model call."""
+        fps = [c.fingerprint(backend) for c in self.communities]
         return hashlib.sha256("|".join(fps).encode()).hexdigest()[:24]
 
     def check_backend(self, backend: Backend) -> None:

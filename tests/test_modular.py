@@ -334,6 +334,38 @@ def test_options_without_any_finite_logprob_give_the_papers_uniform_fallback_not
     assert steered.extra["distribution"] == [0.5, 0.5] and steered.index == 0
 
 
+def test_distributional_items_whose_prompts_ignore_the_target_share_one_record(cache_path):
+    """condition='none' on OpinionQA (and MoralChoice always): no comment or answer prompt shows
+    the target, so another group's item is the same item and costs no model call."""
+    be = Recorder()
+    bare = steerer(be, cache_path, mode="distributional", condition="none")
+    first = bare.select_many([OQA], LIBERAL)[0]
+    assert bare.model_calls == 2 + 2
+    second = bare.select_many([OQA], CONSERVATIVE)[0]
+    assert bare.model_calls == 0 and second.extra["distribution"] == first.extra["distribution"]
+    steered = steerer(be, cache_path, mode="distributional")  # condition='target': the group is in the prompts
+    steered.select_many([OQA], LIBERAL)
+    steered.select_many([OQA], CONSERVATIVE)
+    assert steered.model_calls == 2 + 2
+
+
+@pytest.mark.parametrize("mode", ["steerable", "distributional"])
+@pytest.mark.parametrize("condition", ["target", "none"])
+@pytest.mark.parametrize("fmt", ["vk", "opinionqa", "globalopinionqa", "moralchoice", "general"])
+def test_the_item_key_leaves_out_the_target_only_when_no_prompt_shows_it(fmt, condition, mode):
+    from steerkit_plugins.modular import answer_prompt, comment_text, selection_prompt
+
+    strat = ModularPluralism(pool=TWO, mode=mode, condition=condition)
+    s = steerkit.Scenario("Is it fair?", ("Yes", "No", "Maybe"), meta={"task": fmt})
+    a, b = steerkit.Perspective("Liberal", "Political ideology"), steerkit.Perspective("Spain", "Country")
+
+    def prompts(t):
+        out = [comment_text(fmt, s, t, condition), answer_prompt(fmt, s, t, "passage", condition)]
+        return out + ([selection_prompt(fmt, t, ["x", "y"])] if mode == "steerable" else [])
+
+    assert strat.target_shown(fmt) == (prompts(a) != prompts(b))
+
+
 def test_fit_weights_finds_the_community_that_matches_the_population():
     gold = [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]
     match = [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]

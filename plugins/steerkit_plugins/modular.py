@@ -443,8 +443,18 @@ class ModularPluralism(Strategy):
         return {job: records[key].reasoning for job, key in seen.items()}
 
     # -- steerable / distributional -------------------------------------------------------------
+    def target_shown(self, fmt: str) -> bool:
+        """Whether the target reaches a prompt: steerable always (the selection names it);
+        distributional only through comments and answers (VK: the question names the value;
+        other formats under condition='target'; MoralChoice never). When it does not, items
+        that differ only in their target share one cached record."""
+        if self.mode != "distributional" or fmt == "vk":
+            return True
+        return fmt != "moralchoice" and self.condition == "target"
+
     def _item_key(self, run: RunContext, pool_fp: str, fmt: str, s: Scenario, t: Perspective) -> CacheKey:
-        attribute = f"{fmt}|{self.condition}|{json.dumps([t.category, t.text], ensure_ascii=False)}"
+        target = json.dumps([t.category, t.text], ensure_ascii=False) if self.target_shown(fmt) else "-"
+        attribute = f"{fmt}|{self.condition}|{target}"
         if self.faithful:
             attribute += f"|seed={run.seed}"
         return CacheKey(run.model_fingerprint, self.fingerprint(), s.key, pool_fp, attribute, 0)

@@ -82,6 +82,13 @@ def test_globalopinionqa_upstream_csv_one_item_per_question_and_country(tmp_path
     assert len(load_globalopinionqa(path, max_options=0, limit=2)) == 2
 
 
+def test_an_option_text_with_the_word_nan_is_kept_verbatim(tmp_path):
+    """Only a bare nan share is read as missing; an option's text saying 'nan' stays as written."""
+    row = goqa_row("Who raised you?", {"India": [0.6, 0.4]}, ["My nan", "My parents"])
+    ds = load_globalopinionqa(write_csv(tmp_path / "g.csv", GOQA_HEADER, [row]))
+    assert ds.scenarios[0].responses == ("My nan", "My parents")
+
+
 def test_globalopinionqa_parquet_and_jsonl_exports_read_the_same(tmp_path):
     import pandas as pd
 

@@ -163,11 +163,12 @@ def _require(rows: list[dict[str, Any]], columns: Iterable[str], path: Path, sou
 def _literal(value: Any, what: str, where: str, fix: str) -> Any:
     if not isinstance(value, str):
         return value
-    text = re.sub(r"\bnan\b", "None", value.strip())
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise _BadRow(f"{where}: cannot parse {what} {value[:100]!r}; {fix}", f"unparseable {what}") from None
+    for text in (value.strip(), re.sub(r"\bnan\b", "None", value.strip())):  # as written; else bare nan shares as None
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            pass
+    raise _BadRow(f"{where}: cannot parse {what} {value[:100]!r}; {fix}", f"unparseable {what}") from None
 
 
 def _as_list(value: Any) -> Any:

@@ -663,6 +663,10 @@ def test_fit_on_a_file_needs_its_loader(tmp_path):
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(steerkit.InvalidOptionError, match=r"cannot read weights file .*bad.json"):
         steerer(Exploding(), mode="distributional", weights=str(tmp_path / "bad.json"))
+    (tmp_path / "steerable.json").write_text(json.dumps({"strategy_info": {"mode": "steerable", "pool": "two"}}))
+    with pytest.raises(steerkit.InvalidOptionError, match=r"steerable.json is the results file of a run without pool "
+                       r"weights \(mode 'steerable'\)"):
+        steerer(Exploding(), mode="distributional", weights=str(tmp_path / "steerable.json"))
 
 
 def test_eval_command_on_globalopinionqa_with_weights_fitted_on_a_dev_file(eval_cli, tmp_path):

@@ -180,6 +180,11 @@ def _read_weights(path: Path, who: str) -> Any:
                                           "pool order or {community: weight}") from None
     if isinstance(data, Mapping) and isinstance(data.get("strategy_info"), Mapping):
         data = data["strategy_info"]
+        if "weights" not in data:
+            raise steerkit.InvalidOptionError(
+                f"{who}: {path} is the results file of a run without pool weights (mode "
+                f"{data.get('mode', '?')!r}); pass the results file of a distributional run, a JSON list in pool order "
+                "or {community: weight}")
     if isinstance(data, Mapping) and "weights" in data:
         data = data["weights"]
     return data

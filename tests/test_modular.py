@@ -101,6 +101,13 @@ def test_named_pools_are_the_papers():
     assert len({m.persona for m in p.communities}) == 6
 
 
+def test_a_named_pool_is_found_whatever_the_working_directory_holds(tmp_path, monkeypatch):
+    (tmp_path / "culture").mkdir()  # e.g. a data folder of that name next to the user's script
+    (tmp_path / "perspective").write_text("not a pool")
+    monkeypatch.chdir(tmp_path)
+    assert load_pool("culture").names[0] == "africa" and load_pool("perspective").names[0] == "news_left"
+
+
 def test_pool_files_toml_and_json_with_adapters_relative_to_the_file(tmp_path):
     lora = tmp_path / "loras" / "left"
     lora.mkdir(parents=True)

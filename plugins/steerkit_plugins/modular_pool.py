@@ -216,7 +216,8 @@ def load_pool(spec: Any = "perspective", adapters: Mapping[str, str] | None = No
     elif isinstance(spec, (str, Path)):
         text = str(spec)
         path = Path(text).expanduser()
-        if isinstance(spec, str) and (POOLS_DIR / f"{text}.toml").is_file() and not path.exists():
+        named = isinstance(spec, str) and "/" not in text and not path.suffix  # a bare name: never a stray folder
+        if named and (POOLS_DIR / f"{text}.toml").is_file():
             path = POOLS_DIR / f"{text}.toml"
         elif not path.exists():
             if path.suffix.lower() in (".toml", ".json") or "/" in text:

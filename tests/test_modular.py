@@ -468,7 +468,10 @@ def test_real_eval_command_distributional_on_opinionqa(embedded_backend, tmp_pat
     report = json.loads(res.stdout)
     assert report["n"] == 2 and report["model_calls"] == 2 * 2 + 2 * 2
     m = report["metrics"]
-    assert 0.0 <= m["js_distance"] <= np.sqrt(np.log(2)) and m["js_distance_source"] == "option probabilities"
+    assert m["js_distance_source"] == "option probabilities"
+    from scipy.spatial.distance import jensenshannon  # the paper's metric on the items' own distributions
+    expected = np.mean([jensenshannon(it["gold_distribution"], it["distribution"]) for it in report["items"]])
+    assert m["js_distance"] == pytest.approx(expected, abs=1e-9)
     assert "js_distance" in report["baselines"]["majority"] and "js_distance" in report["baselines"]["random"]
     bad = CliRunner().invoke(cli_module.cli, ["eval", "--strategy", "modular", "--mode", "overton", "--dataset", "opinionqa",
                                               "--limit", "2", "--cache", str(tmp_path / "c.sqlite3")])

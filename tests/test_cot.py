@@ -237,6 +237,19 @@ def test_distribution_mode(cache_path):
     assert s.model_calls == 0
 
 
+def test_distribution_mode_without_any_finite_letter_probability_is_an_error_not_a_cached_nan(cache_path):
+    class NoLetters(RecordingBackend):
+        def option_logprobs(self, prompts, options):
+            return np.full((len(prompts), len(options)), -np.inf)  # e.g. a server whose top list lacks them
+
+    s = steerer(NoLetters(), cache_path, distribution=True)
+    with pytest.raises(steerkit.ModelOutputError, match="no finite log-probability"):
+        s.select_many([OQA], [steerkit.Perspective("Liberal", "Political ideology")])
+    good = steerer(RecordingBackend(), cache_path, distribution=True)  # nothing was stored for the item
+    sel = good.select_many([OQA], [steerkit.Perspective("Liberal", "Political ideology")])[0]
+    assert good.model_calls > 0 and np.isfinite(sel.extra["distribution"]).all()
+
+
 # -- the real embedded model -------------------------------------------------------------
 @pytest.mark.slow
 def test_cot_real_model(embedded_backend, data_dir, cache_path):

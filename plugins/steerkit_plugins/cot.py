@@ -194,6 +194,11 @@ class ChainOfThought(Configurable, Strategy):
         dists: list[list[float] | None] = [None] * len(items)
         if self.distribution:
             for k, lp in zip(live, run.option_logprobs(answer_prompts, [letter_sets[k] for k in live])):
+                if not np.isfinite(lp).any():  # no letter has a probability: an error, never a NaN cached
+                    chosen[k] = steerkit.ModelOutputError(
+                        f"{self.name}: the backend gave no finite log-probability for any of the letters "
+                        f"{letter_sets[k]}; use a backend with exact option log-probabilities (transformers, vllm)")
+                    continue
                 p = np.exp(lp - lp.max())
                 dists[k] = [float(x) for x in p / p.sum()]
                 chosen[k] = letter_sets[k][int(np.argmax(lp))]

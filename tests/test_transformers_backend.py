@@ -614,3 +614,46 @@ def test_option_logprobs_on_the_embedded_vocabulary(embedded_backend):
     assert lp.shape == (1, 3) and np.isfinite(lp).all() and len(set(lp[0].round(6))) == 3
     with pytest.raises(steerkit.InvalidOptionError, match="start with the same token"):
         embedded_backend.option_logprobs([PROMPT], ["Strongly agree", "Strongly disagree"])
+
+
+def test_masked_gqa_attention_keeps_what_else_transformers_sdpa_takes():
+    """Review of issue 13: sdpa_gqa_attention against transformers' SDPA on the inputs a model
+    can pass besides the plain bool mask: a position bias (relative-position models such as
+    Inkling run SDPA with one; it was dropped), a float additive mask, no mask (a static cache's
+    causal prefill), a broadcast 2-D-in-4-D mask, and a mask where nothing is attended (the cut
+    found no position and raised). Bit for bit, NaNs included."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from steerkit_adapters.transformers_backend import sdpa_gqa_attention
+
+    class Layer(torch.nn.Module):
+        num_key_value_groups, is_causal = 3, True
+
+    torch.manual_seed(0)
+    b, kv_heads, length, tail, dim = 2, 2, 40, 8, 16
+    q1 = torch.randn(b, 6, 1, dim, dtype=torch.bfloat16)
+    q5 = torch.randn(b, 6, 5, dim, dtype=torch.bfloat16)
+    k, v = (torch.randn(b, kv_heads, length + tail, dim, dtype=torch.bfloat16) for _ in range(2))
+    mask = torch.ones(b, 1, 1, length + tail, dtype=torch.bool)
+    mask[0, ..., :10] = False  # a left-padded row
+    mask[..., length:] = False  # a static cache's unwritten tail
+    bias = torch.randn(b, 6, 1, length + tail, dtype=torch.bfloat16)
+    additive = torch.zeros(b, 1, 1, length + tail, dtype=torch.bfloat16).masked_fill(~mask, torch.finfo(torch.bfloat16).min)
+    cases = {
+        "position bias": (q1, mask, {"position_bias": bias}),
+        "float mask": (q1, additive, {}),
+        "no mask, causal prefill of a static cache": (q5, None, {}),
+        "broadcast mask": (q1, mask[:1].expand(b, 1, 1, -1), {}),
+        "nothing attended": (q1, torch.zeros_like(mask), {}),
+    }
+    with torch.inference_mode():
+        for name, (q, m, extra) in cases.items():
+            ours, _ = sdpa_gqa_attention(Layer(), q, k, v, m, scaling=dim ** -0.5, **extra)
+            theirs, _ = sdpa_attention_forward(Layer(), q, k, v, m, scaling=dim ** -0.5, **extra)
+            if m is not None and m.dtype == torch.bool and m.any() and not m[..., -1].any():
+                # the tail cut off, as a growing cache holds it
+                cut = {key: val[..., :length] for key, val in extra.items()}
+                theirs, _ = sdpa_attention_forward(Layer(), q, k[:, :, :length], v[:, :, :length], m[..., :length],
+                                                   scaling=dim ** -0.5, **cut)
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=0, equal_nan=True, msg=name)

@@ -76,10 +76,20 @@ def sdpa_gqa_attention(module, query, key, value, attention_mask, dropout: float
        differently; cut, a static cache computes exactly what the growing cache computes."""
     import torch
 
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if kwargs.get("cache") is not None:  # a paged cache (continuous batching) is transformers' own business
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
     groups = getattr(module, "num_key_value_groups", 1)
     if attention_mask is not None and attention_mask.dtype == torch.bool and not bool(attention_mask[..., -1].any()):
-        n = int(attention_mask.reshape(-1, attention_mask.shape[-1]).any(0).nonzero().max()) + 1
-        key, value, attention_mask = key[:, :, :n], value[:, :, :n], attention_mask[..., :n]
+        attended = attention_mask.reshape(-1, attention_mask.shape[-1]).any(0).nonzero()
+        if len(attended):  # (nothing attended at all: left as it is, as transformers does)
+            n = int(attended.max()) + 1
+            key, value, attention_mask = key[:, :, :n], value[:, :, :n], attention_mask[..., :n]
+            if kwargs.get("position_bias") is not None:
+                kwargs["position_bias"] = kwargs["position_bias"][..., :n]
+    if kwargs.get("position_bias") is not None:  # relative-position models (Inkling): transformers folds it into the mask
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
     q_len, kv_len = query.shape[2], key.shape[2]
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     causal = q_len > 1 and attention_mask is None and causal

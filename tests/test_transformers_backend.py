@@ -657,3 +657,33 @@ def test_masked_gqa_attention_keeps_what_else_transformers_sdpa_takes():
                 theirs, _ = sdpa_attention_forward(Layer(), q, k[:, :, :length], v[:, :, :length], m[..., :length],
                                                    scaling=dim ** -0.5, **cut)
             torch.testing.assert_close(ours, theirs, rtol=0, atol=0, equal_nan=True, msg=name)
+
+
+def test_a_sliding_window_model_decodes_as_the_plain_path(tmp_path):
+    """Review of issue 13: a model with a sliding window (Mistral, Phi-3, Gemma: here a small
+    random Mistral with a window of 8 and the embedded tokenizer) got a StaticCache whose
+    sliding layers hold the window only, so decoding attended over other key lengths and, in
+    bfloat16, other tokens came out than on the plain path (same fingerprint, so the cache mixed
+    them). Such a model now decodes with the growing cache; same text token for token."""
+    import torch
+    from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
+
+    folder = tmp_path / "sliding"
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+    torch.manual_seed(0)
+    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, sliding_window=8, initializer_range=0.3,
+                           max_position_embeddings=512, tie_word_embeddings=True,
+                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    MistralForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    be = TransformersBackend(model=str(folder), dtype="bfloat16", attention_budget=1)  # prefill alone, decode together
+    assert be.gqa_attention and be.static_cache
+    prompts = [[{"role": "user", "content": t}] for t in (
+        "Name a fruit.", "Describe the sea in one sentence. " * 3, "What is 2 + 2? Explain briefly.")]
+    requests = [steerkit.plugin.Request(p, steerkit.plugin.Sampling(max_tokens=30)) for p in prompts]
+    fast = be.complete(requests)
+    be.gqa_attention = be.static_cache = False
+    plain = be.complete(requests)
+    assert all(c.ok and c.output_tokens == 30 for c in fast)
+    assert [c.text for c in fast] == [c.text for c in plain]

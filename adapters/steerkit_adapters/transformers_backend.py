@@ -419,6 +419,7 @@ class TransformersBackend(Backend):
         torch.cat: ~30% of a 5-row decoding step at 2,500 tokens once the attention copies are gone)."""
         import torch
         from transformers import DynamicCache, StaticCache
+        from transformers.cache_utils import StaticLayer
 
         ids, mask = enc["input_ids"], enc["attention_mask"]
         width = ids.shape[1] - 1
@@ -437,7 +438,10 @@ class TransformersBackend(Backend):
             layers.append((torch.cat(keys), torch.cat(values)))
         if not (self.static_cache and extra and self.hf_model.config._attn_implementation == GQA_ATTENTION):
             return DynamicCache(layers)  # (the static cache needs sdpa_gqa_attention's cut to round as this does)
-        cache = StaticCache(config=model.config, max_cache_len=width + 1 + extra)
+        cache = StaticCache(config=model.config, max_cache_len=width + 1 + extra)  # (allocated on first update)
+        if any(type(layer) is not StaticLayer for layer in cache.layers):
+            # a sliding window's static layer holds the window only: other key lengths, other bfloat16 roundings
+            return DynamicCache(layers)
         for li, (k, v) in enumerate(layers):
             cache.update(k, v, li)
         return cache

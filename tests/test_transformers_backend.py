@@ -687,3 +687,34 @@ def test_a_sliding_window_model_decodes_as_the_plain_path(tmp_path):
     plain = be.complete(requests)
     assert all(c.ok and c.output_tokens == 30 for c in fast)
     assert [c.text for c in fast] == [c.text for c in plain]
+
+
+def test_the_shared_model_gets_its_attention_back_however_decoding_ends(embedded_backend, monkeypatch):
+    """Review of issue 13: the decoding attention is switched on the shared model, so it must
+    come back whatever ends a call: an interrupt inside generate (Ctrl-C), an error, a nested
+    block (the inner one leaves the switch to the outer); adapter layers go off as well."""
+    from steerkit_adapters.transformers_backend import GQA_ATTENTION
+
+    be, model = embedded_backend, embedded_backend.hf_model
+    seen = []
+
+    def interrupted(*args, **kwargs):
+        seen.append(model.config._attn_implementation)
+        raise KeyboardInterrupt
+
+    for budget in (be.attention_budget, 1):  # a padded batch, and prompts prefilled alone into a static cache
+        monkeypatch.setattr(model, "generate", interrupted)
+        monkeypatch.setattr(be, "attention_budget", budget)
+        with pytest.raises(KeyboardInterrupt):
+            be.complete([steerkit.plugin.Request(PROMPT, steerkit.plugin.Sampling(max_tokens=4))] * 2)
+        assert model.config._attn_implementation == "sdpa"
+    assert seen == [GQA_ATTENTION, GQA_ATTENTION]
+    with pytest.raises(RuntimeError):
+        with be._decoding_attention():
+            with be._decoding_attention():
+                assert model.config._attn_implementation == GQA_ATTENTION
+            assert model.config._attn_implementation == GQA_ATTENTION  # the inner block leaves it to the outer
+            raise RuntimeError("boom")
+    assert model.config._attn_implementation == "sdpa"
+    monkeypatch.undo()
+    assert be.complete([steerkit.plugin.Request(PROMPT, steerkit.plugin.Sampling(max_tokens=4))])[0].ok

@@ -718,3 +718,43 @@ def test_the_shared_model_gets_its_attention_back_however_decoding_ends(embedded
     assert model.config._attn_implementation == "sdpa"
     monkeypatch.undo()
     assert be.complete([steerkit.plugin.Request(PROMPT, steerkit.plugin.Sampling(max_tokens=4))])[0].ok
+
+
+def test_every_kind_of_request_answers_as_the_plain_path(embedded_backend, tmp_path):
+    """Review of issue 13: beyond greedy text and JSON, the default decoding path answers as the
+    plain one (gqa_attention=False, static_cache=False) for seeded sampling, stop strings, a
+    choice, and a LoRA adapter's requests (peft layers live), in one mixed call, both for padded
+    batches and for prompts prefilled alone into a static cache."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(embedded_model_dir()),
+                          LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "lora")
+    Sampling, Request = steerkit.plugin.Sampling, steerkit.plugin.Request
+    prompts = [[{"role": "user", "content": t}] for t in ("Name a fruit.", "Describe the sea in one sentence. " * 6)]
+    settings = [
+        (Sampling(max_tokens=12, temperature=0.9, top_p=0.95, seed=3), None, None),
+        (Sampling(max_tokens=24, stop=(".", "\n")), None, None),
+        (Sampling(max_tokens=4), steerkit.plugin.Constraint.choice(["Yes", "No", "Maybe"]), None),
+        (Sampling(max_tokens=12), None, str(tmp_path / "lora")),
+        (Sampling(max_tokens=12, temperature=1.0, seed=5), None, str(tmp_path / "lora")),
+    ]
+    requests = [Request(p, s, c, a) for s, c, a in settings for p in prompts]
+    be, budget = embedded_backend, embedded_backend.attention_budget
+    try:
+        for be.attention_budget in (budget, 1):
+            fast = be.complete(requests)
+            be.gqa_attention = be.static_cache = False
+            try:
+                plain = be.complete(requests)
+            finally:
+                be.gqa_attention = be.static_cache = True
+            assert all(c.ok for c in fast)
+            assert [(c.text, c.output_tokens, c.finish_reason) for c in fast] == \
+                [(c.text, c.output_tokens, c.finish_reason) for c in plain]
+    finally:
+        be.attention_budget = budget
+    assert be.hf_model.config._attn_implementation == "sdpa"

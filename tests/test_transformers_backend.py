@@ -720,7 +720,7 @@ def test_the_shared_model_gets_its_attention_back_however_decoding_ends(embedded
     assert be.complete([steerkit.plugin.Request(PROMPT, steerkit.plugin.Sampling(max_tokens=4))])[0].ok
 
 
-def test_every_kind_of_request_answers_as_the_plain_path(embedded_backend, tmp_path):
+def test_every_kind_of_request_answers_as_the_plain_path(tmp_path):
     """Review of issue 13: beyond greedy text and JSON, the default decoding path answers as the
     plain one (gqa_attention=False, static_cache=False) for seeded sampling, stop strings, a
     choice, and a LoRA adapter's requests (peft layers live), in one mixed call, both for padded
@@ -743,7 +743,8 @@ def test_every_kind_of_request_answers_as_the_plain_path(embedded_backend, tmp_p
         (Sampling(max_tokens=12, temperature=1.0, seed=5), None, str(tmp_path / "lora")),
     ]
     requests = [Request(p, s, c, a) for s, c, a in settings for p in prompts]
-    be, budget = embedded_backend, embedded_backend.attention_budget
+    be = TransformersBackend()  # its own: peft wraps the model it loads adapters on (float32 LoRA weights)
+    budget = be.attention_budget
     try:
         for be.attention_budget in (budget, 1):
             fast = be.complete(requests)
@@ -755,6 +756,6 @@ def test_every_kind_of_request_answers_as_the_plain_path(embedded_backend, tmp_p
             assert all(c.ok for c in fast)
             assert [(c.text, c.output_tokens, c.finish_reason) for c in fast] == \
                 [(c.text, c.output_tokens, c.finish_reason) for c in plain]
+        assert be.hf_model.config._attn_implementation == "sdpa"
     finally:
-        be.attention_budget = budget
-    assert be.hf_model.config._attn_implementation == "sdpa"
+        be.close()

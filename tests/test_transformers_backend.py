@@ -190,6 +190,17 @@ def test_masked_gqa_attention_computes_what_transformers_sdpa_computes():
     assert torch.equal(ours, theirs)
 
 
+def fast_and_plain(be, requests):
+    """The same requests on the default decoding path and on transformers' plain one."""
+    fast = be.complete(requests)
+    be.gqa_attention = be.static_cache = False
+    try:
+        plain = be.complete(requests)
+    finally:
+        be.gqa_attention = be.static_cache = True
+    return fast, plain
+
+
 def test_decoding_speedups_answer_as_the_plain_path(embedded_backend):
     """gqa_attention and static_cache (default on CPU, so not in the fingerprint) give the plain
     path's outputs token for token, in the backend's own dtype (bfloat16 on a CPU with native
@@ -215,12 +226,7 @@ def test_decoding_speedups_answer_as_the_plain_path(embedded_backend):
         assert isinstance(be._prefilled(be.hf_model, enc, extra=4), DynamicCache)  # no static cache without it
         for sampling, constraint in cases:
             requests = [steerkit.plugin.Request(p, sampling, constraint) for p in prompts]
-            fast = be.complete(requests)
-            be.gqa_attention = be.static_cache = False
-            try:
-                plain = be.complete(requests)
-            finally:
-                be.gqa_attention = be.static_cache = True
+            fast, plain = fast_and_plain(be, requests)
             assert [c.text for c in fast] == [c.text for c in plain]
             assert [c.output_tokens for c in fast] == [c.output_tokens for c in plain]
             assert all(c.ok for c in fast) and len({c.text for c in fast}) == 3
@@ -747,12 +753,7 @@ def test_every_kind_of_request_answers_as_the_plain_path(tmp_path):
     budget = be.attention_budget
     try:
         for be.attention_budget in (budget, 1):
-            fast = be.complete(requests)
-            be.gqa_attention = be.static_cache = False
-            try:
-                plain = be.complete(requests)
-            finally:
-                be.gqa_attention = be.static_cache = True
+            fast, plain = fast_and_plain(be, requests)
             assert all(c.ok for c in fast)
             assert [(c.text, c.output_tokens, c.finish_reason) for c in fast] == \
                 [(c.text, c.output_tokens, c.finish_reason) for c in plain]

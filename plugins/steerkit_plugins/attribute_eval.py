@@ -352,16 +352,29 @@ def evaluate_selections(gold: ScoreTable, targets: Mapping[str, AttributeTarget]
         raise ValueError(f"selections have shape {selected.shape}; expected {(len(tlist), len(gold))}")
     if tied is not None:
         tied = _pad(np.asarray(tied, dtype=bool), gold.mask.shape[1])
+    report = _scored_in_chunks(gold, names, tlist, aligner, ties, lambda start, stop, _: (
+        selected[start:stop], None if tied is None else tied[start:stop]))
+    if tied is None:
+        report.n_tied = None
+    return report
+
+
+def _scored_in_chunks(gold: ScoreTable, names: list[str], tlist: list[AttributeTarget], gold_aligner: str, ties: str,
+                      choose: Any) -> AlignmentReport:
+    """Accuracy per target, a chunk of targets at a time (memory): ``choose(start, stop,
+    chunk)`` gives the chunk's (T, S) selections and (T, S, R) predicted ties (or None)."""
     acc = np.empty(len(tlist))
     n_valid = np.empty(len(tlist), dtype=int)
     n_tied = np.zeros(len(tlist), dtype=int)
     step = _chunks(len(tlist), gold).step
     for start in range(0, len(tlist), step):
         stop = start + step
-        correct, valid = gold_correct(gold, tlist[start:stop], aligner)
+        chunk = tlist[start:stop]
+        selected, tied = choose(start, stop, chunk)
+        correct, valid = gold_correct(gold, chunk, gold_aligner)
         acc[start:stop], n_valid[start:stop], n_tied[start:stop] = accuracy_from_masks(
-            selected[start:stop], correct, valid, None if tied is None else tied[start:stop], ties)
-    return AlignmentReport(names, tlist, acc, n_valid, len(gold), n_tied if tied is not None else None, ties)
+            selected, correct, valid, tied, ties)
+    return AlignmentReport(names, tlist, acc, n_valid, len(gold), n_tied, ties)
 
 
 def _pad(mask: np.ndarray, width: int) -> np.ndarray:
@@ -393,15 +406,8 @@ def evaluate_table(predicted: ScoreTable, gold: ScoreTable, targets: Mapping[str
         fn = steerkit.plugin.lookup("aligner", aligner)
         gold_aligner = aligner if getattr(fn, "uses_weights", False) else "euclidean"
     names, tlist = list(targets), list(targets.values())
-    acc = np.empty(len(tlist))
-    n_valid = np.empty(len(tlist), dtype=int)
-    n_tied = np.empty(len(tlist), dtype=int)
-    step = _chunks(len(tlist), gold).step
-    for start in range(0, len(tlist), step):
-        stop = start + step
-        chunk = tlist[start:stop]
+    def choose(start: int, stop: int, chunk: list[AttributeTarget]) -> tuple[np.ndarray, np.ndarray]:
         selected, tied = first_choice(predicted, chunk, aligner)
-        correct, valid = gold_correct(gold, chunk, gold_aligner)
-        acc[start:stop], n_valid[start:stop], n_tied[start:stop] = accuracy_from_masks(
-            selected, correct, valid, _pad(tied, gold.mask.shape[1]), ties)
-    return AlignmentReport(names, tlist, acc, n_valid, len(gold), n_tied, ties)
+        return selected, _pad(tied, gold.mask.shape[1])
+
+    return _scored_in_chunks(gold, names, tlist, gold_aligner, ties, choose)

@@ -35,7 +35,7 @@ scenarios, model and machine, in one run, to ``results/bench_comparative_referen
    converted for transformers 4.x; seconds per scenario with its breakdown and the ratio;
 7. the floor: prefill tokens/s of one forward pass (this model and dtype, at the run's
    shortest and longest prompt, fitted a*L + b*L^2) and a batch-1 decode step of matrix-vector
-   products over every weight matrix (bytes of weights read per step / measured seconds =
+   products over every weight matrix, the faster of two kernels (bytes of weights read per step / measured seconds =
    bandwidth; the KV cache read at the step's context added at that bandwidth). Summed over a
    scenario's requests, the machine's lower bound; steerkit's time is printed as a multiple.
 
@@ -49,8 +49,8 @@ Decoding (``--decode``; replaces 1-7, transformers backend, to ``results/bench_c
 
 8. one scenario's comparative requests (scenario 0, 5 attributes, JSON-constrained, greedy) on
    each decoding path of the transformers backend, in the same run: the plain path (transformers'
-   SDPA and a growing DynamicCache), ``gqa_attention`` alone, and both it and ``static_cache``
-   (the default on CPU). Decode time is ``complete`` at the requests' token budget minus
+   SDPA and a growing DynamicCache), ``gqa_attention`` alone, it and ``static_cache``, and all
+   three with ``packed_linear`` (the default on CPU). Decode time is ``complete`` at the requests' token budget minus
    ``complete`` at 1 token (the prefill and first step), so ms/token at batch 1 (the first
    request alone) and tokens/s at batch 5 (all five: prefilled alone, decoded together);
    the ratio to the plain path, and whether every output is the plain path's, token for token.
@@ -383,8 +383,9 @@ def measure_floor(backend, short_prompt, long_prompt, repeats: int = 2, decode_r
     Prefill: seconds of one forward pass (best of ``repeats``) at the shortest and the longest
     prompt, fitted t(L) = a*L + b*L^2 (attention grows with L^2). Decode at batch 1: a step
     must read every weight matrix once, so the floor is matrix-vector products over all
-    Linear weights (the tied LM head included), best of ``decode_repeats``, which also gives
-    the read bandwidth; the KV cache at the step's context is read at that bandwidth too. For
+    Linear weights (the tied LM head included), best of ``decode_repeats`` and of two kernels
+    (``F.linear`` per matrix; the backend's prepacked, fused ``packed_linear`` products), which
+    also gives the read bandwidth; the KV cache at the step's context is read at that bandwidth too. For
     scale, one real transformers decode step at the longest prompt's context is timed as well."""
     import statistics
 
@@ -425,15 +426,31 @@ def measure_floor(backend, short_prompt, long_prompt, repeats: int = 2, decode_r
                 seen.add(m.weight.data_ptr())
                 weights.append(m.weight)
         xs = {w.shape[1]: torch.randn(1, w.shape[1], dtype=dtype, device=model.device) for w in weights}
-        for w in weights:
-            F.linear(xs[w.shape[1]], w)
-        times = []
-        for _ in range(decode_repeats):
-            t0 = time.perf_counter()
-            for w in weights:
-                F.linear(xs[w.shape[1]], w)
-            times.append(time.perf_counter() - t0)
-    step_s = min(times)
+        products = {"F.linear": [(F.linear, w, w.shape[1]) for w in weights]}
+        if model.device.type == "cpu":  # the transformers backend's packed_linear: the same bytes, a faster kernel
+            from steerkit_adapters.packed_linear import PackedLinears
+
+            packed = PackedLinears(model)
+            if packed.available:
+                for g in packed.groups:
+                    g.refresh()
+
+                def pointwise(x, w):  # noqa: ANN001, ANN202
+                    return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+
+                products["prepacked, fused"] = [(pointwise, g.packed, g.linears[0].in_features) for g in packed.groups]
+        kernel_seconds = {}
+        for name, calls in products.items():
+            for f, w, k in calls:
+                f(xs[k], w)
+            times = []
+            for _ in range(decode_repeats):
+                t0 = time.perf_counter()
+                for f, w, k in calls:
+                    f(xs[k], w)
+                times.append(time.perf_counter() - t0)
+            kernel_seconds[name] = min(times)
+    step_s = min(kernel_seconds.values())  # the fastest way this machine has to read every weight once
     weight_bytes = sum(w.numel() * w.element_size() for w in weights)
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
@@ -453,6 +470,7 @@ def measure_floor(backend, short_prompt, long_prompt, repeats: int = 2, decode_r
         "prefill_fit": {"a": a, "b": b},
         "decode_weight_bytes": weight_bytes, "decode_weight_matrices": len(weights),
         "decode_step_seconds": step_s, "read_bytes_per_second": weight_bytes / step_s,
+        "decode_step_seconds_by_kernel": kernel_seconds,
         "kv_bytes_per_position": kv_bytes_per_position,
         "transformers_decode_step_seconds": statistics.median(steps), "transformers_decode_context": long_len + 1,
     }
@@ -706,9 +724,10 @@ def side_by_side(args: argparse.Namespace) -> dict:
 # -- decoding paths (issue 13) -------------------------------------------------------------------
 
 DECODE_PATHS = {  # name -> transformers backend options
-    "plain (sdpa, DynamicCache)": {"gqa_attention": False, "static_cache": False},
-    "gqa_attention": {"gqa_attention": True, "static_cache": False},
-    "gqa_attention + static_cache (default)": {"gqa_attention": True, "static_cache": True},
+    "plain (sdpa, DynamicCache)": {"gqa_attention": False, "static_cache": False, "packed_linear": False},
+    "gqa_attention": {"gqa_attention": True, "static_cache": False, "packed_linear": False},
+    "gqa_attention + static_cache": {"gqa_attention": True, "static_cache": True, "packed_linear": False},
+    "+ packed_linear (default)": {"gqa_attention": True, "static_cache": True, "packed_linear": True},
 }
 
 
@@ -772,10 +791,11 @@ def decode_paths(args: argparse.Namespace) -> dict:
         return min(runs, key=lambda r: r[0])
 
     rows: dict[str, dict] = {}
-    saved = (backend.gqa_attention, backend.static_cache)
+    saved = {k: getattr(backend, k) for k in next(iter(DECODE_PATHS.values()))}
     try:
         for name, opts in DECODE_PATHS.items():
-            backend.gqa_attention, backend.static_cache = opts["gqa_attention"], opts["static_cache"]
+            for k, v in opts.items():
+                setattr(backend, k, v)
             row: dict = {"options": opts}
             for label, reqs, ones in (("batch1", requests[:1], one[:1]), ("batch5", requests[:5], one[:5])):
                 w1, c1, _ = best(ones)
@@ -791,7 +811,8 @@ def decode_paths(args: argparse.Namespace) -> dict:
             console.print(f"{name}: batch 1 {row['batch1']['ms_per_step']:.1f} ms/token, batch 5 "
                           f"{row['batch5']['tokens_per_second']:.1f} tokens/s ({row['batch5']['ms_per_step']:.0f} ms/step)")
     finally:
-        backend.gqa_attention, backend.static_cache = saved
+        for k, v in saved.items():
+            setattr(backend, k, v)
     plain = rows[next(iter(DECODE_PATHS))]
     for row in rows.values():
         for label in ("batch1", "batch5"):

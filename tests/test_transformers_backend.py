@@ -193,24 +193,24 @@ def test_masked_gqa_attention_computes_what_transformers_sdpa_computes():
 def fast_and_plain(be, requests):
     """The same requests on the default decoding path and on transformers' plain one."""
     fast = be.complete(requests)
-    be.gqa_attention = be.static_cache = False
+    be.gqa_attention = be.static_cache = be.packed_linear = False
     try:
         plain = be.complete(requests)
     finally:
-        be.gqa_attention = be.static_cache = True
+        be.gqa_attention = be.static_cache = be.packed_linear = True
     return fast, plain
 
 
 def test_decoding_speedups_answer_as_the_plain_path(embedded_backend):
-    """gqa_attention and static_cache (default on CPU, so not in the fingerprint) give the plain
-    path's outputs token for token, in the backend's own dtype (bfloat16 on a CPU with native
-    bf16), for a padded batch that prefills alone and decodes together, free text and JSON."""
+    """gqa_attention, static_cache and packed_linear (default on CPU, so not in the fingerprint)
+    give the plain path's outputs token for token, in the backend's own dtype (bfloat16 on a CPU
+    with native bf16), for a padded batch that prefills alone and decodes together, free text and JSON."""
     from transformers import DynamicCache, StaticCache
 
     from steerkit_adapters.transformers_backend import GQA_ATTENTION
 
     be = embedded_backend
-    assert be.gqa_attention and be.static_cache  # the defaults on CPU
+    assert be.gqa_attention and be.static_cache and be.packed_linear  # the defaults on CPU
     prompts = [[{"role": "user", "content": t}] for t in (
         "Name a fruit.", "Describe the sea in one sentence. " * 6, "What is 2 + 2? Explain briefly.")]
     cases = ((steerkit.plugin.Sampling(max_tokens=24), None),
@@ -235,10 +235,11 @@ def test_decoding_speedups_answer_as_the_plain_path(embedded_backend):
 
 
 def test_decoding_options_stay_out_of_the_fingerprint():
-    """Both speed-ups leave outputs unchanged, so scores cached with or without them are shared."""
-    plain = TransformersBackend(gqa_attention=False, static_cache=False)
+    """The speed-ups leave outputs unchanged, so scores cached with or without them are shared."""
+    plain = TransformersBackend(gqa_attention=False, static_cache=False, packed_linear=False)
     assert plain.fingerprint() == TransformersBackend().fingerprint()
-    assert not plain.gqa_attention and not plain.static_cache
+    assert not plain.gqa_attention and not plain.static_cache and not plain.packed_linear
+    assert TransformersBackend().packed_linear  # on by default on CPU
     assert not TransformersBackend(device="cuda").gqa_attention  # CUDA's masked GQA falls back to the math kernel
 
 
@@ -689,7 +690,7 @@ def test_a_sliding_window_model_decodes_as_the_plain_path(tmp_path):
         "Name a fruit.", "Describe the sea in one sentence. " * 3, "What is 2 + 2? Explain briefly.")]
     requests = [steerkit.plugin.Request(p, steerkit.plugin.Sampling(max_tokens=30)) for p in prompts]
     fast = be.complete(requests)
-    be.gqa_attention = be.static_cache = False
+    be.gqa_attention = be.static_cache = be.packed_linear = False
     plain = be.complete(requests)
     assert all(c.ok and c.output_tokens == 30 for c in fast)
     assert [c.text for c in fast] == [c.text for c in plain]
@@ -728,7 +729,7 @@ def test_the_shared_model_gets_its_attention_back_however_decoding_ends(embedded
 
 def test_every_kind_of_request_answers_as_the_plain_path(tmp_path):
     """Review of issue 13: beyond greedy text and JSON, the default decoding path answers as the
-    plain one (gqa_attention=False, static_cache=False) for seeded sampling, stop strings, a
+    plain one (gqa_attention, static_cache and packed_linear off) for seeded sampling, stop strings, a
     choice, and a LoRA adapter's requests (peft layers live), in one mixed call, both for padded
     batches and for prompts prefilled alone into a static cache."""
     import torch
@@ -760,3 +761,110 @@ def test_every_kind_of_request_answers_as_the_plain_path(tmp_path):
         assert be.hf_model.config._attn_implementation == "sdpa"
     finally:
         be.close()
+
+
+def _tiny_llama(seed: int = 0):
+    """A small random Llama (grouped-query attention, bias-free projections) in bfloat16."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, initializer_range=0.3,
+                         max_position_embeddings=256, tie_word_embeddings=True)
+    return LlamaForCausalLM(config).to(torch.bfloat16).eval()
+
+
+def test_packed_linears_compute_the_plain_products_bit_for_bit():
+    """packed_linear (issue 13): decoding-sized inputs go through prepacked oneDNN weights, q/k/v
+    and gate/up as one fused product each, and the logits are the plain model's bit for bit;
+    prefill-sized inputs, grad-enabled calls and calls out of the group's order keep the plain
+    layers; outside the block the model has no overrides left."""
+    import torch
+
+    from steerkit_adapters.packed_linear import PackedLinears
+
+    model = _tiny_llama()
+    packed = PackedLinears(model)
+    assert packed.available
+    sizes = sorted(len(g.linears) for g in packed.groups)
+    assert sizes == [1] * 5 + [2] * 2 + [3] * 2  # o, down x2 layers + the tied head; gate/up and q/k/v fused
+    ids = torch.randint(0, 512, (5, 40))
+    with torch.inference_mode():
+        plain_prefill = model(input_ids=ids, use_cache=True)
+        plain_step = model(input_ids=ids[:, :1], past_key_values=plain_prefill.past_key_values).logits
+        with packed.active():
+            prefill = model(input_ids=ids, use_cache=True)  # 200 rows: the plain layers
+            step = model(input_ids=ids[:, :1], past_key_values=prefill.past_key_values).logits  # 5 rows: packed
+            attn = model.model.layers[0].self_attn
+            x, other = torch.randn(2, 1, 128, dtype=torch.bfloat16), torch.randn(2, 1, 128, dtype=torch.bfloat16)
+            attn.q_proj(x)
+            k_other = attn.k_proj(other)  # not the input q_proj saw: computed on its own
+        assert torch.equal(k_other, torch.nn.functional.linear(other, attn.k_proj.weight))
+    assert torch.equal(prefill.logits, plain_prefill.logits)
+    assert torch.equal(step, plain_step)
+    assert all(g.verified == {5: True} for g in packed.groups if g.linears[0] is not attn.q_proj)
+    assert all("forward" not in m.__dict__ for g in packed.groups for m in g.linears)
+    with packed.active():  # with grad on (a trainer's forward): plain layers, gradients flow
+        out = model(input_ids=ids[:, :1]).logits
+        out.float().sum().backward()
+    assert model.model.layers[0].self_attn.q_proj.weight.grad is not None
+
+
+def test_packed_linears_follow_weight_changes_and_refuse_a_product_that_differs():
+    """The packed copy is rebuilt after a weight changes in place (a trainer's step); a group
+    whose packed product differs from the plain one by a bit (here a packed copy of other
+    weights, as a kernel that rounds differently would) is found by the check and answers with
+    the plain layers."""
+    import torch
+
+    from steerkit_adapters.packed_linear import PackedLinears
+
+    model = _tiny_llama(1)
+    packed = PackedLinears(model)
+    ids = torch.randint(0, 512, (3, 1))
+
+    def logits(fast: bool):
+        with torch.inference_mode():
+            if fast:
+                with packed.active():
+                    return model(input_ids=ids).logits
+            return model(input_ids=ids).logits
+
+    first = logits(True)
+    assert torch.equal(first, logits(False))
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight.mul_(1.5)
+    changed = logits(True)
+    assert torch.equal(changed, logits(False)) and not torch.equal(changed, first)
+    group = next(g for g in packed.groups if g.linears[0] is model.model.layers[0].mlp.gate_proj)
+    with packed.active():  # active() refreshes (nothing changed): now swap in a wrong packed weight
+        group.packed = torch.ops.mkldnn._reorder_linear_weight(
+            torch.cat([m.weight for m in group.linears]) * 1.01, packed.pack_rows)
+        group.verified.clear()
+        with torch.inference_mode():
+            wrong = model(input_ids=ids).logits
+    assert group.verified == {3: False}
+    assert torch.equal(wrong, logits(False))
+
+
+def test_a_decoding_steps_mask_cut_is_worked_out_once_per_mask():
+    """sdpa_gqa_attention's cut of a static cache's unwritten tail: the 30 layers of a step share
+    one mask, so its attended length is kept for that mask object; any other mask (the next
+    step's, another call's) is worked out afresh, and a prefill's mask is not held."""
+    import torch
+
+    from steerkit_adapters import transformers_backend as tb
+
+    step = torch.zeros(2, 1, 1, 50, dtype=torch.bool)
+    step[0, ..., 5:20] = True
+    step[1, ..., :30] = True
+    assert tb.attended_length(step) == 30 and tb._LAST_CUT[0] is step
+    step[1, ..., :40] = True  # (masks are never changed in place; this shows the answer is kept per object)
+    assert tb.attended_length(step) == 30
+    other = step.clone()
+    assert tb.attended_length(other) == 40
+    full = torch.ones(2, 1, 1, 50, dtype=torch.bool)
+    assert tb.attended_length(full) is None and tb.attended_length(torch.zeros_like(full)) is None
+    prefill = torch.ones(1, 1, 8, 50, dtype=torch.bool).tril(diagonal=10)
+    assert tb.attended_length(prefill) == 18 and tb._LAST_CUT[0] is not prefill

@@ -81,13 +81,11 @@ def sdpa_gqa_attention(module, query, key, value, attention_mask, dropout: float
     if kwargs.get("cache") is not None:  # a paged cache (continuous batching) is transformers' own business
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
     groups = getattr(module, "num_key_value_groups", 1)
-    if attention_mask is not None and attention_mask.dtype == torch.bool and not bool(attention_mask[..., -1].any()):
-        attended = attention_mask.reshape(-1, attention_mask.shape[-1]).any(0).nonzero()
-        if len(attended):  # (nothing attended at all: left as it is, as transformers does)
-            n = int(attended.max()) + 1
-            key, value, attention_mask = key[:, :, :n], value[:, :, :n], attention_mask[..., :n]
-            if kwargs.get("position_bias") is not None:
-                kwargs["position_bias"] = kwargs["position_bias"][..., :n]
+    n = attended_length(attention_mask) if attention_mask is not None and attention_mask.dtype == torch.bool else None
+    if n is not None:
+        key, value, attention_mask = key[:, :, :n], value[:, :, :n], attention_mask[..., :n]
+        if kwargs.get("position_bias") is not None:
+            kwargs["position_bias"] = kwargs["position_bias"][..., :n]
     if kwargs.get("position_bias") is not None:  # relative-position models (Inkling): transformers folds it into the mask
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
     q_len, kv_len = query.shape[2], key.shape[2]
@@ -99,6 +97,29 @@ def sdpa_gqa_attention(module, query, key, value, attention_mask, dropout: float
         query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, is_causal=causal,
         enable_gqa=groups > 1)
     return out.transpose(1, 2).contiguous(), None
+
+
+_LAST_CUT: tuple | None = None  # (a decoding step's mask, its attended length)
+
+
+def attended_length(mask) -> int | None:  # noqa: ANN001
+    """How many key positions to keep: up to the last one any row attends, when the mask's last
+    key is attended by no row (a static cache's unwritten tail); None when there is nothing to
+    cut (or nothing is attended at all: left as it is, as transformers does). Every layer of a
+    decoding step gets the same mask object, so the answer for the last one-query mask is kept
+    (~5 small ops and a sync per layer, ~1-2 ms of a 5-row step)."""
+    global _LAST_CUT
+    last = _LAST_CUT
+    if last is not None and last[0] is mask:
+        return last[1]
+    n = None
+    if not bool(mask[..., -1].any()):
+        attended = mask.reshape(-1, mask.shape[-1]).any(0).nonzero()
+        if len(attended):
+            n = int(attended.max()) + 1
+    if mask.shape[-2] == 1:  # (one query position: a small mask, safe to hold on to)
+        _LAST_CUT = (mask, n)
+    return n
 
 
 def register_gqa_attention() -> None:
@@ -167,6 +188,7 @@ class TransformersBackend(Backend):
         compact_json: bool = True,
         gqa_attention: bool | None = None,
         static_cache: bool | None = None,
+        packed_linear: bool | None = None,
         **options: Any,
     ):
         super().__init__(model, **options)
@@ -191,6 +213,12 @@ class TransformersBackend(Backend):
         # --decode); batch 1 is unchanged.
         self.gqa_attention = (device == "cpu") if gqa_attention is None else bool(gqa_attention)
         self.static_cache = (device == "cpu") if static_cache is None else bool(static_cache)
+        # Decoding steps' linear layers on prepacked oneDNN weights, q/k/v and gate/up fused
+        # (``packed_linear``: each product checked once against the plain one, exact or not
+        # used). Costs a second copy of the linear weights. Batch-5 step of the embedded model
+        # on 2 shared Xeon cores: see benchmarks/README.md (bench_comparative.py --decode).
+        self.packed_linear = (device == "cpu") if packed_linear is None else bool(packed_linear)
+        self._packed = None
         self._source = self._resolve(model)  # validates before anything loads
         self._hf_model = None
         self._loaded_fingerprint: str | None = None
@@ -378,7 +406,7 @@ class TransformersBackend(Backend):
                 if sampling.stop:
                     kwargs["stop_strings"] = list(sampling.stop)
                     kwargs["tokenizer"] = self.tokenizer
-                with self._adapter(first.adapter) as model, self._decoding_attention():
+                with self._adapter(first.adapter) as model, self._decoding_attention(), self._decoding_linears():
                     if self._prefill_alone([lengths[i] for i in idx]):
                         kwargs["past_key_values"] = self._prefilled(model, enc, extra=sampling.max_tokens)
                     generated = model.generate(**enc, **kwargs)
@@ -408,6 +436,21 @@ class TransformersBackend(Backend):
             yield
         finally:
             model.set_attn_implementation(before)
+
+    @contextmanager
+    def _decoding_linears(self):
+        """Inside this block, with ``packed_linear`` on, decoding steps (at most 64 rows) run the
+        linear layers on prepacked, fused weights (``packed_linear.PackedLinears``: exactly the
+        plain products); prefills, option log-probabilities and trainers keep the plain layers."""
+        if not self.packed_linear:
+            yield
+            return
+        if self._packed is None:
+            from .packed_linear import PackedLinears
+
+            self._packed = PackedLinears(self.hf_model)
+        with self._packed.active():
+            yield
 
     def _prefilled(self, model, enc, extra: int = 0):
         """A KV cache of every prompt but its last token, each prompt run alone (no padded
@@ -581,6 +624,7 @@ class TransformersBackend(Backend):
     def close(self) -> None:
         with self._lock:
             self._hf_model = None
+            self._packed = None
             self._peft = None
             self._adapter_names.clear()
             self._loaded_fingerprint = None

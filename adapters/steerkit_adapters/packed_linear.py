@@ -1,9 +1,10 @@
 """Decoding steps' linear layers on oneDNN-prepacked weights, q/k/v and gate/up fused (issue 13).
 
 A decoding step multiplies a few rows by every weight matrix. On a CPU, PyTorch's bfloat16
-``F.linear`` re-lays out the weight for oneDNN at every call and each call pays its own thread
-wake-up: at 5 rows, 211 calls a step took ~47-50 ms for 269 MB of weights (~5.5 GB/s, where a
-plain read of that size runs at ~22 GB/s). With the weights reordered once
+``F.linear`` hands oneDNN the weight in its plain layout at every call (the LM head reads at
+~11-13 GB/s that way, ~20 GB/s prepacked) and each call pays its own thread wake-up: at 5 rows,
+211 calls a step took ~47-53 ms for 269 MB of weights (a plain read of that size runs at
+~22 GB/s on the same 2 Xeon cores). With the weights reordered once
 (``torch.ops.mkldnn._reorder_linear_weight``, the layout inductor's own weight-packing pass
 uses) and the projections that read the same input fused into one matrix (q, k, v; gate, up),
 a step takes 151 calls and ~28 ms (~16 ms with OpenMP's default spin-wait).

@@ -49,8 +49,8 @@ Decoding (``--decode``; replaces 1-7, transformers backend, to ``results/bench_c
 
 8. one scenario's comparative requests (scenario 0, 5 attributes, JSON-constrained, greedy) on
    each decoding path of the transformers backend, in the same run: the plain path (transformers'
-   SDPA and a growing DynamicCache), ``gqa_attention`` alone, it and ``static_cache``, and all
-   three with ``packed_linear`` (the default on CPU). Decode time is ``complete`` at the requests' token budget minus
+   SDPA and a growing DynamicCache), ``gqa_attention`` alone, it and ``static_cache``, then
+   ``packed_linear`` and ``skip_finished`` added (all four: the default on CPU). Decode time is ``complete`` at the requests' token budget minus
    ``complete`` at 1 token (the prefill and first step), so ms/token at batch 1 (the first
    request alone) and tokens/s at batch 5 (all five: prefilled alone, decoded together);
    the ratio to the plain path, and whether every output is the plain path's, token for token.
@@ -724,10 +724,14 @@ def side_by_side(args: argparse.Namespace) -> dict:
 # -- decoding paths (issue 13) -------------------------------------------------------------------
 
 DECODE_PATHS = {  # name -> transformers backend options
-    "plain (sdpa, DynamicCache)": {"gqa_attention": False, "static_cache": False, "packed_linear": False},
-    "gqa_attention": {"gqa_attention": True, "static_cache": False, "packed_linear": False},
-    "gqa_attention + static_cache": {"gqa_attention": True, "static_cache": True, "packed_linear": False},
-    "+ packed_linear (default)": {"gqa_attention": True, "static_cache": True, "packed_linear": True},
+    "plain (sdpa, DynamicCache)": {"gqa_attention": False, "static_cache": False, "packed_linear": False,
+                                   "skip_finished": False},
+    "gqa_attention": {"gqa_attention": True, "static_cache": False, "packed_linear": False, "skip_finished": False},
+    "gqa_attention + static_cache": {"gqa_attention": True, "static_cache": True, "packed_linear": False,
+                                     "skip_finished": False},
+    "+ packed_linear": {"gqa_attention": True, "static_cache": True, "packed_linear": True, "skip_finished": False},
+    "+ skip_finished (default)": {"gqa_attention": True, "static_cache": True, "packed_linear": True,
+                                  "skip_finished": True},
 }
 
 

@@ -193,16 +193,16 @@ def test_masked_gqa_attention_computes_what_transformers_sdpa_computes():
 def fast_and_plain(be, requests):
     """The same requests on the default decoding path and on transformers' plain one."""
     fast = be.complete(requests)
-    be.gqa_attention = be.static_cache = be.packed_linear = False
+    be.gqa_attention = be.static_cache = be.packed_linear = be.skip_finished = False
     try:
         plain = be.complete(requests)
     finally:
-        be.gqa_attention = be.static_cache = be.packed_linear = True
+        be.gqa_attention = be.static_cache = be.packed_linear = be.skip_finished = True
     return fast, plain
 
 
 def test_decoding_speedups_answer_as_the_plain_path(embedded_backend):
-    """gqa_attention, static_cache and packed_linear (default on CPU, so not in the fingerprint)
+    """gqa_attention, static_cache, packed_linear and skip_finished (default on CPU, so not in the fingerprint)
     give the plain path's outputs token for token, in the backend's own dtype (bfloat16 on a CPU
     with native bf16), for a padded batch that prefills alone and decodes together, free text and JSON."""
     from transformers import DynamicCache, StaticCache
@@ -210,7 +210,7 @@ def test_decoding_speedups_answer_as_the_plain_path(embedded_backend):
     from steerkit_adapters.transformers_backend import GQA_ATTENTION
 
     be = embedded_backend
-    assert be.gqa_attention and be.static_cache and be.packed_linear  # the defaults on CPU
+    assert be.gqa_attention and be.static_cache and be.packed_linear and be.skip_finished  # the defaults on CPU
     prompts = [[{"role": "user", "content": t}] for t in (
         "Name a fruit.", "Describe the sea in one sentence. " * 6, "What is 2 + 2? Explain briefly.")]
     cases = ((steerkit.plugin.Sampling(max_tokens=24), None),
@@ -236,10 +236,10 @@ def test_decoding_speedups_answer_as_the_plain_path(embedded_backend):
 
 def test_decoding_options_stay_out_of_the_fingerprint():
     """The speed-ups leave outputs unchanged, so scores cached with or without them are shared."""
-    plain = TransformersBackend(gqa_attention=False, static_cache=False, packed_linear=False)
+    plain = TransformersBackend(gqa_attention=False, static_cache=False, packed_linear=False, skip_finished=False)
     assert plain.fingerprint() == TransformersBackend().fingerprint()
-    assert not plain.gqa_attention and not plain.static_cache and not plain.packed_linear
-    assert TransformersBackend().packed_linear  # on by default on CPU
+    assert not (plain.gqa_attention or plain.static_cache or plain.packed_linear or plain.skip_finished)
+    assert TransformersBackend().packed_linear and TransformersBackend().skip_finished  # on by default on CPU
     assert not TransformersBackend(device="cuda").gqa_attention  # CUDA's masked GQA falls back to the math kernel
 
 
@@ -690,7 +690,7 @@ def test_a_sliding_window_model_decodes_as_the_plain_path(tmp_path):
         "Name a fruit.", "Describe the sea in one sentence. " * 3, "What is 2 + 2? Explain briefly.")]
     requests = [steerkit.plugin.Request(p, steerkit.plugin.Sampling(max_tokens=30)) for p in prompts]
     fast = be.complete(requests)
-    be.gqa_attention = be.static_cache = be.packed_linear = False
+    be.gqa_attention = be.static_cache = be.packed_linear = be.skip_finished = False
     plain = be.complete(requests)
     assert all(c.ok and c.output_tokens == 30 for c in fast)
     assert [c.text for c in fast] == [c.text for c in plain]
@@ -729,7 +729,7 @@ def test_the_shared_model_gets_its_attention_back_however_decoding_ends(embedded
 
 def test_every_kind_of_request_answers_as_the_plain_path(tmp_path):
     """Review of issue 13: beyond greedy text and JSON, the default decoding path answers as the
-    plain one (gqa_attention, static_cache and packed_linear off) for seeded sampling, stop strings, a
+    plain one (gqa_attention, static_cache, packed_linear and skip_finished off) for seeded sampling, stop strings, a
     choice, and a LoRA adapter's requests (peft layers live), in one mixed call, both for padded
     batches and for prompts prefilled alone into a static cache."""
     import torch
@@ -868,3 +868,74 @@ def test_a_decoding_steps_mask_cut_is_worked_out_once_per_mask():
     assert tb.attended_length(full) is None and tb.attended_length(torch.zeros_like(full)) is None
     prefill = torch.ones(1, 1, 8, 50, dtype=torch.bool).tril(diagonal=10)
     assert tb.attended_length(prefill) == 18 and tb._LAST_CUT[0] is not prefill
+
+
+def test_rows_that_ended_are_left_out_of_the_attention():
+    """skip_finished (issue 13): once a row has generated EOS, FinishedRows records the ranges
+    of rows still decoding and sdpa_gqa_attention runs the kernel on those rows only (views, no
+    copies): their outputs are those of the whole batch bit for bit, ended rows get zeros."""
+    import torch
+
+    from steerkit_adapters import transformers_backend as tb
+
+    eos = 2
+    ids = torch.tensor([[5, 6, 7, 9], [5, 6, eos, 0], [5, 6, 8, 8], [5, eos, 0, 0], [5, 6, 7, 8]])
+    assert not tb.FinishedRows(1, [eos])(ids, None).any()  # stops nothing
+    assert tb._DECODING.runs == ([(0, 1), (2, 3), (4, 5)], 5)
+    tb.FinishedRows(3, [eos])(ids, None)  # no EOS after column 3 (column 2's is the prompt's)
+    assert tb._DECODING.runs is None
+
+    class Layer(torch.nn.Module):
+        num_key_value_groups, is_causal = 3, True
+
+    torch.manual_seed(0)
+    q = torch.randn(5, 9, 1, 64, dtype=torch.bfloat16)
+    k, v = (torch.randn(5, 3, 300, 64, dtype=torch.bfloat16) for _ in range(2))
+    mask = torch.ones(5, 1, 1, 300, dtype=torch.bool)
+    mask[0, ..., :40] = False
+    mask[..., 280:] = False
+    try:
+        with torch.inference_mode():
+            whole, _ = tb.sdpa_gqa_attention(Layer(), q, k, v, mask, scaling=0.125)
+            tb.FinishedRows(1, [eos])(ids, None)
+            skipped, _ = tb.sdpa_gqa_attention(Layer(), q, k, v, mask, scaling=0.125)
+            other_batch, _ = tb.sdpa_gqa_attention(Layer(), q[:3], k[:3], v[:3], mask[:3], scaling=0.125)
+    finally:
+        tb._DECODING.runs = None
+    for a, b in ((0, 1), (2, 3), (4, 5)):
+        assert torch.equal(skipped[a:b], whole[a:b])
+    assert not skipped[1].any() and not skipped[3].any()
+    assert torch.equal(other_batch, whole[:3])  # the ranges are for a batch of 5 only
+
+
+def test_skipping_ended_rows_answers_as_the_plain_path(embedded_backend, monkeypatch):
+    """Answers of different lengths in one batch (some end many steps before the longest), on
+    both decoding layouts (padded, prefilled alone): the same text as the plain path, and rows
+    were in fact left out on the way."""
+    from steerkit_adapters import transformers_backend as tb
+
+    be = embedded_backend
+    seen = []
+    record = tb.FinishedRows.__call__
+
+    def spy(self, input_ids, scores, **kwargs):
+        done = record(self, input_ids, scores, **kwargs)
+        seen.append(tb._DECODING.runs)
+        return done
+
+    monkeypatch.setattr(tb.FinishedRows, "__call__", spy)
+    prompts = [[{"role": "user", "content": t}] for t in (
+        "Say only the word yes.", "Write a long story about the sea and a lighthouse keeper.", "What is 2 + 2?")]
+    requests = [steerkit.plugin.Request(p, steerkit.plugin.Sampling(max_tokens=48)) for p in prompts]
+    budget = be.attention_budget
+    try:
+        for be.attention_budget in (budget, 1):
+            seen.clear()
+            fast, plain = fast_and_plain(be, requests)
+            assert [(c.text, c.output_tokens) for c in fast] == [(c.text, c.output_tokens) for c in plain]
+            lengths = sorted(c.output_tokens for c in fast)
+            assert lengths[0] < lengths[-1] == 48  # rows ended while another decoded on
+            assert any(r is not None for r in seen)  # ranges recorded: some row had ended
+    finally:
+        be.attention_budget = budget
+    assert tb._DECODING.runs is None

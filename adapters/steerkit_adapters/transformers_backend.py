@@ -23,6 +23,7 @@ import steerkit
 from steerkit.plugin import Backend, ChatPrompt, Completion, Constraint, Request, Sampling
 
 from .embedded import EMBEDDED_NAME, FORMAT_VERSION, embedded_gguf, embedded_model_dir, ensure_converted, gguf_model_dir
+from .grammar import EagerLLGuidanceProcessor
 from .lora import adapter_expected_base, adapter_fingerprint, check_adapter
 from .model_source import looks_like_path, resolve_hub_name, source_digest
 from .option_tokens import check_option_tokens, hf_tokenize, option_token_ids
@@ -267,7 +268,7 @@ class TransformersBackend(Backend):
         self._hf_model = None
         self._loaded_fingerprint: str | None = None
         self._tokenizer = None
-        self._outlines_model = None
+        self._grammars = None  # outlines' llguidance backend for this model (its tokenizer view)
         self._processors: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.RLock()
         self._peft = None  # the model wrapped by peft once a request names an adapter
@@ -393,22 +394,23 @@ class TransformersBackend(Backend):
             proc = self._processors.get(key)
             if proc is None:
                 import outlines
-                from outlines.backends import get_json_schema_logits_processor, get_regex_logits_processor
+                from outlines.backends.llguidance import LLGuidanceBackend
 
-                if self._outlines_model is None:
-                    self._outlines_model = outlines.from_transformers(self.hf_model, self.tokenizer)
+                if self._grammars is None:  # llguidance's view of the tokenizer, built once (~0.4 s)
+                    self._grammars = LLGuidanceBackend(outlines.from_transformers(self.hf_model, self.tokenizer))
                 if constraint.kind == "json":
                     schema = dict(constraint.value)
                     if self.compact_json:
                         schema.setdefault("x-guidance", {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "})
-                    proc = get_json_schema_logits_processor("llguidance", self._outlines_model, json.dumps(schema))
+                    proc = self._grammars.get_json_schema_logits_processor(json.dumps(schema))
                 elif constraint.kind == "regex":
-                    proc = get_regex_logits_processor("llguidance", self._outlines_model, constraint.value)
+                    proc = self._grammars.get_regex_logits_processor(constraint.value)
                 elif constraint.kind == "choice":
                     pattern = "(" + "|".join(re.escape(c) for c in constraint.value) + ")"
-                    proc = get_regex_logits_processor("llguidance", self._outlines_model, pattern)
+                    proc = self._grammars.get_regex_logits_processor(pattern)
                 else:
                     raise ValueError(f"unknown constraint kind {constraint.kind!r}")
+                proc = EagerLLGuidanceProcessor.like(proc)  # no torch.compile on a process's first constraint
                 self._processors[key] = proc
                 while len(self._processors) > 32:
                     self._processors.popitem(last=False)
@@ -678,7 +680,7 @@ class TransformersBackend(Backend):
             self._peft = None
             self._adapter_names.clear()
             self._loaded_fingerprint = None
-            self._outlines_model = None
+            self._grammars = None
             self._processors.clear()
 
 

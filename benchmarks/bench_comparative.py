@@ -834,7 +834,7 @@ def decode_paths(args: argparse.Namespace) -> dict:
     path = out / "bench_comparative_decode.json"
     path.write_text(json.dumps(results, indent=2))
     t = Table(title=f"decoding, {args.strategy} scenario 0 ({backend.dtype}, {cpu_name()}, "
-                    f"load {results['load_average'][0]:.1f})")
+                    f"load {results['load_average'][0]:.1f}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')})")
     for c in ("path", "b1 ms/token", "b1 cpu ms/token", "x plain", "b5 tokens/s", "b5 ms/step", "x plain",
               "same outputs (b1, b5)"):
         t.add_column(c, justify="left" if c == "path" else "right")

@@ -234,6 +234,29 @@ def test_decoding_speedups_answer_as_the_plain_path(embedded_backend):
         be.attention_budget = budget
 
 
+def test_a_padded_batch_decodes_in_a_static_cache_with_the_plain_paths_tokens(embedded_backend, monkeypatch):
+    """A batch short enough to prefill padded together (CoT's) also decodes into a static cache
+    (written in place, not grown by a copy each step): greedy and seeded sampling give the plain
+    path's tokens."""
+    from transformers import StaticCache
+
+    be = embedded_backend
+    made = []
+    real = be._static_cache
+    monkeypatch.setattr(be, "_static_cache", lambda model, length: made.append(real(model, length)) or made[-1])
+    prompts = [[{"role": "user", "content": t}] for t in (
+        "Is it fair to break a promise to help a stranger? Think step by step.",
+        "Name a colour.", "Why do people keep pets? " * 5)]
+    assert not be._prefill_alone([be.count_tokens(p) for p in prompts])  # one padded prefill
+    for sampling in (steerkit.plugin.Sampling(max_tokens=32), steerkit.plugin.Sampling(temperature=0.9, max_tokens=32, seed=3)):
+        made.clear()
+        fast, plain = fast_and_plain(be, [steerkit.plugin.Request(p, sampling) for p in prompts])
+        assert isinstance(made[0], StaticCache) and made[-1] is None  # the default path's cache; none on the plain path
+        assert [c.text for c in fast] == [c.text for c in plain]
+        assert [c.output_tokens for c in fast] == [c.output_tokens for c in plain]
+        assert all(c.ok for c in fast) and len({c.text for c in fast}) == 3
+
+
 def test_decoding_options_stay_out_of_the_fingerprint():
     """The speed-ups leave outputs unchanged, so scores cached with or without them are shared."""
     plain = TransformersBackend(gqa_attention=False, static_cache=False, packed_linear=False, skip_finished=False)

@@ -458,6 +458,10 @@ class TransformersBackend(Backend):
                 with self._adapter(first.adapter) as model, self._decoding_attention(), self._decoding_linears():
                     if self._prefill_alone([lengths[i] for i in idx]):
                         kwargs["past_key_values"] = self._prefilled(model, enc, extra=sampling.max_tokens)
+                    elif len(idx) > 1:  # a padded batch (CoT's): prefilled and decoded in place, same tokens
+                        cache = self._static_cache(model, enc["input_ids"].shape[1] + sampling.max_tokens)
+                        if cache is not None:
+                            kwargs.update(past_key_values=cache, disable_compile=True)
                     try:
                         generated = model.generate(**enc, **kwargs)
                     finally:
@@ -513,8 +517,7 @@ class TransformersBackend(Backend):
         written in place at each step instead of growing by a copy of itself (a DynamicCache's
         torch.cat: ~30% of a 5-row decoding step at 2,500 tokens once the attention copies are gone)."""
         import torch
-        from transformers import DynamicCache, StaticCache
-        from transformers.cache_utils import StaticLayer
+        from transformers import DynamicCache
 
         ids, mask = enc["input_ids"], enc["attention_mask"]
         width = ids.shape[1] - 1
@@ -531,15 +534,26 @@ class TransformersBackend(Backend):
                 keys.append(torch.nn.functional.pad(k, pad))
                 values.append(torch.nn.functional.pad(v, pad))
             layers.append((torch.cat(keys), torch.cat(values)))
-        if not (self.static_cache and extra and self.hf_model.config._attn_implementation == GQA_ATTENTION):
-            return DynamicCache(layers)  # (the static cache needs sdpa_gqa_attention's cut to round as this does)
-        cache = StaticCache(config=model.config, max_cache_len=width + 1 + extra)  # (allocated on first update)
-        if any(type(layer) is not StaticLayer for layer in cache.layers):
-            # a sliding window's static layer holds the window only: other key lengths, other bfloat16 roundings
+        cache = self._static_cache(model, width + 1 + extra) if extra else None
+        if cache is None:
             return DynamicCache(layers)
         for li, (k, v) in enumerate(layers):
             cache.update(k, v, li)
         return cache
+
+    def _static_cache(self, model, length: int):
+        """An empty ``StaticCache`` of ``length`` positions (allocated on first update), or None
+        where it would change outputs: without ``sdpa_gqa_attention``'s cut of the unwritten
+        tail, or for sliding-window layers (they hold the window only: other key lengths, other
+        bfloat16 roundings). For a padded batch, measured on 2 Xeon cores (16 prompts of ~340
+        tokens, 128 tokens each, every other option on): 15.5-16.2 -> 13.5-13.7 s, same tokens."""
+        from transformers import StaticCache
+        from transformers.cache_utils import StaticLayer
+
+        if not (self.static_cache and self.hf_model.config._attn_implementation == GQA_ATTENTION):
+            return None
+        cache = StaticCache(config=model.config, max_cache_len=length)
+        return None if any(type(layer) is not StaticLayer for layer in cache.layers) else cache
 
     def _completion(self, row, sampling: Sampling, prompt_tokens: int) -> Completion:
         """Text, finish reason and token count of one generated row (padding after EOS dropped)."""

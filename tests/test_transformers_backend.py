@@ -834,6 +834,27 @@ def test_packed_linears_compute_the_plain_products_bit_for_bit():
     assert model.model.layers[0].self_attn.q_proj.weight.grad is not None
 
 
+def test_packed_linear_by_default_only_copies_small_models(monkeypatch):
+    """The packing copies the linear weights: by default only up to PACKED_LINEAR_MAX_BYTES (the
+    embedded model's ~270 MB is under it); over it the plain layers decode, unless asked for."""
+    import steerkit_adapters.transformers_backend as tb
+
+    request = [steerkit.plugin.Request([{"role": "user", "content": "Name a fruit."}], steerkit.plugin.Sampling(max_tokens=6))]
+    monkeypatch.setattr(tb, "PACKED_LINEAR_MAX_BYTES", 10**6)  # a "big" model: 1 MB of weights
+    default, asked = TransformersBackend(), TransformersBackend(packed_linear=True)
+    try:
+        for be in (default, asked):
+            assert be.packed_linear
+            be.complete(request)
+        assert not default.packed_linear and default._packed is None
+        assert asked.packed_linear and asked._packed.weight_bytes() > 10**6
+        assert 100e6 < asked._packed.weight_bytes() < 2 * 2**30  # the embedded model's: under the real default cap
+        assert default.complete(request)[0].text == asked.complete(request)[0].text
+    finally:
+        default.close()
+        asked.close()
+
+
 def test_packed_linears_follow_weight_changes_and_refuse_a_product_that_differs():
     """The packed copy is rebuilt after a weight changes in place (a trainer's step); a group
     whose packed product differs from the plain one by a bit (here a packed copy of other

@@ -136,6 +136,10 @@ class PackedLinears:
                 self.groups.append(_Group(self, [module]))
                 seen.add(id(module))
 
+    def weight_bytes(self) -> int:
+        """Bytes of the weights a packing copies (its memory cost)."""
+        return sum(m.weight.numel() * m.weight.element_size() for g in self.groups for m in g.linears)
+
     @contextmanager
     def active(self):
         """Inside this block the packed layers answer decoding steps; outside, the model is as

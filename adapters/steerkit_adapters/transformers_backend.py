@@ -33,6 +33,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 GQA_ATTENTION = "steerkit_sdpa_gqa"  # the attention implementation decoding runs with on CPU (sdpa_gqa_attention)
 DTYPES = ("float32", "bfloat16", "float16")
 NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+PACKED_LINEAR_MAX_BYTES = 2 * 2**30  # packed_linear's default: at most this much weight copied (~1B params in bf16)
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
@@ -259,7 +260,10 @@ class TransformersBackend(Backend):
         # (``packed_linear``: each product checked once against the plain one, exact or not
         # used). Costs a second copy of the linear weights. Batch-5 step of the embedded model
         # on 2 shared Xeon cores: see benchmarks/README.md (bench_comparative.py --decode).
+        # By default only for models whose linear weights take at most PACKED_LINEAR_MAX_BYTES
+        # (a second copy of a 7B model's weights is no default); packed_linear=True packs any size.
         self.packed_linear = (device == "cpu") if packed_linear is None else bool(packed_linear)
+        self._packed_if_small = packed_linear is None
         # With gqa_attention, rows of a batch that have ended (EOS) skip the attention while the
         # others decode on (``FinishedRows``): same outputs, fewer KV reads.
         self.skip_finished = (device == "cpu") if skip_finished is None else bool(skip_finished)
@@ -504,7 +508,12 @@ class TransformersBackend(Backend):
         if self._packed is None:
             from .packed_linear import PackedLinears
 
-            self._packed = PackedLinears(self.hf_model)
+            packed = PackedLinears(self.hf_model)
+            if self._packed_if_small and packed.weight_bytes() > PACKED_LINEAR_MAX_BYTES:
+                self.packed_linear = False  # decided once (a backend serves one model)
+                yield
+                return
+            self._packed = packed
         with self._packed.active():
             yield
 

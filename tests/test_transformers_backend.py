@@ -255,6 +255,9 @@ def test_a_padded_batch_decodes_in_a_static_cache_with_the_plain_paths_tokens(em
         assert [c.text for c in fast] == [c.text for c in plain]
         assert [c.output_tokens for c in fast] == [c.output_tokens for c in plain]
         assert all(c.ok for c in fast) and len({c.text for c in fast}) == 3
+    from steerkit_adapters import transformers_backend as tb
+
+    assert getattr(tb._LAST_CUT, "value", None) is None  # no step's mask is held once generate returns
 
 
 def test_decoding_options_stay_out_of_the_fingerprint():
@@ -895,7 +898,10 @@ def test_packed_linears_follow_weight_changes_and_refuse_a_product_that_differs(
 def test_a_decoding_steps_mask_cut_is_worked_out_once_per_mask():
     """sdpa_gqa_attention's cut of a static cache's unwritten tail: the 30 layers of a step share
     one mask, so its attended length is kept for that mask object; any other mask (the next
-    step's, another call's) is worked out afresh, and a prefill's mask is not held."""
+    step's, another call's) is worked out afresh, a prefill's mask is not held, and what one
+    thread keeps another thread does not see."""
+    import threading
+
     import torch
 
     from steerkit_adapters import transformers_backend as tb
@@ -903,7 +909,12 @@ def test_a_decoding_steps_mask_cut_is_worked_out_once_per_mask():
     step = torch.zeros(2, 1, 1, 50, dtype=torch.bool)
     step[0, ..., 5:20] = True
     step[1, ..., :30] = True
-    assert tb.attended_length(step) == 30 and tb._LAST_CUT[0] is step
+    assert tb.attended_length(step) == 30 and tb._LAST_CUT.value[0] is step
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(getattr(tb._LAST_CUT, "value", None)))
+    thread.start()
+    thread.join()
+    assert seen == [None]
     step[1, ..., :40] = True  # (masks are never changed in place; this shows the answer is kept per object)
     assert tb.attended_length(step) == 30
     other = step.clone()
@@ -911,7 +922,7 @@ def test_a_decoding_steps_mask_cut_is_worked_out_once_per_mask():
     full = torch.ones(2, 1, 1, 50, dtype=torch.bool)
     assert tb.attended_length(full) is None and tb.attended_length(torch.zeros_like(full)) is None
     prefill = torch.ones(1, 1, 8, 50, dtype=torch.bool).tril(diagonal=10)
-    assert tb.attended_length(prefill) == 18 and tb._LAST_CUT[0] is not prefill
+    assert tb.attended_length(prefill) == 18 and tb._LAST_CUT.value[0] is not prefill
 
 
 def test_rows_that_ended_are_left_out_of_the_attention():

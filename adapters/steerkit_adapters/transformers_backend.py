@@ -141,7 +141,7 @@ class FinishedRows:
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
-_LAST_CUT: tuple | None = None  # (a decoding step's mask, its attended length)
+_LAST_CUT = threading.local()  # .value: (a decoding step's mask, its attended length), cleared after generate
 
 
 def attended_length(mask) -> int | None:  # noqa: ANN001
@@ -150,8 +150,7 @@ def attended_length(mask) -> int | None:  # noqa: ANN001
     cut (or nothing is attended at all: left as it is, as transformers does). Every layer of a
     decoding step gets the same mask object, so the answer for the last one-query mask is kept
     (~5 small ops and a sync per layer, ~1-2 ms of a 5-row step)."""
-    global _LAST_CUT
-    last = _LAST_CUT
+    last = getattr(_LAST_CUT, "value", None)
     if last is not None and last[0] is mask:
         return last[1]
     n = None
@@ -160,7 +159,7 @@ def attended_length(mask) -> int | None:  # noqa: ANN001
         if len(attended):
             n = int(attended.max()) + 1
     if mask.shape[-2] == 1:  # (one query position: a small mask, safe to hold on to)
-        _LAST_CUT = (mask, n)
+        _LAST_CUT.value = (mask, n)
     return n
 
 
@@ -469,7 +468,7 @@ class TransformersBackend(Backend):
                     try:
                         generated = model.generate(**enc, **kwargs)
                     finally:
-                        _DECODING.runs = None
+                        _DECODING.runs = _LAST_CUT.value = None
                 new_tokens = generated[:, enc["input_ids"].shape[1] :]
                 for i, row in zip(idx, new_tokens):
                     out[i] = self._completion(row, sampling, lengths[i])

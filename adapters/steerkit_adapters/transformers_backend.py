@@ -163,6 +163,18 @@ def attended_length(mask) -> int | None:  # noqa: ANN001
     return n
 
 
+def batch_rows(layer, n: int, width: int, static=None):  # noqa: ANN001, ANN201
+    """Zeroed keys and values for ``n`` rows of ``width`` positions shaped like one prompt's cache
+    ``layer``: views of the ``static`` cache layer's first ``width`` positions when one is given
+    (allocated here, as its first update would), new tensors otherwise."""
+    keys, values = layer.keys, layer.values
+    if static is None:
+        return (keys.new_zeros((n, keys.shape[1], width, keys.shape[-1])),
+                values.new_zeros((n, values.shape[1], width, values.shape[-1])))
+    static.lazy_initialization(keys.expand(n, -1, -1, -1), values.expand(n, -1, -1, -1))
+    return static.keys[:, :, :width], static.values[:, :, :width]
+
+
 def register_gqa_attention() -> None:
     """Register ``sdpa_gqa_attention`` (and SDPA's mask builder) with transformers, once."""
     from transformers import AttentionInterface
@@ -524,29 +536,27 @@ class TransformersBackend(Backend):
         ``extra`` tokens to come) the cache is a ``StaticCache`` sized for the whole generation,
         written in place at each step instead of growing by a copy of itself (a DynamicCache's
         torch.cat: ~30% of a 5-row decoding step at 2,500 tokens once the attention copies are gone)."""
-        import torch
         from transformers import DynamicCache
 
         ids, mask = enc["input_ids"], enc["attention_mask"]
         width = ids.shape[1] - 1
-        per_prompt = []
-        for row, m in zip(ids, mask):
-            real = row[m.bool()][:-1].unsqueeze(0)
-            per_prompt.append(model(input_ids=real, use_cache=True, logits_to_keep=1).past_key_values)
-        layers = []
-        for li in range(len(per_prompt[0].layers)):
-            keys, values = [], []
-            for cache in per_prompt:
-                k, v = cache.layers[li].keys, cache.layers[li].values
-                pad = (0, 0, width - k.shape[2], 0)
-                keys.append(torch.nn.functional.pad(k, pad))
-                values.append(torch.nn.functional.pad(v, pad))
-            layers.append((torch.cat(keys), torch.cat(values)))
         cache = self._static_cache(model, width + 1 + extra) if extra else None
+        rows = None  # per layer, every row's keys and values over the prompt width (zeros where padded)
+        for r, (row, m) in enumerate(zip(ids, mask)):
+            real = row[m.bool()][:-1].unsqueeze(0)
+            alone = model(input_ids=real, use_cache=True, logits_to_keep=1).past_key_values
+            if rows is None:
+                rows = [batch_rows(layer, len(ids), width, cache.layers[li] if cache else None)
+                        for li, layer in enumerate(alone.layers)]
+            for (keys, values), layer in zip(rows, alone.layers):  # in place: no padded copies to join
+                held = layer.keys.shape[2]  # (the prompt, or a sliding layer's window)
+                keys[r, :, width - held:] = layer.keys[0]
+                values[r, :, width - held:] = layer.values[0]
+            del alone  # (its memory serves the next prompt)
         if cache is None:
-            return DynamicCache(layers)
-        for li, (k, v) in enumerate(layers):
-            cache.update(k, v, li)
+            return DynamicCache(rows)
+        for layer in cache.layers:
+            layer.cumulative_length.fill_(width)
         return cache
 
     def _static_cache(self, model, length: int):

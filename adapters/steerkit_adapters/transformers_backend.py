@@ -24,6 +24,7 @@ from steerkit.plugin import Backend, ChatPrompt, Completion, Constraint, Request
 
 from .embedded import EMBEDDED_NAME, FORMAT_VERSION, embedded_gguf, embedded_model_dir, ensure_converted, gguf_model_dir
 from .grammar import EagerLLGuidanceProcessor
+from .heap_reuse import keep_freed_memory
 from .lora import adapter_expected_base, adapter_fingerprint, check_adapter
 from .model_source import looks_like_path, resolve_hub_name, source_digest
 from .option_tokens import check_option_tokens, hf_tokenize, option_token_ids
@@ -243,6 +244,7 @@ class TransformersBackend(Backend):
         static_cache: bool | None = None,
         packed_linear: bool | None = None,
         skip_finished: bool | None = None,
+        heap_reuse: bool | None = None,
         **options: Any,
     ):
         super().__init__(model, **options)
@@ -278,6 +280,10 @@ class TransformersBackend(Backend):
         # With gqa_attention, rows of a batch that have ended (EOS) skip the attention while the
         # others decode on (``FinishedRows``): same outputs, fewer KV reads.
         self.skip_finished = (device == "cpu") if skip_finished is None else bool(skip_finished)
+        # At load, glibc is told to keep freed memory for reuse (``heap_reuse``: process-wide, never
+        # over the user's own MALLOC_* settings): a process's first long prefills ran ~2x slower,
+        # page-faulting fresh memory for every layer.
+        self.heap_reuse = (device == "cpu") if heap_reuse is None else bool(heap_reuse)
         self._packed = None
         self._source = self._resolve(model)  # validates before anything loads
         self._hf_model = None
@@ -357,6 +363,8 @@ class TransformersBackend(Backend):
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
+            if self.heap_reuse:
+                keep_freed_memory()
             folder = self.model_dir()
             fingerprint = self._current_fingerprint()  # of the files about to be read
             tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -260,6 +260,29 @@ def test_a_padded_batch_decodes_in_a_static_cache_with_the_plain_paths_tokens(em
     assert getattr(tb._LAST_CUT, "value", None) is None  # no step's mask is held once generate returns
 
 
+def test_one_prompt_decodes_in_a_static_cache_with_the_plain_paths_tokens(embedded_backend, monkeypatch):
+    """A request alone (batch_size=1, or the one prompt of a call) decodes into a static cache
+    too, instead of a cache grown by a copy of itself at every step: the same tokens as the plain
+    path for a long prompt (bfloat16 near-ties are likeliest there), greedy, seeded and JSON."""
+    from transformers import StaticCache
+
+    be = embedded_backend
+    made = []
+    real = be._static_cache
+    monkeypatch.setattr(be, "_static_cache", lambda model, length: made.append(real(model, length)) or made[-1])
+    prompt = [{"role": "user", "content": "Summarise the arguments for and against zoos. " * 40}]
+    assert be.count_tokens(prompt) > 300
+    cases = ((steerkit.plugin.Sampling(max_tokens=40), None),
+             (steerkit.plugin.Sampling(temperature=0.9, max_tokens=40, seed=5), None),
+             (steerkit.plugin.Sampling(max_tokens=48), steerkit.plugin.Constraint.json_schema(SCHEMA)))
+    for sampling, constraint in cases:
+        made.clear()
+        fast, plain = fast_and_plain(be, [steerkit.plugin.Request(prompt, sampling, constraint)])
+        assert isinstance(made[0], StaticCache) and made[-1] is None  # the default path's cache; none on the plain path
+        assert fast[0].text == plain[0].text and fast[0].output_tokens == plain[0].output_tokens > 10
+        assert fast[0].ok
+
+
 def test_decoding_options_stay_out_of_the_fingerprint():
     """The speed-ups leave outputs unchanged, so scores cached with or without them are shared."""
     plain = TransformersBackend(gqa_attention=False, static_cache=False, packed_linear=False, skip_finished=False)

@@ -28,7 +28,8 @@ Side by side (``--reference SRC`` and/or ``--floor``; replaces 1-4, default 2 sc
 scenarios, model and machine, in one run, to ``results/bench_comparative_reference.json``:
 
 5. steerkit: each scenario scored on its own (5 attributes, cold score cache), seconds per
-   scenario, with the prompt and output tokens of every request;
+   scenario, with the prompt and output tokens of every request, and the seconds its model spent
+   in prefills and in decoding steps (beside the floor's, to show where the time over it goes);
 6. the reference: the authors' ComparativeRegressionADM (checked out at SRC, run by
    ``../shared/reference/time_reference_adm.py`` with ``--reference-python``, the interpreter
    of a virtualenv with its pinned packages; never imported here), on the embedded model
@@ -59,6 +60,7 @@ Decoding (``--decode``; replaces 1-7, transformers backend, to ``results/bench_c
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -361,6 +363,37 @@ class RequestLog:
         return items
 
 
+class ForwardClock:
+    """Seconds the model spends in forward passes, split into prefills (more than one new token
+    per row) and decoding steps (one), by wrapping this one model instance's ``forward``: where
+    a scenario's time over the floor goes. What is left of a scenario is steerkit's own work
+    (prompts, grammar, ``generate``'s loop between forwards)."""
+
+    def __init__(self, model) -> None:  # noqa: ANN001
+        self.seconds = {"prefill": 0.0, "decode": 0.0}
+        self.steps = 0
+        inner = model.forward
+
+        @functools.wraps(inner)  # generate reads forward's signature (position_ids, logits_to_keep)
+        def forward(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            kind = "decode" if ids is not None and ids.shape[-1] == 1 else "prefill"
+            t0 = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[kind] += time.perf_counter() - t0
+                self.steps += kind == "decode"
+
+        model.forward = forward
+
+    def take(self) -> dict:
+        out = {"prefill_seconds": self.seconds["prefill"], "decode_seconds": self.seconds["decode"],
+               "decode_steps": self.steps}
+        self.seconds, self.steps = {"prefill": 0.0, "decode": 0.0}, 0
+        return out
+
+
 def token_counts(backend, items: list) -> list[dict]:  # noqa: ANN001
     """Prompt and output tokens per request: the backend's own counts where it reports them,
     else counted with its tokenizer (a reply that stopped gets +1 for its end-of-sequence step)."""
@@ -602,6 +635,7 @@ def side_by_side(args: argparse.Namespace) -> dict:
 
     # (5) steerkit, one scenario at a time, cold score cache
     log = RequestLog(backend)
+    clock = ForwardClock(backend.hf_model) if hasattr(backend, "hf_model") else None
     rows, prompts = [], []
     for i, sc in enumerate(scenarios):
         st = steerkit.Steerer(strategy=args.strategy, backend=backend, cache=tmp / f"scores-{i}.sqlite3",
@@ -614,7 +648,7 @@ def side_by_side(args: argparse.Namespace) -> dict:
         reqs = token_counts(backend, items)
         rows.append({"index": i, "seconds": secs, "model_calls": table.model_calls, "requests": reqs,
                      "prompt_tokens": sum(r["prompt_tokens"] for r in reqs),
-                     "output_tokens": sum(r["output_tokens"] for r in reqs)})
+                     "output_tokens": sum(r["output_tokens"] for r in reqs), **(clock.take() if clock else {})})
         console.print(f"steerkit scenario {i}: {secs:.1f}s, {len(reqs)} requests, {rows[-1]['prompt_tokens']} prompt + "
                       f"{rows[-1]['output_tokens']} output tokens")
         st.close()
@@ -687,6 +721,8 @@ def side_by_side(args: argparse.Namespace) -> dict:
     cols = ["scenario", "steerkit s", "requests", "prompt tok", "output tok"]
     if floor:
         cols += ["floor s", "x floor"]
+    if floor and "prefill_seconds" in rows[0]:
+        cols += ["prefill s (floor)", "decode s (floor), steps"]
     if reference:
         cols += ["reference s", "reference: bert / index / generate s", "ratio"]
     for c in cols:
@@ -694,7 +730,10 @@ def side_by_side(args: argparse.Namespace) -> dict:
     for r in rows:
         cells = [str(r["index"]), f"{r['seconds']:.1f}", str(len(r["requests"])), str(r["prompt_tokens"]), str(r["output_tokens"])]
         if floor:
-            cells += [f"{r['floor_seconds']:.1f}", f"{r['floor_multiple']:.1f}x"]
+            cells += [f"{r['floor_seconds']:.1f}", f"{r['floor_multiple']:.2f}x"]
+        if floor and "prefill_seconds" in r:
+            cells += [f"{r['prefill_seconds']:.1f} ({r['floor_prefill_seconds']:.1f})",
+                      f"{r['decode_seconds']:.1f} ({r['floor_seconds'] - r['floor_prefill_seconds']:.1f}), {r['decode_steps']}"]
         if reference:
             b = r["reference_breakdown"]
             cells += [f"{r['reference_seconds']:.0f}",

@@ -667,6 +667,7 @@ def side_by_side(args: argparse.Namespace) -> dict:
             row["floor_one_at_a_time_seconds"] = sum(floor_seconds(floor, r["prompt_tokens"], r["output_tokens"])
                                                      for r in row["requests"])
             row["floor_prefill_seconds"] = sum(floor_seconds(floor, r["prompt_tokens"], 0) for r in row["requests"])
+            row["floor_decode_seconds"] = row["floor_seconds"] - row["floor_prefill_seconds"]
 
     # (6) the reference, in its own virtualenv
     reference = None
@@ -733,7 +734,7 @@ def side_by_side(args: argparse.Namespace) -> dict:
             cells += [f"{r['floor_seconds']:.1f}", f"{r['floor_multiple']:.2f}x"]
         if floor and "prefill_seconds" in r:
             cells += [f"{r['prefill_seconds']:.1f} ({r['floor_prefill_seconds']:.1f})",
-                      f"{r['decode_seconds']:.1f} ({r['floor_seconds'] - r['floor_prefill_seconds']:.1f}), {r['decode_steps']}"]
+                      f"{r['decode_seconds']:.1f} ({r['floor_decode_seconds']:.1f}), {r['decode_steps']}"]
         if reference:
             b = r["reference_breakdown"]
             cells += [f"{r['reference_seconds']:.0f}",

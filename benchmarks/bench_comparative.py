@@ -54,7 +54,9 @@ Decoding (``--decode``; replaces 1-7, transformers backend, to ``results/bench_c
    ``packed_linear`` and ``skip_finished`` added (all four: the default on CPU). Decode time is ``complete`` at the requests' token budget minus
    ``complete`` at 1 token (the prefill and first step), so ms/token at batch 1 (the first
    request alone) and tokens/s at batch 5 (all five: prefilled alone, decoded together);
-   the ratio to the plain path, and whether every output is the plain path's, token for token.
+   the ratio to the plain path, and whether every output is the plain path's, token for token;
+   and each as a multiple of the floor of 7 for the same outputs (weights read once a step for
+   all rows, each row's KV cache at its context).
 """
 
 from __future__ import annotations
@@ -518,6 +520,13 @@ def floor_seconds(floor: dict, prompt_tokens: int, output_tokens: int) -> float:
     return a * L + b * L * L + n * floor["decode_step_seconds"] + kv_read
 
 
+def decode_floor_seconds(floor: dict, requests: list[dict]) -> float:
+    """The floor for what ``--decode`` times: every decoding step after the first of requests
+    decoded as one batch (``complete`` at their budgets minus ``complete`` at 1 token)."""
+    first = [dict(r, output_tokens=min(1, r["output_tokens"])) for r in requests]
+    return scenario_floor_seconds(floor, requests) - scenario_floor_seconds(floor, first)
+
+
 def scenario_floor_seconds(floor: dict, requests: list[dict]) -> float:
     """The floor for a scenario whose requests decode as one batch (as steerkit runs them): every
     prompt's prefill, then as many decoding steps as the longest answer, each step reading the
@@ -850,7 +859,9 @@ def decode_paths(args: argparse.Namespace) -> dict:
                 row[label] = {"rows": len(reqs), "seconds": w, "cpu_seconds": c, "first_step_seconds": w1,
                               "decode_seconds": dw, "decode_cpu_seconds": dc, "output_tokens": tokens, "steps": steps,
                               "ms_per_step": 1e3 * dw / max(1, steps - 1), "tokens_per_second": (tokens - len(reqs)) / dw,
-                              "texts": [o.text for o in out], "ok": all(o.ok for o in out)}
+                              "texts": [o.text for o in out], "ok": all(o.ok for o in out),
+                              "requests": [{"prompt_tokens": o.prompt_tokens, "output_tokens": o.output_tokens}
+                                           for o in out]}
             rows[name] = row
             console.print(f"{name}: batch 1 {row['batch1']['ms_per_step']:.1f} ms/token, batch 5 "
                           f"{row['batch5']['tokens_per_second']:.1f} tokens/s ({row['batch5']['ms_per_step']:.0f} ms/step)")
@@ -863,8 +874,18 @@ def decode_paths(args: argparse.Namespace) -> dict:
             r = row[label]
             r["same_outputs_as_plain"] = r["texts"] == plain[label]["texts"]
             r["speedup_vs_plain"] = plain[label]["decode_seconds"] / r["decode_seconds"]
+    lengths = [backend.count_tokens(r.prompt) for r in requests]
+    console.print("measuring the floor (prefill forward passes, batch-1 weight reads)")
+    floor = measure_floor(backend, requests[lengths.index(min(lengths))].prompt, requests[lengths.index(max(lengths))].prompt)
+    for row in rows.values():
+        for label in ("batch1", "batch5"):
+            r = row[label]
+            r["floor_decode_seconds"] = decode_floor_seconds(floor, r["requests"])
+            r["floor_ms_per_step"] = 1e3 * r["floor_decode_seconds"] / max(1, r["steps"] - 1)
+            r["floor_tokens_per_second"] = (r["output_tokens"] - r["rows"]) / max(r["floor_decode_seconds"], 1e-9)
+            r["x_floor"] = r["decode_seconds"] / max(r["floor_decode_seconds"], 1e-9)
     results = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-               "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},
+               "floor": floor, "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},
                "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
                "backend_fingerprint": backend.fingerprint(), "dtype": backend.dtype, "load_seconds": load_s,
                "strategy": args.strategy, "prompt_tokens": [backend.count_tokens(r.prompt) for r in requests],
@@ -875,16 +896,20 @@ def decode_paths(args: argparse.Namespace) -> dict:
     path.write_text(json.dumps(results, indent=2))
     t = Table(title=f"decoding, {args.strategy} scenario 0 ({backend.dtype}, {cpu_name()}, "
                     f"load {results['load_average'][0]:.1f}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')})")
-    for c in ("path", "b1 ms/token", "b1 cpu ms/token", "x plain", "b5 tokens/s", "b5 ms/step", "x plain",
-              "same outputs (b1, b5)"):
+    for c in ("path", "b1 ms/token", "b1 cpu ms/token", "x plain", "x floor", "b5 tokens/s", "b5 ms/step", "x plain",
+              "x floor", "same outputs (b1, b5)"):
         t.add_column(c, justify="left" if c == "path" else "right")
     for name, row in rows.items():
         b1, b5 = row["batch1"], row["batch5"]
         t.add_row(name, f"{b1['ms_per_step']:.1f}", f"{1e3 * b1['decode_cpu_seconds'] / max(1, b1['steps'] - 1):.1f}",
-                  f"{b1['speedup_vs_plain']:.2f}x", f"{b5['tokens_per_second']:.1f}", f"{b5['ms_per_step']:.0f}",
-                  f"{b5['speedup_vs_plain']:.2f}x",
+                  f"{b1['speedup_vs_plain']:.2f}x", f"{b1['x_floor']:.2f}x", f"{b5['tokens_per_second']:.1f}",
+                  f"{b5['ms_per_step']:.0f}", f"{b5['speedup_vs_plain']:.2f}x", f"{b5['x_floor']:.2f}x",
                   f"{'yes' if b1['same_outputs_as_plain'] else 'NO'}, {'yes' if b5['same_outputs_as_plain'] else 'NO'}")
     console.print(t)
+    b1, b5 = next(iter(rows.values()))["batch1"], next(iter(rows.values()))["batch5"]
+    console.print(f"the floor for these outputs (every weight read once a step at {floor['read_bytes_per_second'] / 1e9:.1f} "
+                  f"GB/s, and each row's KV cache): batch 1 {b1['floor_ms_per_step']:.1f} ms/token, batch 5 "
+                  f"{b5['floor_tokens_per_second']:.1f} tokens/s ({b5['floor_ms_per_step']:.0f} ms/step)")
     console.print("goals (issue 13): <= 20 ms/token at batch 1, >= 100 tokens/s batched on 2 cores")
     console.print(f"results: {path}")
     return results

@@ -24,6 +24,7 @@ def isolated_cache(tmp_path, monkeypatch):
 
 
 def invoke(*args: str):
+    steerkit.host.ensure_cli_commands(cli_module.cli)  # the plugins' commands, as `steerkit` adds them
     result = CliRunner().invoke(cli_module.cli, list(args), catch_exceptions=False)
     return result, result.output + (getattr(result, "stderr", "") or "")
 
@@ -249,6 +250,23 @@ def test_demo_on_an_openai_compatible_server_with_base_url(tmp_path):
     assert "for trying the plumbing" not in flat
 
 
+# `steerkit` whose transformers backend says when a model call starts and then waits for the
+# test's Ctrl-C. Sent at a line printed before scoring instead, the signal raced the demo: on a
+# busy CI machine the demo's ~0.5 s of scoring could end first (exit 0, nothing interrupted).
+CTRL_C_INSIDE_A_MODEL_CALL = """
+import sys, time
+from steerkit_adapters.transformers_backend import TransformersBackend
+real = TransformersBackend.complete
+def complete(self, requests):
+    print("model call under way", flush=True)
+    time.sleep(120)
+    return real(self, requests)
+TransformersBackend.complete = complete
+from steerkit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:example pool has no example")  # a one-example pool, on purpose
 def test_demo_on_the_embedded_model_counts_calls_at_the_backend(tmp_path, monkeypatch):
@@ -265,10 +283,10 @@ def test_demo_on_the_embedded_model_counts_calls_at_the_backend(tmp_path, monkey
     # the converted model lives in the user's cache dir (converting it again here costs a minute)
     env = {k: v for k, v in os.environ.items() if k not in ("STEERKIT_CACHE_DIR", "STEERKIT_CACHE")}
     env["PYTHONUNBUFFERED"] = "1"
-    proc = subprocess.Popen([sys.executable, "-m", "steerkit.cli", *args], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_INSIDE_A_MODEL_CALL, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     for line in proc.stdout:
-        if "target 1" in line:  # inside the command: scoring starts now
+        if "model call under way" in line:  # inside scoring, a batch in flight: the demo cannot end first
             proc.send_signal(signal.SIGINT)
             break
     _, err = proc.communicate(timeout=300)

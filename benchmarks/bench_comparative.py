@@ -888,7 +888,7 @@ def decode_paths(args: argparse.Namespace) -> dict:
                "floor": floor, "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},
                "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
                "backend_fingerprint": backend.fingerprint(), "dtype": backend.dtype, "load_seconds": load_s,
-               "strategy": args.strategy, "prompt_tokens": [backend.count_tokens(r.prompt) for r in requests],
+               "strategy": args.strategy, "prompt_tokens": lengths,
                "paths": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

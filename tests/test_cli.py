@@ -253,8 +253,11 @@ def test_demo_on_an_openai_compatible_server_with_base_url(tmp_path):
 # `steerkit` whose transformers backend says when a model call starts and then waits for the
 # test's Ctrl-C. Sent at a line printed before scoring instead, the signal raced the demo: on a
 # busy CI machine the demo's ~0.5 s of scoring could end first (exit 0, nothing interrupted).
+# A terminal delivers Ctrl-C; a test run started in the background (`make test &`) ignores SIGINT,
+# and a child inherits that, so the child takes Python's usual handler back first.
 CTRL_C_INSIDE_A_MODEL_CALL = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from steerkit_adapters.transformers_backend import TransformersBackend
 real = TransformersBackend.complete
 def complete(self, requests):

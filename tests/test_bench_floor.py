@@ -2,22 +2,11 @@
 judged against it (a decoding step reads every weight once for all rows, and each row's KV
 cache at its context), so it must charge exactly that."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.benchmark_scripts import load_benchmark
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_comparative", ROOT / "benchmarks" / "bench_comparative.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _bench()
+bench = load_benchmark("bench_comparative")
 # prefill 1 ms a token; a step reads the weights in 15 ms; 100 bytes of KV a position at 10 kB/s
 FLOOR = {"prefill_fit": {"a": 1e-3, "b": 0.0}, "decode_step_seconds": 0.015,
          "kv_bytes_per_position": 100, "read_bytes_per_second": 1e4}

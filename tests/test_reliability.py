@@ -3,22 +3,11 @@ in a subprocess), four processes writing one cache with a reader timing its read
 faulty OpenAI-compatible server on 127.0.0.1. The benchmark runs the same code bigger, with
 the real embedded model for the kill."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.benchmark_scripts import load_benchmark
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_reliability", ROOT / "benchmarks" / "bench_reliability.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _bench()
+bench = load_benchmark("bench_reliability")
 
 
 def test_kill9_mid_score_loses_nothing_and_repeats_nothing(tmp_path):
